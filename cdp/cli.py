@@ -1,0 +1,148 @@
+"""The `cdp` command."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from typing import Any
+
+import orjson
+
+from cdp.settings import CHANNELS, Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def cmd_serve(parts: frozenset[str]) -> int:
+    from cdp.runner import run
+
+    return run(_settings(), parts)
+
+
+def _sql_via_service(settings: Settings, query: str) -> tuple[list[str], list[list[Any]]]:
+    """The embedded store is held by `cdp run`: ask the running service."""
+    import httpx
+
+    settings.ensure_tokens()
+    url = f"http://{settings.http_host}:{settings.http_port}/v1/sql"
+    try:
+        r = httpx.post(url, json={"query": query}, headers={"Authorization": f"Bearer {settings.admin_token}"},
+                       timeout=120)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"cdp sql: the service at {url} is not reachable ({exc}); is `cdp run` running?") from exc
+    if r.status_code != 200:
+        raise SystemExit(f"cdp sql: {r.status_code} {r.json().get('error', r.text)}")
+    body = r.json()
+    return body["columns"], body["rows"]
+
+
+def cmd_sql(query: str, fmt: str) -> int:
+    settings = _settings()
+    if settings.embedded_clickhouse:
+        columns, rows = _sql_via_service(settings, query)
+    else:
+        from sinks.clickhouse import ClickHouse
+        from sinks.readonly import ReadOnlyViolation, run_readonly
+
+        try:
+            columns, rows = run_readonly(ClickHouse(settings.clickhouse_url, settings.clickhouse_database), query)
+        except ReadOnlyViolation as exc:
+            raise SystemExit(f"cdp sql: {exc}") from exc
+    sys.stdout.write(format_rows(columns, rows, fmt))
+    return 0
+
+
+def format_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> str:
+    if fmt == "json":
+        return orjson.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str).decode() + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(columns)
+        w.writerows(rows)
+        return buf.getvalue()
+    cells = [[str(c) for c in columns]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines) + f"\n({len(rows)} rows)\n"
+
+
+def cmd_sources_create(name: str, channel: str) -> int:
+    from streams.producer import AsyncProducer
+    from streams.sources import new_source, publish_source
+    from streams.topics import ensure_topics, topics_for
+
+    settings = _settings()
+    ensure_topics(settings)
+    try:
+        source = new_source(name, channel)
+    except ValueError as exc:
+        raise SystemExit(f"cdp sources create: {exc}") from exc
+    producer = AsyncProducer(settings.kafka_bootstrap)
+    publish_source(producer, topics_for(settings).sources, source)
+    producer.close()
+    print(f"created source {source.name!r} on channel {source.channel}; write key:")
+    print(source.write_key)
+    return 0
+
+
+def cmd_sources_list() -> int:
+    from streams.sources import SourceRegistry
+    from streams.topics import ensure_topics, topics_for
+
+    settings = _settings()
+    ensure_topics(settings)
+    registry = SourceRegistry(settings.kafka_bootstrap, topics_for(settings).sources).start()
+    for s in registry.all():
+        print(f"{s.channel:<8} {s.name:<20} {s.write_key}")
+    registry.stop()
+    return 0
+
+
+def cmd_import(path: str, write_key: str, reject_file: str | None) -> int:
+    from cdp.importer import run_import
+
+    return run_import(_settings(), path, write_key, reject_file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="cdp", description="Streaming customer data platform.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="collector, workers and query API in one process (embedded chDB)")
+    sub.add_parser("collector", help="the HTTP collector alone")
+    sub.add_parser("worker", help="Faust agents and ClickHouse sinks alone")
+    sub.add_parser("api", help="the query API alone")
+    q = sub.add_parser("sql", help="read-only SQL")
+    q.add_argument("query")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    imp = sub.add_parser("import", help="offline import of CSV or JSON Lines")
+    imp.add_argument("file")
+    imp.add_argument("--write-key", required=True)
+    imp.add_argument("--reject-file", default=None, help="default: FILE.rejects.jsonl")
+    src = sub.add_parser("sources", help="sources and write keys")
+    ssub = src.add_subparsers(dest="sub", required=True)
+    c = ssub.add_parser("create")
+    c.add_argument("--name", required=True)
+    c.add_argument("--channel", required=True, choices=CHANNELS)
+    ssub.add_parser("list")
+    a = p.parse_args(argv)
+    if a.cmd == "run":
+        return cmd_serve(frozenset({"collector", "worker", "api"}))
+    if a.cmd in ("collector", "worker", "api"):
+        return cmd_serve(frozenset({a.cmd}))
+    if a.cmd == "sql":
+        return cmd_sql(a.query, a.format)
+    if a.cmd == "import":
+        return cmd_import(a.file, a.write_key, a.reject_file)
+    if a.cmd == "sources":
+        return cmd_sources_create(a.name, a.channel) if a.sub == "create" else cmd_sources_list()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Runs the parts of the pipeline in one process and stops them in the order that loses nothing.
+
+`cdp run` = collector + worker (Faust agents and ClickHouse sinks) + query API, sharing one embedded chDB
+store (a chDB folder can be opened by one process only). `cdp collector`, `cdp worker`, `cdp api` run the
+parts apart, for scale-out against a ClickHouse server.
+
+Shutdown on SIGTERM/SIGINT: stop taking requests, flush the producer (everything answered 200 is in Kafka),
+stop the Faust agents (they commit what they processed), flush and commit the sinks, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+
+import uvicorn
+from confluent_kafka.admin import AdminClient
+
+from api.app import create_app as create_http_app
+from api.deps import Services
+from cdp.settings import CHANNELS, Settings
+from sinks.clickhouse import ClickHouse
+from sinks.migrate import migrate
+from sinks.rows import (
+    EVENT_COLUMNS,
+    IDENTITY_COLUMNS,
+    MERGE_COLUMNS,
+    REFUSAL_COLUMNS,
+    event_row,
+    identity_row,
+    merge_row,
+    refusal_row,
+)
+from sinks.writer import KafkaSink, Route
+from streams.producer import AsyncProducer
+from streams.sources import SourceRegistry, new_source, publish_source
+from streams.topics import ensure_topics, topics_for
+
+log = logging.getLogger("cdp")
+PARTS = frozenset({"collector", "worker", "api"})
+DEFAULT_SOURCES = {"online": "web", "mobile": "app", "offline": "store"}
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal capture: the runner owns SIGTERM/SIGINT and stops the parts in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def kafka_probe(bootstrap: str):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def ready() -> bool:
+        try:
+            admin.list_topics(timeout=2)
+            return True
+        except Exception:
+            return False
+
+    return ready
+
+
+def sink_routes(settings: Settings) -> dict[str, Route]:
+    t = topics_for(settings)
+    return {
+        t.stitched: Route("events_store", EVENT_COLUMNS, event_row),
+        t.identities: Route("identities_store", IDENTITY_COLUMNS, identity_row),
+        t.merges: Route("merges", MERGE_COLUMNS, merge_row),
+        t.refusals: Route("identity_refusals", REFUSAL_COLUMNS, refusal_row),
+    }
+
+
+def ensure_default_sources(registry: SourceRegistry, producer: AsyncProducer, topic: str) -> None:
+    """One source per channel on first start, so `make run` has write keys to print."""
+    have = {s.channel for s in registry.all()}
+    for channel in CHANNELS:
+        if channel not in have:
+            source = new_source(DEFAULT_SOURCES[channel], channel)
+            publish_source(producer, topic, source)
+            registry.wait_for(source.write_key)
+
+
+def banner(settings: Settings, registry: SourceRegistry | None, parts: frozenset[str]) -> str:
+    url = f"http://{settings.http_host}:{settings.http_port}"
+    lines = [f"cdp is running ({', '.join(sorted(parts))})", f"  collector URL : {url}"]
+    if registry is not None:
+        for channel in CHANNELS:
+            first = next((s for s in registry.all() if s.channel == channel), None)
+            if first:
+                lines.append(f"  write key {channel:<8}: {first.write_key}   (source {first.name!r})")
+    lines += [f"  admin token   : {settings.admin_token}", f"  read token    : {settings.read_token}",
+              f"  ClickHouse    : {settings.clickhouse_url}", f"  Kafka         : {settings.kafka_bootstrap}"]
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
+    settings.ensure_tokens()
+    if settings.embedded_clickhouse and "worker" in parts and "api" not in parts and "collector" in parts:
+        raise SystemExit("embedded chDB: run worker and api in one process (cdp run)")
+    await asyncio.to_thread(ensure_topics, settings)
+    topics = topics_for(settings)
+    services = Services(settings=settings, topics=topics, kafka_ready=kafka_probe(settings.kafka_bootstrap))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    ch: ClickHouse | None = None
+    producer: AsyncProducer | None = None
+    registry: SourceRegistry | None = None
+    faust_app = None
+    sink: KafkaSink | None = None
+    server: _Server | None = None
+    server_task: asyncio.Task | None = None
+    try:
+        if parts & {"worker", "api"}:
+            ch = ClickHouse(settings.clickhouse_url, settings.clickhouse_database)
+            applied = await asyncio.to_thread(migrate, ch, ttl_days=settings.anonymous_ttl_days)
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+            services.ch = ch if "api" in parts else None
+        if "collector" in parts:
+            producer = AsyncProducer(settings.kafka_bootstrap)
+            registry = await asyncio.to_thread(SourceRegistry(settings.kafka_bootstrap, topics.sources).start)
+            await asyncio.to_thread(ensure_default_sources, registry, producer, topics.sources)
+            services.producer, services.sources = producer, registry
+        if "worker" in parts:
+            from identity.rules import IdentityRules
+            from streams.app import create_app as create_faust_app
+
+            assert ch is not None
+            rules = IdentityRules.load(str(settings.identity_rules) if settings.identity_rules else None)
+            faust_app = create_faust_app(settings, rules)
+            await faust_app.start()
+            sink = KafkaSink(ch, settings.kafka_bootstrap, f"{settings.topic_prefix}-sink", sink_routes(settings),
+                             settings.sink_batch_rows, settings.sink_flush_s).start()
+        if parts & {"collector", "api"}:
+            http = create_http_app(services, collector="collector" in parts, query_api="api" in parts)
+            config = uvicorn.Config(http, host=settings.http_host, port=settings.http_port, log_level="warning",
+                                    access_log=False, lifespan="off", timeout_graceful_shutdown=10)
+            server = _Server(config)
+            server_task = asyncio.create_task(server.serve())
+            while not server.started and not server_task.done():
+                await asyncio.sleep(0.05)
+            if server_task.done():
+                server_task.result()
+                raise SystemExit(f"HTTP server did not start on port {settings.http_port}")
+        print(banner(settings, registry, parts), flush=True)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        if server is not None and server_task is not None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await server_task
+        if producer is not None:
+            undelivered = await asyncio.to_thread(producer.close)
+            if undelivered:
+                log.error("%d accepted events could not be delivered", undelivered)
+        if registry is not None:
+            await asyncio.to_thread(registry.stop)
+        if faust_app is not None:
+            with contextlib.suppress(Exception):
+                await faust_app.stop()
+        if sink is not None:
+            await asyncio.to_thread(sink.stop)
+        if ch is not None:
+            ch.close()
+    log.info("stopped cleanly")
+    return 0
+
+
+def run(settings: Settings, parts: frozenset[str] = PARTS) -> int:
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiokafka", "faust", "mode", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return asyncio.run(serve(settings, parts))

@@ -1,0 +1,77 @@
+"""The one settings object. Every knob is an environment variable with the prefix ``CDP_``.
+
+Passed in to whatever needs it; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CHANNELS: tuple[str, ...] = ("online", "mobile", "offline")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CDP_", extra="ignore")
+
+    data_dir: Path = Field(Path(".cdp-data"), description="Local state: chDB store, Faust RocksDB, tokens.")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    clickhouse_url: str = Field(
+        "", description="chdb:///path (embedded, default under data_dir) or http://host:8123 (server)."
+    )
+    clickhouse_database: str = "cdp"
+    admin_token: str = Field("", description="Bearer token for admin endpoints; generated once if empty.")
+    read_token: str = Field("", description="Bearer token for lookups/profiles; generated once if empty.")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+
+    topic_prefix: str = "cdp"
+    topic_partitions: int = Field(4, ge=1)
+    topic_replication: int = Field(1, ge=1, description="3 on a real cluster.")
+    topic_min_insync: int = Field(1, ge=1, description="2 on a real cluster, with replication 3.")
+
+    max_event_bytes: int = 32 * 1024
+    max_request_bytes: int = 500 * 1024
+    produce_timeout_s: float = Field(4.0, description="Longest wait for the broker before answering 503.")
+    trust_forwarded_for: bool = False
+    cors_origins: str = "*"
+
+    sink_batch_rows: int = 20_000
+    sink_flush_s: float = 0.25
+    anonymous_ttl_days: int = 90
+    identity_rules: Path | None = Field(None, description="Identity rules YAML; packaged defaults if unset.")
+    worker_id: str = Field("w0", description="Names this worker's local state folder (RocksDB).")
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if not self.clickhouse_url:
+            self.clickhouse_url = f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        return self
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse_url.startswith("chdb://")
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+    def ensure_tokens(self) -> Settings:
+        """Fill empty tokens from ``data_dir`` or generate them once (mode 0600): never committed, stable
+        across restarts so clients keep working."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("admin_token", "read_token"):
+            if getattr(self, name):
+                continue
+            path = self.data_dir / name
+            if path.exists():
+                value = path.read_text().strip()
+            else:
+                value = secrets.token_urlsafe(24)
+                path.write_text(value)
+                path.chmod(0o600)
+            setattr(self, name, value)
+        return self

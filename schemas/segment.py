@@ -1,0 +1,365 @@
+"""Pydantic v2 models and parsers for events in the Segment HTTP Tracking API format.
+
+Why: the collector must accept exactly what Segment and RudderStack SDKs send, unchanged, and reject
+what Segment rejects, with an answer that names the offending field. The model keeps snake_case
+attributes for Python code but reads and writes Segment's camelCase names (``userId``, ``messageId``,
+...), and keeps unknown top-level fields, because SDKs and customers add their own and the platform
+must not silently lose data.
+
+Validation happens in two layers:
+
+* field types (pydantic): ids are strings or numbers (numbers become strings, as Segment does;
+  objects, arrays and booleans are refused), ``traits``/``properties``/``context``/``integrations``
+  are JSON objects, timestamps are ISO-8601 and become timezone-aware datetimes (naive = UTC);
+* per-type rules (here, on the raw payload, so they are reported together with type errors):
+  ``track`` needs ``event``; identify/track/page/screen/group need ``userId`` or ``anonymousId``;
+  ``alias`` needs ``userId`` and ``previousId``; ``group`` needs ``groupId``.
+
+Events are limited to 32 KB of serialised JSON each, like Segment's own API, so one huge event cannot
+hog a Kafka partition or a ClickHouse insert.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
+
+from schemas.errors import BatchItemError, EventError, FieldError, from_validation_error, join_loc
+
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_EVENT_BYTES",
+    "EventType",
+    "SegmentEvent",
+    "encoded_size",
+    "parse_batch",
+    "parse_event",
+    "parse_timestamp",
+]
+
+MAX_EVENT_BYTES: Final = 32 * 1024
+"""Segment's per-event limit (32 KB); larger events are refused, not truncated."""
+
+EventType = Literal["identify", "track", "page", "screen", "group", "alias"]
+EVENT_TYPES: Final[frozenset[str]] = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+
+# Types that must say who did it (Segment: "userId or anonymousId is required").
+_NEEDS_WHO: Final = frozenset({"identify", "track", "page", "screen", "group"})
+
+
+# --------------------------------------------------------------------------------------------------
+# field-level coercions (plain validators, so pydantic does not add its own lax conversions)
+# --------------------------------------------------------------------------------------------------
+
+
+def coerce_id(value: Any) -> str | None:
+    """Coerce an identifier the way Segment does: strings stay, numbers become strings.
+
+    Booleans, objects and arrays are refused: ``true`` or ``{"id": 1}`` as a user id is a client bug,
+    and accepting it would later link unrelated people. Blank strings count as absent, so the
+    "userId or anonymousId" rule cannot be satisfied by ``""``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise PydanticCustomError("id_type", "must be a string or a number, not a boolean")
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PydanticCustomError("id_type", "must be a finite number")
+        # JSON has one number type: 42.0 is the id "42" as JavaScript would print it.
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise PydanticCustomError("id_type", "must be a string or a number")
+
+
+def _json_object(value: Any) -> dict[str, Any] | None:
+    """Accept a JSON object (dict) or null; refuse arrays, strings and numbers."""
+    if value is None or isinstance(value, dict):
+        return value
+    raise PydanticCustomError("object_type", "must be a JSON object")
+
+
+def _optional_str(value: Any) -> str | None:
+    """Accept a string or null, without pydantic's lax bytes-to-str conversion."""
+    if value is None or isinstance(value, str):
+        return value
+    raise PydanticCustomError("string_type", "must be a string")
+
+
+def _event_type(value: Any) -> str:
+    """Accept one of the six Segment types, case-insensitively (some SDKs send "Track")."""
+    if isinstance(value, str) and value.strip().lower() in EVENT_TYPES:
+        return value.strip().lower()
+    raise PydanticCustomError(
+        "event_type", "must be one of {types}", {"types": ", ".join(sorted(EVENT_TYPES))}
+    )
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Parse an ISO-8601 timestamp into an aware datetime; naive values are taken as UTC.
+
+    Only strings (and datetimes, for in-process callers such as the importer) are accepted: bare
+    numbers are ambiguous (seconds or milliseconds?), and Segment's spec says ISO-8601.
+    Raises ``ValueError`` on anything else, so callers can report the field by name.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 timestamp: {value[:64]!r}") from None
+    else:
+        raise ValueError("must be an ISO-8601 timestamp string")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _timestamp(value: Any) -> datetime | None:
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise PydanticCustomError("timestamp", "{reason}", {"reason": str(exc)}) from None
+
+
+Id = Annotated[str | None, PlainValidator(coerce_id)]
+JsonObject = Annotated[dict[str, Any] | None, PlainValidator(_json_object)]
+OptStr = Annotated[str | None, PlainValidator(_optional_str)]
+Timestamp = Annotated[datetime | None, PlainValidator(_timestamp)]
+
+
+class SegmentEvent(BaseModel):
+    """One Segment-spec event (identify, track, page, screen, group or alias).
+
+    Attributes are snake_case; input and output use Segment's camelCase names, so
+    ``model_dump(mode="json", exclude_none=True)`` gives back a Segment payload (``by_alias`` is the
+    default for serialisation). Unknown top-level fields are kept as extras. ``writeKey`` is read (it
+    may authenticate the request) but excluded from every dump, so it is never stored or forwarded.
+
+    Per-type rules are checked by :func:`parse_event` / :func:`parse_batch`, not by the model, so code
+    can still build partial events (e.g. in tests) with ``model_validate``.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+        validate_by_alias=True,
+        # Segment payloads use camelCase only; a "user_id" key is an extra field, not userId.
+        validate_by_name=False,
+        serialize_by_alias=True,
+        frozen=False,
+    )
+
+    type: Annotated[EventType, PlainValidator(_event_type)]
+    message_id: Id = Field(default=None, alias="messageId")
+    anonymous_id: Id = Field(default=None, alias="anonymousId")
+    user_id: Id = Field(default=None, alias="userId")
+    previous_id: Id = Field(default=None, alias="previousId")
+    group_id: Id = Field(default=None, alias="groupId")
+    event: OptStr = None
+    name: OptStr = None
+    category: OptStr = None
+    traits: JsonObject = None
+    properties: JsonObject = None
+    context: JsonObject = None
+    integrations: JsonObject = None
+    timestamp: Timestamp = None
+    original_timestamp: Timestamp = Field(default=None, alias="originalTimestamp")
+    sent_at: Timestamp = Field(default=None, alias="sentAt")
+    received_at: Timestamp = Field(default=None, alias="receivedAt")
+    write_key: OptStr = Field(default=None, alias="writeKey", exclude=True)
+    channel: OptStr = None
+
+    def to_segment(self) -> dict[str, Any]:
+        """The event as a JSON-ready Segment dict (camelCase, no nulls, no writeKey)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# per-type rules
+# --------------------------------------------------------------------------------------------------
+
+
+def _has_id(payload: dict[str, Any], key: str) -> bool:
+    """True if ``payload[key]`` is a usable id, or is invalid (already reported as a type error)."""
+    try:
+        return coerce_id(payload.get(key)) is not None
+    except PydanticCustomError:
+        return True
+
+
+def _rule_errors(event_type: str, payload: dict[str, Any]) -> list[FieldError]:
+    """Segment's per-type required fields, checked on the raw payload.
+
+    Checking the raw payload (not the model) lets one answer list both type errors and missing fields.
+    """
+    errors: list[FieldError] = []
+    if event_type == "track":
+        name = payload.get("event")
+        if name is None or (isinstance(name, str) and not name.strip()):
+            errors.append(FieldError("event", "required for track events (a non-empty string)"))
+    if event_type in _NEEDS_WHO and not (_has_id(payload, "userId") or _has_id(payload, "anonymousId")):
+        errors.append(FieldError("userId", "userId or anonymousId is required"))
+    if event_type == "alias":
+        if not _has_id(payload, "userId"):
+            errors.append(FieldError("userId", "required for alias events"))
+        if not _has_id(payload, "previousId"):
+            errors.append(FieldError("previousId", "required for alias events"))
+    if event_type == "group" and not _has_id(payload, "groupId"):
+        errors.append(FieldError("groupId", "required for group events"))
+    return errors
+
+
+def _known_type(payload: dict[str, Any]) -> str | None:
+    raw = payload.get("type")
+    if isinstance(raw, str) and raw.strip().lower() in EVENT_TYPES:
+        return raw.strip().lower()
+    return None
+
+
+def _validate(payload: dict[str, Any], prefix: str) -> tuple[SegmentEvent | None, list[FieldError]]:
+    """Validate one event dict (type already set): field types, then per-type rules."""
+    event: SegmentEvent | None = None
+    errors: list[FieldError] = []
+    try:
+        event = SegmentEvent.model_validate(payload)
+    except ValidationError as exc:
+        errors = from_validation_error(exc)
+    event_type = _known_type(payload)
+    if event_type is not None:
+        reported = {e.loc for e in errors}
+        errors.extend(e for e in _rule_errors(event_type, payload) if e.loc not in reported)
+    if errors:
+        return None, [FieldError(join_loc(prefix, e.loc), e.msg) for e in errors]
+    return event, []
+
+
+def encoded_size(payload: Any) -> int:
+    """Bytes of ``payload`` serialised as compact JSON: what the 32 KB limit is measured on.
+
+    orjson is used because this runs on every event; the stdlib fallback covers values orjson refuses
+    (e.g. integers beyond 64 bits from non-JSON sources), erring on the side of measuring something.
+    """
+    try:
+        return len(orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS))
+    except (TypeError, orjson.JSONEncodeError):
+        return len(json.dumps(payload, default=str, separators=(",", ":")).encode())
+
+
+def _size_error(payload: Any, loc: str, max_bytes: int) -> FieldError | None:
+    if encoded_size(payload) > max_bytes:
+        return FieldError(loc, f"event exceeds {max_bytes} bytes")
+    return None
+
+
+def parse_event(
+    payload: dict[str, Any], forced_type: str | None = None, *, max_bytes: int = MAX_EVENT_BYTES
+) -> SegmentEvent:
+    """Validate one event from ``/v1/track``, ``/v1/identify``, ... and return the model.
+
+    ``forced_type`` is the endpoint's type: like Segment, ``POST /v1/track`` makes a track event
+    whatever ``type`` the body says. Raises :class:`EventError` with every problem found.
+    """
+    if not isinstance(payload, dict):
+        raise EventError([FieldError("", "event must be a JSON object")])
+    if (err := _size_error(payload, "", max_bytes)) is not None:
+        raise EventError([err])
+    if forced_type is not None:
+        payload = {**payload, "type": forced_type}
+    event, errors = _validate(payload, "")
+    if event is None:
+        raise EventError(errors)
+    return event
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge two JSON objects into a new one; ``override`` (the item) wins on conflicts.
+
+    Nested objects are merged key by key (a batch-level ``context.library`` and an item-level
+    ``context.page`` both survive); everything copied from ``base`` is deep-copied so items of one
+    batch never share mutable dicts.
+    """
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_batch(
+    payload: dict[str, Any], *, max_bytes: int = MAX_EVENT_BYTES
+) -> tuple[list[SegmentEvent], list[BatchItemError]]:
+    """Validate a ``/v1/batch`` body item by item.
+
+    Returns the valid events (in order) and one :class:`BatchItemError` per rejected item, so one bad
+    event does not cost the client the rest of its queue (SDKs would otherwise retry the whole batch
+    forever). Batch-level ``context`` and ``integrations`` are merged into each item (the item wins),
+    and a batch-level ``sentAt`` (what analytics-node/python send) fills items that have none, so
+    clock-skew correction works for them. The 32 KB limit is measured on each item as sent, before the
+    merge. Raises :class:`EventError` when the envelope itself is wrong (``batch`` not an array,
+    batch-level ``context`` not an object, unparseable batch-level ``sentAt``).
+    """
+    if not isinstance(payload, dict):
+        raise EventError([FieldError("", "body must be a JSON object")], summary="invalid batch")
+    items = payload.get("batch")
+    envelope: list[FieldError] = []
+    if not isinstance(items, list):
+        envelope.append(FieldError("batch", "must be an array of events"))
+    shared: dict[str, dict[str, Any]] = {}
+    for key in ("context", "integrations"):
+        value = payload.get(key)
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            shared[key] = value
+        else:
+            envelope.append(FieldError(key, "must be a JSON object"))
+    sent_at = payload.get("sentAt")
+    try:
+        parse_timestamp(sent_at)
+    except ValueError as exc:
+        envelope.append(FieldError("sentAt", str(exc)))
+    if envelope or not isinstance(items, list):
+        raise EventError(envelope, summary="invalid batch")
+
+    events: list[SegmentEvent] = []
+    failures: list[BatchItemError] = []
+    for index, item in enumerate(items):
+        prefix = f"batch[{index}]"
+        if not isinstance(item, dict):
+            failures.append(BatchItemError(index, [FieldError(prefix, "event must be a JSON object")]))
+            continue
+        if (err := _size_error(item, prefix, max_bytes)) is not None:
+            failures.append(BatchItemError(index, [err]))
+            continue
+        merged = dict(item)
+        for key, value in shared.items():
+            own = merged.get(key)
+            if own is None:
+                merged[key] = copy.deepcopy(value)
+            elif isinstance(own, dict):
+                merged[key] = _merge(value, own)
+            # a non-object item value is left alone and reported by validation
+        if sent_at is not None and merged.get("sentAt") is None:
+            merged["sentAt"] = sent_at
+        event, errors = _validate(merged, prefix)
+        if event is None:
+            failures.append(BatchItemError(index, errors))
+        else:
+            events.append(event)
+    return events, failures

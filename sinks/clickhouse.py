@@ -1,0 +1,61 @@
+"""ClickHouse access through clickhouse-connect only: `chdb://path` (embedded engine, in-process) or
+`http(s)://host:8123` (a server), same code and same SQL.
+
+A chDB folder can be opened by one process only, and the embedded engine is not safe to drive from several
+threads at once, so every call goes through one lock per client.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import clickhouse_connect
+
+
+class ClickHouse:
+    def __init__(self, url: str, database: str = "cdp") -> None:
+        self.url = url
+        self.database = database
+        self.embedded = url.startswith("chdb://")
+        self._lock = threading.RLock()
+        if self.embedded:
+            self._client = clickhouse_connect.get_client(dsn=url)
+        else:
+            self._client = clickhouse_connect.get_client(dsn=url, database="default")
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None, settings: dict | None = None) -> Any:
+        with self._lock:
+            return self._client.command(sql, parameters=parameters, settings=settings)
+
+    def query(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict | None = None
+    ) -> tuple[list[str], list[tuple]]:
+        with self._lock:
+            result = self._client.query(sql, parameters=parameters, settings=settings)
+            return list(result.column_names), list(result.result_rows)
+
+    def scalar(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        _, rows = self.query(sql, parameters)
+        return rows[0][0] if rows else None
+
+    def insert(
+        self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], dedup_token: str | None = None
+    ) -> None:
+        """Insert one block. With a dedup token, a retried block is dropped by the engine (tables carry
+        `non_replicated_deduplication_window`), so a retry after an unknown outcome never doubles rows."""
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        with self._lock:
+            self._client.insert(table, rows, column_names=list(columns), database=self.database,
+                                settings=settings)
+
+    def ping(self) -> bool:
+        try:
+            return self.scalar("SELECT 1") == 1
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()

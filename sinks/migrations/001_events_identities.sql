@@ -1,0 +1,74 @@
+-- Events, exactly once visible: the store is a ReplacingMergeTree keyed on message_id inside the sort key,
+-- inserts carry deduplication tokens (non-replicated tables need non_replicated_deduplication_window for that),
+-- and analysts read the `events` view, which applies FINAL so a redelivered event never shows twice.
+CREATE TABLE IF NOT EXISTS {db}.events_store
+(
+    message_id   String,
+    channel      LowCardinality(String),
+    source_id    String,
+    type         LowCardinality(String),
+    event        String,
+    anonymous_id String,
+    user_id      String,
+    profile_id   String,
+    identity_key String,
+    timestamp    DateTime64(3, 'UTC'),
+    received_at  DateTime64(3, 'UTC'),
+    properties   String,
+    context      String,
+    traits       String,
+    ingested_at  DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (toDate(timestamp), type, event, message_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE VIEW IF NOT EXISTS {db}.events AS
+SELECT message_id, channel, source_id, type, event, anonymous_id, user_id, profile_id, identity_key,
+       timestamp, received_at, properties, context, traits
+FROM {db}.events_store FINAL;
+
+-- Identifier -> current profile. A node's profile only changes towards the surviving profile, and `version`
+-- grows with every change, so the last version is the current one.
+CREATE TABLE IF NOT EXISTS {db}.identities_store
+(
+    id_type    LowCardinality(String),
+    id_value   String,
+    profile_id String,
+    first_seen DateTime64(3, 'UTC'),
+    updated_at DateTime64(3, 'UTC'),
+    version    UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (id_type, id_value)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE VIEW IF NOT EXISTS {db}.identities AS
+SELECT id_type, id_value, profile_id, first_seen, updated_at
+FROM {db}.identities_store FINAL;
+
+-- Every merge: the profile that disappeared, the one it folded into, and the event that caused it.
+CREATE TABLE IF NOT EXISTS {db}.merges
+(
+    from_profile String,
+    into_profile String,
+    cause        String,
+    merged_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (from_profile, into_profile)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Links refused by the identity rules (limits, blocked values): queryable so a refused link is never silent.
+CREATE TABLE IF NOT EXISTS {db}.identity_refusals
+(
+    node       String,
+    peer       String,
+    reason     String,
+    cause      String,
+    refused_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (node, peer, cause)
+SETTINGS non_replicated_deduplication_window = 1000

@@ -1,0 +1,130 @@
+"""The Faust app: topics, the identity table and the agents that own it.
+
+ingest   raw channel topics -> one Observe per identifier of the event, keyed by identifier (identity.ops)
+stitch   identity.ops -> node state in the `identity-nodes` table (RocksDB + compacted changelog),
+         messages to neighbour nodes, identifier->profile changes, merges, refusals, stitched events
+
+Agents run with concurrency 1: with more, Faust can commit an offset past a message still being processed
+(faust-streaming #606). Outputs are at-least-once (Faust flushes its producer before it commits offsets); the
+sinks are idempotent, so a redelivered message is never visible twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+
+from cdp.settings import Settings
+from identity.extract import extract_identifiers
+from identity.graph import handle, message_from_dict, observes_for_event
+from identity.graph import NodeState
+from identity.rules import IdentityRules
+from streams.topics import topics_for
+from schemas.validation import invalid_reason
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
+    t = topics_for(settings)
+    datadir = Path(settings.data_dir) / "faust" / settings.worker_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        f"{settings.topic_prefix}-stitch",
+        broker=[f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")],
+        store="rocksdb://",
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+    )
+    raw_bytes: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+                                 "value_serializer": "raw"}
+    raw = app.topic(*t.raw_all, **raw_bytes)
+    ops = app.topic(t.identity_ops, partitions=settings.topic_partitions, **raw_bytes)
+    stitched = app.topic(t.stitched, **raw_bytes)
+    identities = app.topic(t.identities, **raw_bytes)
+    merges = app.topic(t.merges, **raw_bytes)
+    refusals = app.topic(t.refusals, **raw_bytes)
+    deadletter = app.topic(t.deadletter, **raw_bytes)
+    nodes = app.Table(
+        "identity-nodes", partitions=settings.topic_partitions, key_type=str, value_type=bytes,
+        value_serializer="raw",
+    )
+
+    async def emit_stitched(event: dict[str, Any], profile_id: str, identity_key: str) -> None:
+        event["profileId"] = profile_id
+        event["identityKey"] = identity_key
+        await stitched.send(key=event["messageId"].encode(), value=orjson.dumps(event))
+
+    @app.agent(raw, concurrency=1)
+    async def ingest(stream: faust.Stream) -> None:
+        async for value in stream:
+            try:
+                event = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                await deadletter.send(value=orjson.dumps({"reason": "not JSON", "raw": value.decode(
+                    "utf-8", "replace")}))
+                continue
+            reason = invalid_reason(event)
+            if reason:
+                await deadletter.send(value=orjson.dumps({"reason": reason, "event": event}))
+                continue
+            ids = extract_identifiers(event, rules)
+            if not ids:
+                # Only junk identifiers: the event is kept, attached to no profile.
+                await emit_stitched(event, "", "")
+                continue
+            ts_ms = _event_ms(event)
+            for obs in observes_for_event(event, rules, event["messageId"], ts_ms):
+                await ops.send(key=obs.node.encode(), value=orjson.dumps(obs.to_dict()))
+
+    @app.agent(ops, concurrency=1)
+    async def stitch(stream: faust.Stream) -> None:
+        async for value in stream:
+            msg = message_from_dict(orjson.loads(value))
+            current = nodes.get(msg.node)
+            state = NodeState.from_dict(orjson.loads(current)) if current is not None else None
+            step = handle(state, msg, rules)
+            nodes[msg.node] = orjson.dumps(step.state.to_dict())
+            now_ms = int(time.time() * 1000)
+            for out in step.out:
+                await ops.send(key=out.node.encode(), value=orjson.dumps(out.to_dict()))
+            for ch in step.identity_changes:
+                await identities.send(
+                    key=f"{ch.id_type}:{ch.id_value}".encode(),
+                    value=orjson.dumps({
+                        "id_type": ch.id_type, "id_value": ch.id_value, "profile_id": ch.profile_id,
+                        "first_seen_ms": step.state.first_seen_ms, "updated_ms": now_ms,
+                        "version": time.time_ns() // 1000,
+                    }),
+                )
+            for m in step.merges:
+                await merges.send(key=m.from_profile.encode(), value=orjson.dumps({
+                    "from_profile": m.from_profile, "into_profile": m.into_profile, "cause": m.cause,
+                    "ts_ms": m.ts_ms}))
+            for r in step.refusals:
+                await refusals.send(key=r.node.encode(), value=orjson.dumps({
+                    "node": r.node, "peer": r.peer, "reason": r.reason, "cause": r.cause, "ts_ms": r.ts_ms}))
+            if step.stitched_event is not None:
+                ev = step.stitched_event
+                await emit_stitched(ev, ev.get("profileId", ""), msg.node)
+
+    app.conf.cdp_agents = (ingest, stitch)  # keep references; Faust registers agents on the app
+    return app
+
+
+def _event_ms(event: dict[str, Any]) -> int:
+    from sinks.rows import parse_ts  # one timestamp parser for the whole pipeline
+
+    return int(parse_ts(event.get("timestamp") or event.get("receivedAt")).timestamp() * 1000)

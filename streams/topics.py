@@ -1,0 +1,99 @@
+"""Topic names and their creation. The project creates its topics itself (admin client), with partition
+counts and durability from settings, so `auto.create.topics.enable` is never relied upon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from cdp.settings import CHANNELS, Settings
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+
+    def raw(self, channel: str) -> str:
+        """Events accepted by the collector or import, one topic per channel."""
+        return f"{self.prefix}.events.{channel}"
+
+    @property
+    def raw_all(self) -> list[str]:
+        return [self.raw(c) for c in CHANNELS]
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}.deadletter"
+
+    @property
+    def identity_ops(self) -> str:
+        """Messages between identity-graph nodes, keyed by node (identifier) key."""
+        return f"{self.prefix}.identity.ops"
+
+    @property
+    def stitched(self) -> str:
+        """Events carrying their profile_id, for the events sink."""
+        return f"{self.prefix}.events.stitched"
+
+    @property
+    def identities(self) -> str:
+        return f"{self.prefix}.identities"
+
+    @property
+    def merges(self) -> str:
+        return f"{self.prefix}.merges"
+
+    @property
+    def refusals(self) -> str:
+        return f"{self.prefix}.identity.refusals"
+
+    @property
+    def audience_changes(self) -> str:
+        """Entered/exited audience changes, for activation systems (DSPs, e-mail tools)."""
+        return f"{self.prefix}.audience.changes"
+
+    @property
+    def sources(self) -> str:
+        """Compacted: write key -> source definition. Every collector follows it."""
+        return f"{self.prefix}.sources"
+
+    @property
+    def audiences(self) -> str:
+        """Compacted: audience id -> definition (tombstone on delete)."""
+        return f"{self.prefix}.audiences"
+
+
+def topics_for(settings: Settings) -> Topics:
+    return Topics(settings.topic_prefix)
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Create missing topics; existing ones are left alone (idempotent)."""
+    t = topics_for(settings)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    p, r = settings.topic_partitions, settings.topic_replication
+    durable = {"min.insync.replicas": str(settings.topic_min_insync)}
+    compacted = {**durable, "cleanup.policy": "compact"}
+    wanted = [NewTopic(name, p, r, config=durable) for name in t.raw_all]
+    wanted += [
+        NewTopic(t.deadletter, p, r, config={**durable, "retention.ms": str(30 * 86400_000)}),
+        NewTopic(t.identity_ops, p, r, config=durable),
+        NewTopic(t.stitched, p, r, config=durable),
+        NewTopic(t.identities, p, r, config=durable),
+        NewTopic(t.merges, p, r, config=durable),
+        NewTopic(t.refusals, p, r, config=durable),
+        NewTopic(t.audience_changes, p, r, config=durable),
+        NewTopic(t.sources, 1, r, config=compacted),
+        NewTopic(t.audiences, 1, r, config=compacted),
+    ]
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [nt for nt in wanted if nt.topic not in existing]
+    if not missing:
+        return
+    for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+        except Exception as exc:  # a concurrent creator won the race: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise RuntimeError(f"could not create topic {name}: {exc}") from exc
