@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import BatchItemError, EventError, FieldError, from_validation_error, join_loc
@@ -139,7 +139,9 @@ def _timestamp(value: Any) -> datetime | None:
 Id = Annotated[str | None, PlainValidator(coerce_id)]
 JsonObject = Annotated[dict[str, Any] | None, PlainValidator(_json_object)]
 OptStr = Annotated[str | None, PlainValidator(_optional_str)]
-Timestamp = Annotated[datetime | None, PlainValidator(_timestamp)]
+# BeforeValidator, not PlainValidator: with a plain validator pydantic 2.14 warns when dumping the
+# datetime in JSON mode; here pydantic's own datetime check just accepts the aware datetime we return.
+Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
 
 
 class SegmentEvent(BaseModel):

@@ -46,7 +46,7 @@ def check_readonly(query: str) -> str:
     if first not in ALLOWED_START:
         raise ReadOnlyViolation(f"only {', '.join(s.upper() for s in ALLOWED_START)} statements are allowed")
     if m := _FORBIDDEN_CALL.search(stripped):
-        raise ReadOnlyViolation(f"table function {m.group(1)}() is not allowed")
+        raise ReadOnlyViolation(f"table function {m.group(1).lower()}() is not allowed")
     # `system.` tables are fine to read; SYSTEM statements are caught by the first-word check.
     words = _FORBIDDEN_WORDS.findall(re.sub(r"\bsystem\s*\.", "", stripped, flags=re.IGNORECASE))
     if words:

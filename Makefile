@@ -1,0 +1,58 @@
+# Entry point for every routine task. `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA_LIB := .cache/kafka/lib
+KAFKA_DATA ?= .cdp-data/kafka
+KAFKA_PORT ?= 9092
+KAFKA_CONTROLLER_PORT ?= 9093
+BENCH ?= quick
+
+.PHONY: run test bench lint format kafka-fetch kafka-up kafka-down clean venv
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+kafka-fetch: $(KAFKA_LIB)/.fetched
+$(KAFKA_LIB)/.fetched: deploy/kafka/pom.xml
+	mkdir -p $(KAFKA_LIB)
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	    -DoutputDirectory=$(abspath $(KAFKA_LIB))
+	touch $@
+
+# Starts a local broker unless CDP_KAFKA_BOOTSTRAP points at one.
+kafka-up: kafka-fetch
+	@if [ -z "$$CDP_KAFKA_BOOTSTRAP" ]; then deploy/kafka/broker.sh start $(KAFKA_DATA) $(KAFKA_PORT) $(KAFKA_CONTROLLER_PORT); \
+	else echo "using Kafka at $$CDP_KAFKA_BOOTSTRAP"; fi
+
+kafka-down:
+	deploy/kafka/broker.sh stop $(KAFKA_DATA)
+
+run: venv kafka-up
+	@trap '[ -z "$$CDP_KAFKA_BOOTSTRAP" ] && deploy/kafka/broker.sh stop $(KAFKA_DATA)' EXIT; \
+	CDP_KAFKA_BOOTSTRAP=$${CDP_KAFKA_BOOTSTRAP:-127.0.0.1:$(KAFKA_PORT)} $(BIN)/cdp run
+
+# The suite starts its own broker on free ports and its own chDB folder (tests/conftest.py).
+test: venv kafka-fetch
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: venv kafka-fetch
+	$(BIN)/python -m bench.run --mode $(BENCH)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy streams schemas identity sinks api cdp
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	-deploy/kafka/broker.sh stop $(KAFKA_DATA)
+	rm -rf .cdp-data .bench .pytest_cache .ruff_cache .mypy_cache

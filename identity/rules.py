@@ -1,0 +1,166 @@
+"""Identity-resolution rules: which identifier types exist, how strong they are, how many a profile may hold.
+
+The rules are data (``rules.yaml``) so that an operator can tune limits per deployment without a code
+change; this module validates them at load time, because a typo in a limit would otherwise surface as a
+silent over-merge weeks later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from identity.normalise import Blocklist
+
+__all__ = ["BUILTIN_TYPES", "DEFAULT_RULES_PATH", "IdentifierType", "IdentityRules", "Summary"]
+
+DEFAULT_RULES_PATH = Path(__file__).with_name("rules.yaml")
+
+# Types whose values come from fixed Segment fields (see identity.extract); every other type names a trait.
+BUILTIN_TYPES = frozenset({"user_id", "anonymous_id", "email", "phone", "device_id", "advertising_id"})
+
+# Per identifier type, the sorted distinct values known in a component (see identity.graph).
+Summary = Mapping[str, list[str]]
+
+
+class IdentifierType(BaseModel):
+    """One kind of identifier (``user_id``, ``email``, a custom ``loyalty_id``...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    # Lower number = stronger. Decides the primary identifier of an event (the profile the event lands on).
+    priority: int
+    # Max distinct values of this type per profile; None = bounded only by max_identifiers_per_profile.
+    limit: int | None = Field(default=None, ge=1)
+    # "builtin" (fixed Segment field) or the trait name carrying the value.
+    source: str = "builtin"
+    normalise: Literal["email", "phone", "none"] = "none"
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_key_safe(cls, name: str) -> str:
+        # Node keys are "type:value"; a colon in the type would make keys ambiguous.
+        if not name or ":" in name or name != name.strip():
+            raise ValueError(f"identifier type name {name!r} must be non-empty, without ':' or spaces")
+        return name
+
+    @model_validator(mode="after")
+    def _builtin_exists(self) -> IdentifierType:
+        if self.source == "builtin" and self.name not in BUILTIN_TYPES:
+            raise ValueError(
+                f"type {self.name!r} has source 'builtin' but only {sorted(BUILTIN_TYPES)} are built in; "
+                "give custom types the trait name as source"
+            )
+        if not self.source:
+            raise ValueError(f"type {self.name!r}: empty source")
+        return self
+
+
+class IdentityRules(BaseModel):
+    """The full rule set: identifier types, the placeholder blocklist and the global per-profile cap."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    types: dict[str, IdentifierType]
+    blocklist: Blocklist = Field(default_factory=Blocklist)
+    # Max identifiers in one profile, also the max number of links one identifier node keeps: bounds the
+    # state per node and the fan-out of one message (merge storms).
+    max_identifiers_per_profile: int = Field(default=1000, ge=1)
+    # Region used to read national-format phone numbers such as "(415) 555-2671".
+    default_phone_region: str = "US"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_from_keys(cls, data: Any) -> Any:
+        """Let the YAML omit ``name``: the mapping key is the name (and must agree if both are given)."""
+        if isinstance(data, Mapping) and isinstance(data.get("types"), Mapping):
+            types: dict[str, Any] = {}
+            for key, spec in data["types"].items():
+                if isinstance(spec, Mapping):
+                    if spec.get("name", key) != key:
+                        raise ValueError(f"type {key!r} declares a different name {spec['name']!r}")
+                    spec = {**spec, "name": key}
+                types[key] = spec
+            data = {**data, "types": types}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> IdentityRules:
+        if not self.types:
+            raise ValueError("identity rules define no identifier types")
+        for key, spec in self.types.items():
+            if spec.name != key:
+                raise ValueError(f"type {key!r} declares a different name {spec.name!r}")
+        return self
+
+    # ----------------------------------------------------------------------------------------- loading
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> IdentityRules:
+        """Load rules from a YAML file; ``None`` loads the packaged defaults (``identity/rules.yaml``)."""
+        source = DEFAULT_RULES_PATH if path is None else Path(path)
+        with source.open(encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{source}: identity rules must be a YAML mapping")
+        return cls.model_validate(data)
+
+    # ----------------------------------------------------------------------------------------- queries
+
+    def priority(self, id_type: str) -> int:
+        """Priority of a type (lower = stronger). Unknown types (e.g. from old state) rank last."""
+        spec = self.types.get(id_type)
+        return spec.priority if spec is not None else 1_000_000
+
+    def limit(self, id_type: str) -> int | None:
+        """Configured per-profile limit of a type; None = only the global cap applies."""
+        spec = self.types.get(id_type)
+        return spec.limit if spec is not None else None
+
+    def effective_limit(self, id_type: str) -> int:
+        """The limit actually enforced: the type's own limit, never above the global cap."""
+        limit = self.limit(id_type)
+        cap = self.max_identifiers_per_profile
+        return cap if limit is None else min(limit, cap)
+
+    def is_blocked(self, value: str) -> bool:
+        """True if ``value`` is a placeholder that must never identify anybody."""
+        return self.blocklist.matches(value)
+
+    def violations(self, summary: Summary) -> list[str]:
+        """The limits a component summary breaks: type names, plus ``max_identifiers`` for the total."""
+        broken = [t for t, values in summary.items() if len(values) > self.effective_limit(t)]
+        if sum(len(values) for values in summary.values()) > self.max_identifiers_per_profile:
+            broken.append("max_identifiers")
+        return sorted(broken)
+
+    def link_violations(self, summary_a: Summary, summary_b: Summary) -> list[str]:
+        """The limits that joining the two components would break (empty list = the link is allowed)."""
+        return self.violations(self.union(summary_a, summary_b))
+
+    def allows_link(self, summary_a: Summary, summary_b: Summary) -> bool:
+        """Whether two components may be joined without any type exceeding its limit.
+
+        Summaries hold up to ``limit + 1`` values per type, so an exceeded limit is always visible even
+        though summaries are capped.
+        """
+        return not self.link_violations(summary_a, summary_b)
+
+    def union(self, summary_a: Summary, summary_b: Summary) -> dict[str, list[str]]:
+        """Join of two summaries: per type the sorted union, capped at ``effective_limit + 1`` values.
+
+        Keeping the *smallest* values makes the cap a proper join (commutative, associative, idempotent),
+        so every node of a component converges to the same summary in any delivery order, and one value
+        beyond the limit is kept so that a violation is still detectable.
+        """
+        out: dict[str, list[str]] = {}
+        for id_type in sorted(set(summary_a) | set(summary_b)):
+            merged = sorted(set(summary_a.get(id_type, ())) | set(summary_b.get(id_type, ())))
+            if merged:
+                out[id_type] = merged[: self.effective_limit(id_type) + 1]
+        return out

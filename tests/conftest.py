@@ -1,0 +1,49 @@
+"""Session fixtures: the real broker is started once, lazily, only when a test asks for it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import Broker
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    broker = Broker(tmp_path_factory.mktemp("kafka")).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """Each test gets its own topics, so tests never depend on order."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One embedded store for the whole test process (chDB opens one path per process)."""
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture
+def ch(chdb_url: str):
+    """A fresh database per test in the session's embedded store, schema applied."""
+    from sinks.clickhouse import ClickHouse
+    from sinks.migrate import migrate
+
+    client = ClickHouse(chdb_url, database=f"t_{uuid.uuid4().hex[:12]}")
+    migrate(client)
+    yield client
+    client.command(f"DROP DATABASE IF EXISTS {client.database}")
