@@ -35,7 +35,7 @@ Journeys
   firstName, lastName, createdAt (no anonymousId/userId).
 * **junk**: with probability ``junk_rate`` an event gets one placeholder identifier: anonymousId
   ``"undefined"``/``"null"``/``"0"``/..., userId ``"[object Object]"``/``"undefined"``/..., the all-zero
-  advertising id, or an e-mail/phone such as ``test@test.com`` / ``0000000000`` on offline events.
+  advertising id, or an e-mail/phone such as ``test@test.com`` / ``(000) 000-0000`` on offline events.
 
 Ground truth
 ------------
@@ -52,9 +52,9 @@ Offline CSV (:func:`generate_offline_csv`)
 ------------------------------------------
 The rows come from the same offline events as the JSON stream (same people, same values):
 
-* ``kind="receipts"`` (till receipts), columns: ``receipt_id, timestamp, email, phone, loyalty_id, store_id,
-  total, currency, items``; ``timestamp`` is ISO-8601 UTC, ``email``/``phone`` are as typed at the till (one of
-  them may be empty), ``total`` is a decimal string, ``items`` a JSON list of
+* ``kind="receipts"`` (till receipts), columns: ``receipt_id, timestamp, email, phone, loyalty_id,
+  store_id, total, currency, items``; ``timestamp`` is ISO-8601 UTC, ``email``/``phone`` are as typed at the
+  till (one of them may be empty), ``total`` is a decimal string, ``items`` a JSON list of
   ``{"sku", "name", "category", "price", "quantity"}``.
 * ``kind="crm"`` (CRM contacts), columns: ``crm_id, email, phone, first_name, last_name, created_at``.
 
@@ -69,11 +69,12 @@ read it with :func:`bench.accuracy.read_truth`).  A summary goes to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
-import io
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -81,7 +82,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 try:  # orjson is a project dependency; fall back to json so the module stays importable anywhere
     import orjson
@@ -126,7 +127,7 @@ JUNK_VALUES: dict[str, tuple[str, ...]] = {
     "user_id": ("[object Object]", "undefined", "null", "0", "-1", "none", "NaN", "guest"),
     "device_id": (ZERO_UUID, "unknown", "0"),
     "email": ("test@test.com", "none@none.com", "noemail@example.com", "n/a", "null"),
-    "phone": ("0000000000", "000-000-0000", "1234567890"),
+    "phone": ("(000) 000-0000", "+1 000 000 0000", "1234567890"),
     "loyalty_id": ("0", "none", "-"),
 }
 
@@ -233,7 +234,7 @@ def normalise_phone(raw: Any) -> str | None:
         e164 = digits
     else:
         return None
-    return "+" + e164 if 8 <= len(e164) <= 15 else None
+    return "+" + e164 if 8 <= len(e164) <= 15 and not e164.startswith("0") else None
 
 
 def _plain(raw: Any) -> str | None:
@@ -406,8 +407,7 @@ _REFERRERS = (
     "https://mail.example.com/newsletter",
 )
 _USER_AGENTS = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Version/17.5 Safari/605.1.15",
     "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
@@ -512,7 +512,7 @@ def _phone_variant(rng: random.Random, e164: str) -> str:
 
 
 class _Device:
-    __slots__ = ("ad_id", "anon", "ip", "kind", "model", "os", "os_version", "shared", "id", "maker")
+    __slots__ = ("ad_id", "anon", "id", "ip", "kind", "maker", "model", "os", "os_version", "shared")
 
     def __init__(self, rng: random.Random, shared_keys: tuple[str, ...] = ()) -> None:
         self.kind, self.maker, self.model, self.os, self.os_version = rng.choice(_DEVICES)
@@ -543,6 +543,7 @@ class _Journey:
         self.person = f"p{idx:06d}"
         self.rng = rng = random.Random(f"{cfg.seed}:person:{idx}")
         self.events: list[tuple[int, int, dict[str, Any]]] = []
+        self._last_page: tuple[str, str, str] = ("/", "Home", "")
 
         first, first_ascii = rng.choice(_FIRST)
         last, last_ascii = rng.choice(_LAST)
@@ -618,7 +619,12 @@ class _Journey:
         event["timestamp"] = _iso(t)
         if rng.random() < self.cfg.junk_rate:
             self._inject_junk(event, channel)
-        event["_truth"] = {"person": self.person, "channel": channel, "source": source, "shared": list(shared)}
+        event["_truth"] = {
+            "person": self.person,
+            "channel": channel,
+            "source": source,
+            "shared": list(shared),
+        }
         self.events.append((t, len(self.events), event))
 
     def _inject_junk(self, event: dict[str, Any], channel: str) -> None:
@@ -698,15 +704,15 @@ class _Journey:
 
     def _web_link(self, t: int, cookie: dict[str, str], mode: str, page: tuple, first: bool) -> int:
         assert self.user_id is not None
-        ctx = self._web_context(cookie, page)
+        anon = cookie["anon"]
         if mode == "alias":
-            event = {"type": "alias", "previousId": cookie["anon"], "userId": self.user_id}
-            event["anonymousId"] = cookie["anon"]
-            event["context"] = ctx
-            self._emit(t, "online", "web", event)
+            alias: dict[str, Any] = {"type": "alias", "previousId": anon, "userId": self.user_id}
+            alias["anonymousId"] = anon
+            alias["context"] = self._web_context(cookie, page)
+            self._emit(t, "online", "web", alias)
             t = self._step(t)
         traits = self._traits(full=first) if first or self.rng.random() < 0.5 else {}
-        event = {"type": "identify", "userId": self.user_id, "anonymousId": cookie["anon"], "traits": traits}
+        event: dict[str, Any] = {"type": "identify", "userId": self.user_id, "anonymousId": anon, "traits": traits}
         event["context"] = self._web_context(cookie, page)
         self._emit(t, "online", "web", event)
         return self._step(t)
@@ -881,13 +887,16 @@ class _Journey:
             "lastName": self.last_name,
             "createdAt": _iso(t),
         }
-        event = {"type": "identify", "traits": traits, "context": {"library": {"name": "crm-export", "version": "1.0"}}}
+        event = {
+            "type": "identify",
+            "traits": traits,
+            "context": {"library": {"name": "crm-export", "version": "1.0"}},
+        }
         self._emit(t, "offline", "crm", event)
 
     # -------------------------------------------------------------------------------- build
 
     def build(self) -> list[dict[str, Any]]:
-        self._last_page: tuple[str, str, str] = ("/", "Home", "")
         self._web()
         if self.has_app:
             for _ in range(self.rng.randint(*self.cfg.devices_per_app_user)):
@@ -916,7 +925,17 @@ def generate_events(cfg: GeneratorConfig, persons: range | None = None) -> Itera
 
 # ------------------------------------------------------------------------------------ CSV + truth
 
-RECEIPT_COLUMNS = ("receipt_id", "timestamp", "email", "phone", "loyalty_id", "store_id", "total", "currency", "items")
+RECEIPT_COLUMNS = (
+    "receipt_id",
+    "timestamp",
+    "email",
+    "phone",
+    "loyalty_id",
+    "store_id",
+    "total",
+    "currency",
+    "items",
+)
 CRM_COLUMNS = ("crm_id", "email", "phone", "first_name", "last_name", "created_at")
 
 
@@ -926,7 +945,13 @@ def _csv_row(event: Mapping[str, Any], kind: str) -> list[Any] | None:
         props = event["properties"]
         traits = event["context"]["traits"]
         items = [
-            {"sku": p["sku"], "name": p["name"], "category": p["category"], "price": p["price"], "quantity": p["quantity"]}
+            {
+                "sku": p["sku"],
+                "name": p["name"],
+                "category": p["category"],
+                "price": p["price"],
+                "quantity": p["quantity"],
+            }
             for p in props["products"]
         ]
         return [
@@ -954,8 +979,6 @@ def _csv_row(event: Mapping[str, Any], kind: str) -> list[Any] | None:
 
 
 def _offline_rows(cfg: GeneratorConfig, kind: str) -> Iterator[tuple[list[Any], dict[str, Any]]]:
-    if kind not in ("receipts", "crm"):
-        raise ValueError(f"kind must be 'receipts' or 'crm', got {kind!r}")
     for event in generate_events(cfg):
         row = _csv_row(event, kind)
         if row is not None:
@@ -963,9 +986,13 @@ def _offline_rows(cfg: GeneratorConfig, kind: str) -> Iterator[tuple[list[Any], 
 
 
 class _TruthWriter:
-    """Writes ``key<TAB>person`` lines, deduplicated per person (events arrive grouped by person)."""
+    """Writes ``key<TAB>person`` lines, deduplicated per person.
 
-    def __init__(self, fh: io.TextIOBase) -> None:
+    Deduplication keeps only the current person's keys, which is exact for generator output (events arrive
+    grouped by person) and keeps memory O(1); other orders may repeat lines, which readers tolerate.
+    """
+
+    def __init__(self, fh: TextIO) -> None:
         self.fh = fh
         self.person: str | None = None
         self.seen: set[str] = set()
@@ -993,51 +1020,44 @@ def write_truth(events: Iterable[Mapping[str, Any]], path: str | Path) -> int:
 def generate_offline_csv(
     cfg: GeneratorConfig, path: str | Path, kind: str = "receipts", truth_path: str | Path | None = None
 ) -> int:
-    """Stream till receipts (``kind="receipts"``) or CRM contacts (``kind="crm"``) as CSV; returns rows."""
+    """Stream till receipts (``kind="receipts"``) or CRM contacts (``kind="crm"``) as CSV; returns rows.
+
+    ``path`` ``"-"`` writes to stdout; ``truth_path`` also writes the truth sidecar of the rows' identifiers.
+    """
+    if kind not in ("receipts", "crm"):
+        raise ValueError(f"kind must be 'receipts' or 'crm', got {kind!r}")
     columns = RECEIPT_COLUMNS if kind == "receipts" else CRM_COLUMNS
-    truth_fh = open(truth_path, "w", encoding="utf-8", newline="\n") if truth_path else None  # noqa: SIM115
-    try:
-        truth = _TruthWriter(truth_fh) if truth_fh else None
-        with _open_text(path) as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(columns)
-            rows = 0
-            for row, event in _offline_rows(cfg, kind):
-                writer.writerow(row)
-                rows += 1
-                if truth:
-                    truth.add(event)
-        return rows
-    finally:
-        if truth_fh:
-            truth_fh.close()
-
-
-class _open_text:  # noqa: N801 - context manager used like open()
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-
-    def __enter__(self) -> Any:
-        if self.path == "-":
-            return sys.stdout
-        self.fh = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        return self.fh
-
-    def __exit__(self, *exc: object) -> None:
-        if self.path == "-":
-            sys.stdout.flush()
+    with contextlib.ExitStack() as stack:
+        if str(path) == "-":
+            fh: TextIO = sys.stdout
         else:
-            self.fh.close()
+            fh = stack.enter_context(open(path, "w", encoding="utf-8", newline=""))
+        truth = _truth_writer(stack, truth_path)
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
+        rows = 0
+        for row, event in _offline_rows(cfg, kind):
+            writer.writerow(row)
+            rows += 1
+            if truth:
+                truth.add(event)
+        fh.flush()
+        return rows
+
+
+def _truth_writer(stack: contextlib.ExitStack, truth_path: str | Path | None) -> _TruthWriter | None:
+    if not truth_path:
+        return None
+    return _TruthWriter(stack.enter_context(open(truth_path, "w", encoding="utf-8", newline="\n")))
 
 
 # -------------------------------------------------------------------------------------------- CLI
 
 
 def _write_jsonl(cfg: GeneratorConfig, out: str, truth_path: str | None) -> int:
-    out_fh = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
-    truth_fh = open(truth_path, "w", encoding="utf-8", newline="\n") if truth_path else None  # noqa: SIM115
-    try:
-        truth = _TruthWriter(truth_fh) if truth_fh else None
+    with contextlib.ExitStack() as stack:
+        out_fh = sys.stdout.buffer if out == "-" else stack.enter_context(open(out, "wb"))
+        truth = _truth_writer(stack, truth_path)
         count = 0
         for event in generate_events(cfg):
             if truth:
@@ -1045,14 +1065,8 @@ def _write_jsonl(cfg: GeneratorConfig, out: str, truth_path: str | None) -> int:
             clean, _ = strip_truth(event)
             out_fh.write(_dumps(clean) + b"\n")
             count += 1
+        out_fh.flush()
         return count
-    finally:
-        if out == "-":
-            out_fh.flush()
-        else:
-            out_fh.close()
-        if truth_fh:
-            truth_fh.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1079,12 +1093,17 @@ def main(argv: list[str] | None = None) -> int:
         shared_device_share=args.shared_device_share,
     )
     started = time.perf_counter()
-    if args.format == "jsonl":
-        count = _write_jsonl(cfg, args.out, args.truth)
-        what = "events"
-    else:
-        count = generate_offline_csv(cfg, args.out, args.kind, args.truth)
-        what = f"{args.kind} rows"
+    try:
+        if args.format == "jsonl":
+            count = _write_jsonl(cfg, args.out, args.truth)
+            what = "events"
+        else:
+            count = generate_offline_csv(cfg, args.out, args.kind, args.truth)
+            what = f"{args.kind} rows"
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     elapsed = time.perf_counter() - started
     print(f"{count} {what} for {cfg.people} people (seed {cfg.seed}) in {elapsed:.1f}s", file=sys.stderr)
     return 0

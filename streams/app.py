@@ -21,11 +21,10 @@ import orjson
 
 from cdp.settings import Settings
 from identity.extract import extract_identifiers
-from identity.graph import handle, message_from_dict, observes_for_event
-from identity.graph import NodeState
+from identity.graph import NodeState, handle, message_from_dict, observes_for_event
 from identity.rules import IdentityRules
-from streams.topics import topics_for
 from schemas.validation import invalid_reason
+from streams.topics import topics_for
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +56,8 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
     merges = app.topic(t.merges, **raw_bytes)
     refusals = app.topic(t.refusals, **raw_bytes)
     deadletter = app.topic(t.deadletter, **raw_bytes)
-    nodes = app.Table(
-        "identity-nodes", partitions=settings.topic_partitions, key_type=str, value_type=bytes,
-        value_serializer="raw",
-    )
+    # Values are NodeState dicts, JSON in the changelog (Faust's default value serializer).
+    nodes = app.Table("identity-nodes", partitions=settings.topic_partitions, key_type=str)
 
     async def emit_stitched(event: dict[str, Any], profile_id: str, identity_key: str) -> None:
         event["profileId"] = profile_id
@@ -94,9 +91,9 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
         async for value in stream:
             msg = message_from_dict(orjson.loads(value))
             current = nodes.get(msg.node)
-            state = NodeState.from_dict(orjson.loads(current)) if current is not None else None
+            state = NodeState.from_dict(current) if current is not None else None
             step = handle(state, msg, rules)
-            nodes[msg.node] = orjson.dumps(step.state.to_dict())
+            nodes[msg.node] = step.state.to_dict()
             now_ms = int(time.time() * 1000)
             for out in step.out:
                 await ops.send(key=out.node.encode(), value=orjson.dumps(out.to_dict()))

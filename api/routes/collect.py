@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import basic_user
-from api.body import BadBody, BodyTooLarge, parse_json_body, read_body
+from api.body import BodyError, BodyTooLarge, parse_json_body, read_body
 from api.deps import Services
 from api.enrich import client_ip, enrich
 from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
@@ -54,13 +54,9 @@ async def _read_payload(request: Request, services: Services) -> dict[str, Any] 
     try:
         raw = await read_body(request.stream(), request.headers.get("content-encoding"), limit)
         return parse_json_body(raw)
-    except BodyTooLarge as exc:
-        EVENTS_REJECTED.labels("too_large").inc()
-        return _error(413, str(exc) or f"request body exceeds {limit} bytes")
-    except BadBody as exc:
-        EVENTS_REJECTED.labels("bad_body").inc()
-        status = 415 if "encoding" in str(exc) else 400
-        return _error(status, str(exc))
+    except BodyError as exc:
+        EVENTS_REJECTED.labels("too_large" if isinstance(exc, BodyTooLarge) else "bad_body").inc()
+        return _error(exc.status_code, str(exc))
 
 
 def _source(request: Request, services: Services, payload: dict[str, Any]):
@@ -132,8 +128,7 @@ async def collect(request: Request, forced_type: str | None) -> JSONResponse:
     rejected = []
     items = payload.get("batch") or []
     for item_error in bad:
-        errors = [{"loc": f"batch[{item_error.index}].{e.loc}".rstrip("."), "msg": e.msg}
-                  for e in item_error.errors]
+        errors = [{"loc": e.loc, "msg": e.msg} for e in item_error.errors]
         rejected.append({"index": item_error.index, "errors": errors})
         original = items[item_error.index] if item_error.index < len(items) else None
         records.append((services.topics.deadletter, None, orjson.dumps({

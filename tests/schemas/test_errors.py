@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from schemas.errors import BatchItemError, EventError, FieldError, error_body, format_loc, from_validation_error, join_loc
+from schemas.errors import (
+    BatchItemError,
+    EventError,
+    FieldError,
+    error_body,
+    format_loc,
+    from_validation_error,
+    join_loc,
+)
 
 
 @pytest.mark.parametrize(

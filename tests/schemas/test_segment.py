@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.errors import EventError, FieldError
-from schemas.segment import MAX_EVENT_BYTES, SegmentEvent, parse_batch, parse_event
+from schemas.segment import MAX_EVENT_BYTES, SegmentEvent, encoded_size, parse_batch, parse_event
 
 
 def locs(exc: EventError) -> list[str]:
@@ -255,11 +255,10 @@ def test_oversized_item_rejected_alone() -> None:
     assert bad[0].errors == [FieldError("batch[1]", "event exceeds 32768 bytes")]
 
 
-def test_item_just_under_limit_accepted_even_with_large_batch_context() -> None:
-    base = {"type": "track", "event": "A", "userId": "u", "properties": {"blob": ""}}
-    from schemas.segment import encoded_size
-
-    base["properties"]["blob"] = "x" * (MAX_EVENT_BYTES - encoded_size(base))
+def test_item_at_limit_accepted_even_with_large_batch_context() -> None:
+    props: dict[str, Any] = {"blob": ""}
+    base: dict[str, Any] = {"type": "track", "event": "A", "userId": "u", "properties": props}
+    props["blob"] = "x" * (MAX_EVENT_BYTES - encoded_size(base))
     assert encoded_size(base) == MAX_EVENT_BYTES
     good, bad = parse_batch({"batch": [base], "context": {"pad": "y" * 1000}})
     assert bad == [] and len(good) == 1
@@ -268,7 +267,12 @@ def test_item_just_under_limit_accepted_even_with_large_batch_context() -> None:
 def test_batch_context_and_integrations_merged_item_wins() -> None:
     payload = {
         "batch": [
-            {"type": "track", "event": "A", "userId": "u", "context": {"page": {"path": "/a"}, "ip": "9.9.9.9"}},
+            {
+                "type": "track",
+                "event": "A",
+                "userId": "u",
+                "context": {"page": {"path": "/a"}, "ip": "9.9.9.9"},
+            },
             {"type": "track", "event": "B", "userId": "u", "integrations": {"Mixpanel": False}},
             {
                 "type": "track",
@@ -283,7 +287,11 @@ def test_batch_context_and_integrations_merged_item_wins() -> None:
     good, bad = parse_batch(payload)
     assert bad == []
     a, b, c = good
-    assert a.context == {"library": {"name": "analytics-node", "version": "1.0"}, "ip": "9.9.9.9", "page": {"path": "/a"}}
+    assert a.context == {
+        "library": {"name": "analytics-node", "version": "1.0"},
+        "ip": "9.9.9.9",
+        "page": {"path": "/a"},
+    }
     assert b.context == {"library": {"name": "analytics-node", "version": "1.0"}, "ip": "1.1.1.1"}
     assert b.integrations == {"All": True, "Mixpanel": False}
     assert a.integrations == {"All": True, "Mixpanel": True}
@@ -344,17 +352,39 @@ def test_items_carry_their_own_type() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 field_names = st.sampled_from(
-    ["type", "userId", "anonymousId", "previousId", "groupId", "event", "name", "traits", "properties",
-     "context", "integrations", "timestamp", "sentAt", "messageId", "writeKey", "channel", "other"]
+    [
+        "type",
+        "userId",
+        "anonymousId",
+        "previousId",
+        "groupId",
+        "event",
+        "name",
+        "traits",
+        "properties",
+        "context",
+        "integrations",
+        "timestamp",
+        "sentAt",
+        "messageId",
+        "writeKey",
+        "channel",
+        "other",
+    ]
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(payload=st.dictionaries(field_names, json_values, max_size=8), forced=st.sampled_from([None, "track", "alias"]))
+@given(
+    payload=st.dictionaries(field_names, json_values, max_size=8),
+    forced=st.sampled_from([None, "track", "alias"]),
+)
 def test_arbitrary_payloads_only_raise_event_error(payload: dict[str, Any], forced: str | None) -> None:
     try:
         event = parse_event(payload, forced)

@@ -1,0 +1,614 @@
+"""Streaming, partitioned identity stitching: connected components by min-label propagation.
+
+Why this shape
+--------------
+Every identifier (``email:ann@example.com``, ``anonymous_id:abc``...) is a *node*. Its state lives in
+one Faust table partition, keyed by the node key, and every message to a node is produced to one topic
+keyed by the target node key; so one worker owns a node and sees its messages in order (FIFO per
+partition), and no worker ever sees the whole graph. ``handle`` is the whole per-node program: a pure
+function ``(state, message) -> (new state, messages to send, facts to record)``, so the agent is a thin
+loop and the protocol can be tested exhaustively in memory (``identity.simulate``).
+
+A profile is a connected component of accepted links. Its id is derived from the component's *label*,
+the smallest ``(first_seen_ms, node_key)`` in it: the oldest identifier names the profile, so the
+profile id is stable while new identifiers join, and two components that meet converge on the older
+one's id whatever order the messages arrive in.
+
+Protocol (messages are routed to ``msg.node``)
+----------------------------------------------
+* ``Observe`` - one per identifier of an event (``observes_for_event``). Creates the node or lowers its
+  ``first_seen_ms``. Only the event's *primary* (strongest identifier, ``primary=True``, carrying the
+  event) starts linking, so an event makes one handshake, not one per pair.
+* ``Propose`` - "sender wants an edge to node". The receiver checks the identifier limits on the union of
+  both components' summaries; it refuses (``Refusal``, no edge) or accepts (edge, union, min label,
+  ``Offer`` back). The primary does not propose to all peers at once: the proposals of one event form a
+  *chain* (``then``); each receiver forwards the rest after deciding, carrying the summary as it stands
+  after its decision. So the links of one event are decided one after the other with full knowledge,
+  and an event can never join two people through two peers that each looked harmless alone.
+* ``Offer`` - "sender, linked to node, tells node its label and summary". Labels only decrease and
+  summaries only grow (``IdentityRules.union`` is a join), and a node only speaks when it changed or when
+  its peer is missing something, so propagation terminates.
+
+Guarantees: with no limit conflicts the final components equal the connected components of the
+events' identifiers, labelled with the component minimum, for any arrival order, partitioning or
+interleaving, with duplicated deliveries, and across restarts from serialised state (tests/identity).
+Limits are exact when the events touching one component are processed one after the other; two
+*concurrent* events reaching the same component through different nodes decide on summaries that do not
+include each other yet and can overshoot a limit. That is detected where the two summaries meet and
+reported as a ``Refusal`` with reason ``race:<type>`` (links are never undone: a label cannot be
+un-propagated); a component over a limit then accepts no further links.
+
+At-least-once: duplicated messages are harmless (every handler is idempotent). If a crash persisted a
+node's new state but lost the messages of that step, the node's neighbours miss that update;
+``resync(state)`` re-announces a node to its neighbours and is safe to call at any time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from identity.extract import Identifier, extract_identifiers
+from identity.rules import IdentityRules
+
+__all__ = [
+    "PROFILE_NAMESPACE",
+    "IdentityChange",
+    "Label",
+    "Merge",
+    "Message",
+    "NodeState",
+    "Observe",
+    "Offer",
+    "Propose",
+    "Refusal",
+    "Step",
+    "handle",
+    "message_from_dict",
+    "observes_for_event",
+    "profile_id_for",
+    "resync",
+]
+
+Label = tuple[int, str]
+"""``(first_seen_ms, node_key)`` of a component's oldest identifier; the smaller label wins."""
+
+# Fixed forever: profile ids already stored in ClickHouse depend on it.
+PROFILE_NAMESPACE = uuid.UUID("6f0c6c2e-3b7a-5d8e-9a51-2f0f1c3de0a1")
+
+
+def profile_id_for(label: Label) -> str:
+    """Profile id of a component with this label.
+
+    Depends on the node key only, not on ``first_seen_ms``: a late event that lowers the oldest
+    node's first_seen changes the label but must not rename the profile.
+    """
+    return str(uuid.uuid5(PROFILE_NAMESPACE, label[1]))
+
+
+def _label(raw: Any) -> Label:
+    ts, key = raw
+    return (int(ts), str(key))
+
+
+def _summary(raw: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    return {str(t): sorted({str(v) for v in values}) for t, values in (raw or {}).items() if values}
+
+
+def _copy(summary: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Messages get their own lists: a state and a message in flight must never share mutable data."""
+    return {t: list(v) for t, v in summary.items()}
+
+
+def _own_summary(key: str) -> dict[str, list[str]]:
+    ident = Identifier.from_key(key)
+    return {ident.id_type: [ident.value]}
+
+
+# --------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class NodeState:
+    """What one identifier node remembers (one Faust table row, keyed by ``key``).
+
+    ``summary`` holds, per identifier type, the sorted distinct values known in this node's component,
+    capped at the type's limit + 1 (see ``IdentityRules.union``): just enough to decide a link locally
+    without seeing the component. Every type counts here: a type without a limit is capped by
+    ``max_identifiers_per_profile``. ``version``/``changed_ms`` make ``IdentityChange`` records
+    monotone per identifier, so a sink can keep the latest one even when events arrive late.
+    """
+
+    key: str
+    first_seen_ms: int
+    label: Label
+    neighbors: list[str]
+    summary: dict[str, list[str]]
+    refused: int = 0
+    version: int = 0
+    changed_ms: int = 0
+
+    @property
+    def profile_id(self) -> str:
+        return profile_id_for(self.label)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "first_seen_ms": self.first_seen_ms,
+            "label": [self.label[0], self.label[1]],
+            "neighbors": list(self.neighbors),
+            "summary": {t: list(v) for t, v in self.summary.items()},
+            "refused": self.refused,
+            "version": self.version,
+            "changed_ms": self.changed_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NodeState:
+        return cls(
+            key=str(data["key"]),
+            first_seen_ms=int(data["first_seen_ms"]),
+            label=_label(data["label"]),
+            neighbors=[str(n) for n in data.get("neighbors", ())],
+            summary=_summary(data.get("summary")),
+            refused=int(data.get("refused", 0)),
+            version=int(data.get("version", 0)),
+            changed_ms=int(data.get("changed_ms", 0)),
+        )
+
+    def copy(self) -> NodeState:
+        return NodeState(
+            key=self.key,
+            first_seen_ms=self.first_seen_ms,
+            label=self.label,
+            neighbors=list(self.neighbors),
+            summary=_copy(self.summary),
+            refused=self.refused,
+            version=self.version,
+            changed_ms=self.changed_ms,
+        )
+
+    @classmethod
+    def new(cls, key: str, ts_ms: int) -> NodeState:
+        return cls(key=key, first_seen_ms=ts_ms, label=(ts_ms, key), neighbors=[], summary=_own_summary(key))
+
+
+# ------------------------------------------------------------------------------------------ messages
+
+
+@dataclass
+class Observe:
+    """An event mentioned identifier ``node`` at ``ts_ms``.
+
+    ``peers`` are the event's other identifier keys. ``primary`` marks the event's strongest identifier:
+    only its Observe starts the link handshake and it carries ``event`` (the others carry ``None``), so
+    the event is stamped once, with the primary's profile.
+    """
+
+    kind: ClassVar[str] = "observe"
+    node: str
+    ts_ms: int
+    peers: list[str]
+    cause: str
+    event: dict[str, Any] | None = None
+    primary: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "node": self.node,
+            "ts_ms": self.ts_ms,
+            "peers": list(self.peers),
+            "cause": self.cause,
+            "event": self.event,
+            "primary": self.primary,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Observe:
+        event = data.get("event")
+        return cls(
+            node=str(data["node"]),
+            ts_ms=int(data["ts_ms"]),
+            peers=[str(p) for p in data.get("peers", ())],
+            cause=str(data.get("cause", "")),
+            event=dict(event) if event is not None else None,
+            # Older producers marked the primary only by attaching the event.
+            primary=bool(data.get("primary", event is not None)),
+        )
+
+
+@dataclass
+class Propose:
+    """``sender`` (with its component's label and summary) asks ``node`` for an edge.
+
+    ``then`` is the rest of the event's link chain: after deciding, ``node`` forwards the proposal to
+    ``then[0]``. ``ts_ms`` is the event time; it doubles as ``node``'s first_seen if the proposal
+    overtakes ``node``'s own Observe (``node`` was in the same event, so that is the right value).
+    """
+
+    kind: ClassVar[str] = "propose"
+    node: str
+    sender: str
+    label: Label
+    summary: dict[str, list[str]]
+    cause: str
+    ts_ms: int = 0
+    then: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "node": self.node,
+            "sender": self.sender,
+            "label": [self.label[0], self.label[1]],
+            "summary": {t: list(v) for t, v in self.summary.items()},
+            "cause": self.cause,
+            "ts_ms": self.ts_ms,
+            "then": list(self.then),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Propose:
+        return cls(
+            node=str(data["node"]),
+            sender=str(data["sender"]),
+            label=_label(data["label"]),
+            summary=_summary(data.get("summary")),
+            cause=str(data.get("cause", "")),
+            ts_ms=int(data.get("ts_ms", 0)),
+            then=[str(t) for t in data.get("then", ())],
+        )
+
+
+@dataclass
+class Offer:
+    """``sender``, already linked to ``node``, tells it the label and summary of its component."""
+
+    kind: ClassVar[str] = "offer"
+    node: str
+    sender: str
+    label: Label
+    summary: dict[str, list[str]]
+    cause: str
+    ts_ms: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "node": self.node,
+            "sender": self.sender,
+            "label": [self.label[0], self.label[1]],
+            "summary": {t: list(v) for t, v in self.summary.items()},
+            "cause": self.cause,
+            "ts_ms": self.ts_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Offer:
+        return cls(
+            node=str(data["node"]),
+            sender=str(data["sender"]),
+            label=_label(data["label"]),
+            summary=_summary(data.get("summary")),
+            cause=str(data.get("cause", "")),
+            ts_ms=int(data.get("ts_ms", 0)),
+        )
+
+
+Message = Observe | Propose | Offer
+
+_KINDS: dict[str, type[Observe] | type[Propose] | type[Offer]] = {
+    "observe": Observe,
+    "propose": Propose,
+    "offer": Offer,
+}
+
+
+def message_from_dict(data: Mapping[str, Any]) -> Message:
+    """Decode any protocol message from its ``to_dict()`` form, dispatching on ``kind``."""
+    kind = data.get("kind")
+    cls = _KINDS.get(str(kind))
+    if cls is None:
+        raise ValueError(f"unknown identity message kind {kind!r}")
+    return cls.from_dict(data)
+
+
+# ---------------------------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    """Identifier ``id_type:id_value`` now belongs to ``profile_id`` (one row of ``cdp.identities``).
+
+    ``version`` increases by one per change of the same identifier and ``ts_ms`` never goes backwards
+    for it, so either can be the ReplacingMergeTree version; event time alone could (late events).
+    """
+
+    id_type: str
+    id_value: str
+    profile_id: str
+    ts_ms: int
+    version: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id_type": self.id_type,
+            "id_value": self.id_value,
+            "profile_id": self.profile_id,
+            "ts_ms": self.ts_ms,
+            "version": self.version,
+        }
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Profile ``from_profile`` was absorbed into ``into_profile``.
+
+    Emitted once per dissolved profile, by the node that founded it (whose key names the profile), when
+    it leaves its own label, not by every node of the component (that would be a merge storm). Chains
+    (a -> b, then b -> c) are possible and must be followed; a later Merge can even point back
+    (a late event can make a dissolved profile's founder the oldest node again), so apply them in order.
+    """
+
+    from_profile: str
+    into_profile: str
+    cause: str
+    ts_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from_profile": self.from_profile,
+            "into_profile": self.into_profile,
+            "cause": self.cause,
+            "ts_ms": self.ts_ms,
+        }
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A link between ``node`` and ``peer`` was refused (or, for ``race:*``, found over a limit).
+
+    ``reason`` is ``limit:<type>`` / ``limit:max_identifiers`` (the union would exceed a limit),
+    ``degree_cap`` (``node`` already has the maximum number of links) or ``race:<type>`` (a concurrent
+    link was accepted on stale knowledge; reported, not undone).
+    """
+
+    node: str
+    peer: str
+    reason: str
+    cause: str
+    ts_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "peer": self.peer,
+            "reason": self.reason,
+            "cause": self.cause,
+            "ts_ms": self.ts_ms,
+        }
+
+
+@dataclass
+class Step:
+    """Result of handling one message: the node's new state, messages to produce, facts to record."""
+
+    state: NodeState
+    out: list[Message] = field(default_factory=list)
+    identity_changes: list[IdentityChange] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    stitched_event: dict[str, Any] | None = None
+
+
+# -------------------------------------------------------------------------------------------- handler
+
+
+class _Ctx:
+    """Accumulates one step's outputs; ``finish`` derives the identity facts from before/after state."""
+
+    def __init__(self, state: NodeState | None, key: str, ts_ms: int, cause: str) -> None:
+        self.created = state is None
+        self.state = NodeState.new(key, ts_ms) if state is None else state.copy()
+        self.before: Label | None = None if state is None else state.label
+        self.ts_ms = ts_ms
+        self.cause = cause
+        self.out: list[Message] = []
+        self.refusals: list[Refusal] = []
+
+    def offer(self, to: str) -> None:
+        s = self.state
+        self.out.append(Offer(to, s.key, s.label, _copy(s.summary), self.cause, self.ts_ms))
+
+    def broadcast(self, exclude: str | None = None) -> None:
+        for neighbor in self.state.neighbors:
+            if neighbor != exclude:
+                self.offer(neighbor)
+
+    def refuse(self, peer: str, reasons: list[str]) -> None:
+        self.state.refused += 1
+        reason = ",".join(r if r in ("degree_cap",) else f"limit:{r}" for r in reasons)
+        self.refusals.append(Refusal(self.state.key, peer, reason, self.cause, self.ts_ms))
+
+    def absorb(self, rules: IdentityRules, sender: str, label: Label, summary: dict[str, list[str]]) -> bool:
+        """Join a linked peer's component knowledge into ours; True if our label or summary changed.
+
+        Where two summaries that each respect the limits meet in one that does not, a concurrent link
+        was accepted on stale knowledge: report it (``race:<type>``) at this meeting point only, so one
+        race gives a handful of records, not one per node of the component.
+        """
+        s = self.state
+        merged = rules.union(s.summary, summary)
+        raced = rules.violations(merged)
+        if raced and not rules.violations(s.summary) and not rules.violations(summary):
+            reason = ",".join(f"race:{r}" for r in raced)
+            self.refusals.append(Refusal(s.key, sender, reason, self.cause, self.ts_ms))
+        old = (s.label, s.summary)
+        s.summary = merged
+        s.label = min(s.label, label)
+        return (s.label, s.summary) != old
+
+    def finish(self, event: dict[str, Any] | None = None) -> Step:
+        s = self.state
+        changes: list[IdentityChange] = []
+        merges: list[Merge] = []
+        new_profile = profile_id_for(s.label)
+        old_profile = None if self.before is None else profile_id_for(self.before)
+        if new_profile != old_profile:
+            ts = self.ts_ms if s.version == 0 else max(self.ts_ms, s.changed_ms + 1)
+            s.version += 1
+            s.changed_ms = ts
+            ident = Identifier.from_key(s.key)
+            changes.append(IdentityChange(ident.id_type, ident.value, new_profile, ts, s.version))
+            if self.before is not None and self.before[1] == s.key:
+                merges.append(Merge(old_profile or "", new_profile, self.cause, ts))
+        stitched = None if event is None else {**event, "profileId": new_profile}
+        return Step(s, self.out, changes, merges, self.refusals, stitched)
+
+
+def _next_in_chain(chain: list[str], skip: set[str]) -> tuple[str | None, list[str]]:
+    """First chain entry not in ``skip`` (already linked / the node itself) and the remaining chain."""
+    for i, key in enumerate(chain):
+        if key not in skip:
+            return key, chain[i + 1 :]
+    return None, []
+
+
+def _on_observe(state: NodeState | None, msg: Observe, rules: IdentityRules) -> Step:
+    ctx = _Ctx(state, msg.node, msg.ts_ms, msg.cause)
+    s = ctx.state
+    if not ctx.created and msg.ts_ms < s.first_seen_ms:
+        # A late (or imported) event shows the identifier existed earlier: it may now be the oldest
+        # node of its component, in which case the component's label (not its profile id) moves.
+        s.first_seen_ms = msg.ts_ms
+        own: Label = (msg.ts_ms, s.key)
+        if own < s.label:
+            s.label = own
+            ctx.broadcast()
+    if msg.primary:
+        linked = set(s.neighbors)
+        chain: list[str] = []
+        for peer in dict.fromkeys(msg.peers):
+            if peer == s.key or peer in linked:
+                continue
+            try:
+                peer_summary = _own_summary(peer)
+            except ValueError:
+                continue
+            # Cheap local pre-check: if even the peer's own value breaks a limit of our component,
+            # refuse here instead of sending a proposal that is bound to be refused.
+            broken = rules.link_violations(s.summary, peer_summary)
+            if broken:
+                ctx.refuse(peer, broken)
+            elif len(s.neighbors) >= rules.max_identifiers_per_profile:
+                ctx.refuse(peer, ["degree_cap"])
+            else:
+                chain.append(peer)
+        if chain:
+            first, rest = chain[0], chain[1:]
+            ctx.out.append(Propose(first, s.key, s.label, _copy(s.summary), msg.cause, msg.ts_ms, rest))
+    return ctx.finish(msg.event)
+
+
+def _on_propose(state: NodeState | None, msg: Propose, rules: IdentityRules) -> Step:
+    ctx = _Ctx(state, msg.node, msg.ts_ms, msg.cause)
+    s = ctx.state
+    sender = msg.sender
+    if sender == s.key:
+        return ctx.finish()
+    already = sender in s.neighbors
+    # Equal labels mean the same component already (labels only travel along accepted links), so the
+    # link adds nothing to the profile and needs no limit check.
+    if not already and msg.label != s.label:
+        broken = rules.link_violations(s.summary, msg.summary)
+        if not broken and len(s.neighbors) >= rules.max_identifiers_per_profile:
+            broken = ["degree_cap"]
+        if broken:
+            ctx.refuse(sender, broken)
+            # The rest of the event's chain still gets its chance to link with the original sender.
+            nxt, rest = _next_in_chain(msg.then, {s.key, sender})
+            if nxt is not None:
+                forward = Propose(nxt, sender, msg.label, _copy(msg.summary), msg.cause, msg.ts_ms, rest)
+                ctx.out.append(forward)
+            return ctx.finish()
+    if not already:
+        s.neighbors.append(sender)
+    changed = ctx.absorb(rules, sender, msg.label, msg.summary)
+    # Always answer: the sender adds its side of the edge when it hears back, and a duplicate proposal
+    # whose first answer was lost gets answered again.
+    ctx.offer(sender)
+    if changed:
+        ctx.broadcast(exclude=sender)
+    nxt, rest = _next_in_chain(msg.then, {s.key, *s.neighbors})
+    if nxt is not None:
+        ctx.out.append(Propose(nxt, s.key, s.label, _copy(s.summary), msg.cause, msg.ts_ms, rest))
+    return ctx.finish()
+
+
+def _on_offer(state: NodeState | None, msg: Offer, rules: IdentityRules) -> Step:
+    # An Offer only reaches existing nodes in normal operation; a missing state (lost table) is
+    # rebuilt as well as can be, with the offer's event time as first_seen.
+    ctx = _Ctx(state, msg.node, msg.ts_ms, msg.cause)
+    s = ctx.state
+    sender = msg.sender
+    if sender == s.key:
+        return ctx.finish()
+    if sender not in s.neighbors:
+        # The answer to our proposal (or a neighbour we lost): the edge exists on the other side, so it
+        # must exist here too, even beyond the degree cap (bounded by proposals in flight).
+        s.neighbors.append(sender)
+    if ctx.absorb(rules, sender, msg.label, msg.summary):
+        ctx.broadcast(exclude=sender)
+    if (s.label, s.summary) != (msg.label, msg.summary):
+        # The sender is missing something we know (a smaller label or more values): tell it.
+        ctx.offer(sender)
+    return ctx.finish()
+
+
+def handle(state: NodeState | None, msg: Message, rules: IdentityRules) -> Step:
+    """Process one message addressed to ``msg.node`` (``state`` is that node's row, ``None`` if new).
+
+    Pure: ``state`` is not modified, the new state is ``Step.state``. The agent stores it, produces
+    every ``Step.out`` message keyed by its ``node``, and records the facts.
+    """
+    if state is not None and state.key != msg.node:
+        raise ValueError(f"state of {state.key!r} given for a message to {msg.node!r}")
+    if isinstance(msg, Observe):
+        return _on_observe(state, msg, rules)
+    if isinstance(msg, Propose):
+        return _on_propose(state, msg, rules)
+    if isinstance(msg, Offer):
+        return _on_offer(state, msg, rules)
+    raise TypeError(f"not an identity message: {msg!r}")
+
+
+def resync(state: NodeState, cause: str = "resync", ts_ms: int = 0) -> list[Offer]:
+    """Offers re-announcing ``state`` to all its neighbours.
+
+    Repairs the one thing at-least-once cannot: a step whose new state was persisted while its output
+    messages were lost. Harmless otherwise: neighbours that already agree do nothing.
+    """
+    return [Offer(n, state.key, state.label, _copy(state.summary), cause, ts_ms) for n in state.neighbors]
+
+
+def observes_for_event(event: Mapping[str, Any], rules: IdentityRules, message_id: str, ts_ms: int) -> list[Observe]:
+    """The Observe messages for one event: one per identifier, the primary first, carrying the event.
+
+    An event without any usable identifier yields ``[]``: it has no profile.
+    """
+    keys = [ident.key for ident in extract_identifiers(event, rules)]
+    return [
+        Observe(
+            node=key,
+            ts_ms=ts_ms,
+            peers=[k for k in keys if k != key],
+            cause=message_id,
+            event=dict(event) if i == 0 else None,
+            primary=i == 0,
+        )
+        for i, key in enumerate(keys)
+    ]
