@@ -9,7 +9,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import Services
-from api.routes import collect, health, query
+import importlib.util
+
+from api.routes import collect, health, profiles, query
 
 
 def create_app(services: Services, *, collector: bool = True, query_api: bool = True) -> FastAPI:
@@ -18,23 +20,34 @@ def create_app(services: Services, *, collector: bool = True, query_api: bool = 
     origins = [o.strip() for o in services.settings.cors_origins.split(",") if o.strip()]
     # Browser SDKs send the write key in the body or as Basic auth, not as cookies: no credentials, so a
     # wildcard origin is allowed (a wildcard cannot be combined with credentials).
-    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=False,
-                       allow_methods=["GET", "POST", "DELETE", "OPTIONS"], allow_headers=["*"], max_age=86400)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+        max_age=86400,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": ".".join(str(p) for p in e["loc"] if p != "body"), "msg": e["msg"]}
-                  for e in exc.errors()]
+        errors = [{"loc": ".".join(str(p) for p in e["loc"] if p != "body"), "msg": e["msg"]} for e in exc.errors()]
         return JSONResponse({"success": False, "error": "invalid request", "errors": errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"success": False, "error": exc.detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"success": False, "error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     app.include_router(health.router)
     if collector:
         app.include_router(collect.router)
     if query_api:
         app.include_router(query.router)
+        app.include_router(profiles.router)
+        if importlib.util.find_spec("schemas.audience"):  # TEMP until the audience compiler lands
+            from api.routes import audiences
+
+            app.include_router(audiences.router)
     return app

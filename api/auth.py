@@ -30,8 +30,9 @@ def require_token(request: Request, *allowed: str) -> None:
     """401 without a token, 403 with a wrong one; compared in constant time."""
     token = bearer(request.headers.get("authorization"))
     if token is None:
-        raise HTTPException(401, "missing bearer token (Authorization: Bearer TOKEN)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "missing bearer token (Authorization: Bearer TOKEN)", headers={"WWW-Authenticate": "Bearer"}
+        )
     if not any(a and hmac.compare_digest(token, a) for a in allowed):
         raise HTTPException(403, "token not allowed for this endpoint")
 

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from ua_parser import parse as _ua_parse
 
-from schemas.segment import parse_timestamp
+from schemas.segment import MIN_TIMESTAMP, parse_timestamp
 
 __all__ = ["client_ip", "enrich", "format_timestamp", "parse_user_agent"]
 
@@ -162,7 +162,12 @@ def _corrected_timestamp(event: Mapping[str, Any], received_at: datetime) -> tup
         return received_at, None
     if sent_at is None:
         return original, raw_original
-    corrected = received_at - (sent_at - original)
+    try:
+        corrected = received_at - (sent_at - original)
+    except OverflowError:  # nonsense clocks (parse_timestamp bounds them, but enrich may see unvalidated input)
+        return received_at, raw_original
+    if corrected < MIN_TIMESTAMP:  # ditto: a "correction" of centuries is a broken client, not a real delay
+        return received_at, raw_original
     return min(corrected, received_at), raw_original
 
 

@@ -30,8 +30,9 @@ def _sql_via_service(settings: Settings, query: str) -> tuple[list[str], list[li
     settings.ensure_tokens()
     url = f"http://{settings.http_host}:{settings.http_port}/v1/sql"
     try:
-        r = httpx.post(url, json={"query": query}, headers={"Authorization": f"Bearer {settings.admin_token}"},
-                       timeout=120)
+        r = httpx.post(
+            url, json={"query": query}, headers={"Authorization": f"Bearer {settings.admin_token}"}, timeout=120
+        )
     except httpx.HTTPError as exc:
         raise SystemExit(f"cdp sql: the service at {url} is not reachable ({exc}); is `cdp run` running?") from exc
     if r.status_code != 200:

@@ -68,8 +68,10 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
     is_csv = path.suffix.lower() == ".csv"
     with path.open("rb") as f:
         total_lines = sum(1 for _ in f) - (1 if is_csv else 0)
-    with rejects_path.open("wb") as rejects, tqdm(total=total_lines, unit="rows", desc=f"import {path.name}",
-                                                   disable=None) as bar:
+    with (
+        rejects_path.open("wb") as rejects,
+        tqdm(total=total_lines, unit="rows", desc=f"import {path.name}", disable=None) as bar,
+    ):
         for line_no, row, error in read_rows(path):
             bar.update(1)
             event = None
@@ -83,8 +85,9 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
                 rejected += 1
                 rejects.write(orjson.dumps({"line": line_no, "reason": error, "row": row}) + b"\n")
                 continue
-            enriched = enrich(event, received_at=datetime.now(UTC), client_ip=None, channel=source.channel,
-                              source_id=source.name)
+            enriched = enrich(
+                event, received_at=datetime.now(UTC), client_ip=None, channel=source.channel, source_id=source.name
+            )
             key = enriched.get("userId") or enriched.get("anonymousId") or enriched["messageId"]
             chunk.append((topic, str(key).encode(), orjson.dumps(enriched)))
             accepted += 1
@@ -94,8 +97,10 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
         if chunk:
             producer.send_sync(chunk)
     producer.close()
-    print(f"imported {accepted} events into {source.channel} ({source.name}); {rejected} rejected"
-          + (f", see {rejects_path}" if rejected else ""))
+    print(
+        f"imported {accepted} events into {source.channel} ({source.name}); {rejected} rejected"
+        + (f", see {rejects_path}" if rejected else "")
+    )
     if not rejected:
         rejects_path.unlink(missing_ok=True)
     return 0 if accepted or not rejected else 1

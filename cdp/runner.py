@@ -94,15 +94,18 @@ def banner(settings: Settings, registry: SourceRegistry | None, parts: frozenset
             first = next((s for s in registry.all() if s.channel == channel), None)
             if first:
                 lines.append(f"  write key {channel:<8}: {first.write_key}   (source {first.name!r})")
-    lines += [f"  admin token   : {settings.admin_token}", f"  read token    : {settings.read_token}",
-              f"  ClickHouse    : {settings.clickhouse_url}", f"  Kafka         : {settings.kafka_bootstrap}"]
+    lines += [
+        f"  admin token   : {settings.admin_token}",
+        f"  read token    : {settings.read_token}",
+        f"  ClickHouse    : {settings.clickhouse_url}",
+        f"  Kafka         : {settings.kafka_bootstrap}",
+    ]
     return "\n".join(lines)
 
 
 async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
     settings.ensure_tokens()
-    if settings.embedded_clickhouse and "worker" in parts and "api" not in parts and "collector" in parts:
-        raise SystemExit("embedded chDB: run worker and api in one process (cdp run)")
+    sinks_here = "worker" in parts and settings.worker_sinks
     await asyncio.to_thread(ensure_topics, settings)
     topics = topics_for(settings)
     services = Services(settings=settings, topics=topics, kafka_ready=kafka_probe(settings.kafka_bootstrap))
@@ -117,34 +120,81 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
     registry: SourceRegistry | None = None
     faust_app = None
     sink: KafkaSink | None = None
+    definitions = index = evaluator = None
     server: _Server | None = None
     server_task: asyncio.Task | None = None
     try:
-        if parts & {"worker", "api"}:
+        if "api" in parts or sinks_here:
             ch = ClickHouse(settings.clickhouse_url, settings.clickhouse_database)
             applied = await asyncio.to_thread(migrate, ch, ttl_days=settings.anonymous_ttl_days)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
             services.ch = ch if "api" in parts else None
-        if "collector" in parts:
+        from identity.rules import IdentityRules
+
+        rules = IdentityRules.load(str(settings.identity_rules) if settings.identity_rules else None)
+        if parts & {"collector", "api", "worker"}:
             producer = AsyncProducer(settings.kafka_bootstrap)
+            services.producer = producer
+        if "api" in parts or sinks_here:
+            from streams.audiences import AudienceDefinitions
+
+            definitions = await asyncio.to_thread(AudienceDefinitions(settings.kafka_bootstrap, topics.audiences).start)
+            services.extra["audiences"] = definitions
+        if "api" in parts:
+            from streams.serving import ServingIndex
+
+            index = await asyncio.to_thread(
+                ServingIndex(settings.kafka_bootstrap, topics.identities, topics.audience_changes).start
+            )
+            services.extra["index"] = index
+            services.extra["id_types"] = {"profile_id", *rules.types}
+        if "collector" in parts:
             registry = await asyncio.to_thread(SourceRegistry(settings.kafka_bootstrap, topics.sources).start)
             await asyncio.to_thread(ensure_default_sources, registry, producer, topics.sources)
-            services.producer, services.sources = producer, registry
+            services.sources = registry
         if "worker" in parts:
-            from identity.rules import IdentityRules
             from streams.app import create_app as create_faust_app
 
-            assert ch is not None
-            rules = IdentityRules.load(str(settings.identity_rules) if settings.identity_rules else None)
             faust_app = create_faust_app(settings, rules)
             await faust_app.start()
-            sink = KafkaSink(ch, settings.kafka_bootstrap, f"{settings.topic_prefix}-sink", sink_routes(settings),
-                             settings.sink_batch_rows, settings.sink_flush_s).start()
+        if sinks_here:
+            import importlib.util
+
+            assert ch is not None and producer is not None and definitions is not None
+            sink = KafkaSink(
+                ch,
+                settings.kafka_bootstrap,
+                f"{settings.topic_prefix}-sink",
+                sink_routes(settings),
+                settings.sink_batch_rows,
+                settings.sink_flush_s,
+            ).start()
+            sink_ref = sink
+            if importlib.util.find_spec("sinks.audience_sql"):  # TEMP until the audience compiler lands
+                from sinks.audience_eval import AudienceEvaluator
+
+                evaluator = AudienceEvaluator(
+                ch,
+                producer,
+                definitions,
+                topics.audience_changes,
+                lambda: sink_ref.rows_written,
+                refresh_s=settings.audience_refresh_s,
+                window_refresh_s=settings.audience_window_refresh_s,
+                on_change=index.apply_change if index is not None else None,
+            ).start()
         if parts & {"collector", "api"}:
             http = create_http_app(services, collector="collector" in parts, query_api="api" in parts)
-            config = uvicorn.Config(http, host=settings.http_host, port=settings.http_port, log_level="warning",
-                                    access_log=False, lifespan="off", timeout_graceful_shutdown=10)
+            config = uvicorn.Config(
+                http,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=10,
+            )
             server = _Server(config)
             server_task = asyncio.create_task(server.serve())
             while not server.started and not server_task.done():
@@ -160,10 +210,6 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await server_task
-        if producer is not None:
-            undelivered = await asyncio.to_thread(producer.close)
-            if undelivered:
-                log.error("%d accepted events could not be delivered", undelivered)
         if registry is not None:
             await asyncio.to_thread(registry.stop)
         if faust_app is not None:
@@ -171,6 +217,13 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
                 await faust_app.stop()
         if sink is not None:
             await asyncio.to_thread(sink.stop)
+        for follower in (evaluator, index, definitions):
+            if follower is not None:
+                await asyncio.to_thread(follower.stop)
+        if producer is not None:
+            undelivered = await asyncio.to_thread(producer.close)
+            if undelivered:
+                log.error("%d accepted events could not be delivered", undelivered)
         if ch is not None:
             ch.close()
     log.info("stopped cleanly")
@@ -178,8 +231,9 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
 
 
 def run(settings: Settings, parts: frozenset[str] = PARTS) -> int:
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return asyncio.run(serve(settings, parts))

@@ -42,7 +42,12 @@ class Settings(BaseSettings):
     sink_batch_rows: int = 20_000
     sink_flush_s: float = 0.25
     anonymous_ttl_days: int = 90
+    audience_refresh_s: float = Field(1.0, description="Debounce of event-driven audience re-evaluation.")
+    audience_window_refresh_s: float = Field(30.0, description="Schedule for audiences with time windows.")
     identity_rules: Path | None = Field(None, description="Identity rules YAML; packaged defaults if unset.")
+    worker_sinks: bool = Field(
+        True, description="false: this worker only stitches (Faust agents), leaving ClickHouse to another process."
+    )
     worker_id: str = Field("w0", description="Names this worker's local state folder (RocksDB).")
     log_level: str = "INFO"
 

@@ -40,7 +40,20 @@ un-propagated); a component over a limit then accepts no further links.
 
 At-least-once: duplicated messages are harmless (every handler is idempotent). If a crash persisted a
 node's new state but lost the messages of that step, the node's neighbours miss that update;
-``resync(state)`` re-announces a node to its neighbours and is safe to call at any time.
+``resync(state)`` re-announces a node to its neighbours and is safe to call at any time. A lost
+``Propose`` is retried by the next event that mentions the pair (the primary proposes to every peer it
+is not linked to yet).
+
+For the agent
+-------------
+For each event: ``observes_for_event(event, rules, message_id, ts_ms)`` and produce each Observe keyed by
+``obs.node``. For each message consumed from the identity topic: ``step = handle(table.get(msg.node),
+msg, rules)``; store ``step.state`` under ``msg.node``; produce every ``step.out`` keyed by its ``node``;
+write ``step.identity_changes`` / ``merges`` / ``refusals``; forward ``step.stitched_event`` (the event with
+``profileId``). ``ts_ms`` should be a trustworthy event time (a far-future client clock would otherwise
+make an identifier "oldest" for ever). Same-millisecond ties are broken by node key, so a brand-new
+person's first event is stamped with its primary's profile and a ``Merge`` may follow at once; sinks
+re-attribute by following ``Merge`` records (and ``IdentityChange`` for identifiers).
 """
 
 from __future__ import annotations

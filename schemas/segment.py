@@ -24,6 +24,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
+import threading
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -31,11 +33,12 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
-from schemas.errors import BatchItemError, EventError, FieldError, from_validation_error, join_loc
+from schemas.errors import BatchItemError, EventError, FieldError, format_loc, from_validation_error, join_loc
 
 __all__ = [
     "EVENT_TYPES",
     "MAX_EVENT_BYTES",
+    "EventTooLarge",
     "EventType",
     "SegmentEvent",
     "encoded_size",
@@ -47,11 +50,24 @@ __all__ = [
 MAX_EVENT_BYTES: Final = 32 * 1024
 """Segment's per-event limit (32 KB); larger events are refused, not truncated."""
 
+MIN_TIMESTAMP: Final = datetime(1900, 1, 1, tzinfo=UTC)
+MAX_TIMESTAMP: Final = datetime(2262, 1, 1, tzinfo=UTC)
+"""Timestamps outside [1900, 2262) are refused: ClickHouse DateTime64(3) covers 1900-2299, and Kafka/pandas-style
+nanosecond clocks end in 2262; no real event is outside, and skew arithmetic on year 1 or 9999 overflows."""
+
+MAX_DEPTH: Final = 64
+"""Deepest nesting of objects/arrays inside one event. JSON encoders have limits (orjson refuses more than 255
+levels) that downstream workers hit when they re-encode the event, so a deeper event is refused at the edge."""
+
 EventType = Literal["identify", "track", "page", "screen", "group", "alias"]
 EVENT_TYPES: Final[frozenset[str]] = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 
 # Types that must say who did it (Segment: "userId or anonymousId is required").
 _NEEDS_WHO: Final = frozenset({"identify", "track", "page", "screen", "group"})
+
+
+class EventTooLarge(EventError):
+    """A single event over the size limit: HTTP 413 rather than 400."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,6 +142,14 @@ def parse_timestamp(value: Any) -> datetime | None:
         raise ValueError("must be an ISO-8601 timestamp string")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
+    # Years 1 and 9999 parse, but ClickHouse's DateTime64 cannot hold them, and arithmetic on them (clock-skew
+    # correction, conversion to UTC) overflows: refuse what no real event carries.
+    try:
+        in_utc = parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range ({MIN_TIMESTAMP.year}-{MAX_TIMESTAMP.year - 1})") from None
+    if not MIN_TIMESTAMP <= in_utc < MAX_TIMESTAMP:
+        raise ValueError(f"timestamp out of range ({MIN_TIMESTAMP.year}-{MAX_TIMESTAMP.year - 1})")
     return parsed
 
 
@@ -258,11 +282,71 @@ def encoded_size(payload: Any) -> int:
     try:
         return len(orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS))
     except (TypeError, orjson.JSONEncodeError):
-        return len(json.dumps(payload, default=str, separators=(",", ":")).encode())
+        try:
+            return len(json.dumps(payload, default=str, separators=(",", ":")).encode())
+        except (RecursionError, ValueError):
+            return sys.maxsize  # cannot even be measured: certainly over any limit
 
 
-def _size_error(payload: Any, loc: str, max_bytes: int) -> FieldError | None:
-    if encoded_size(payload) > max_bytes:
+def _too_deep(value: Any, limit: int) -> bool:
+    """True if ``value`` nests objects/arrays more than ``limit`` levels deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth + 1 > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+# orjson refuses to encode more than _ORJSON_MAX_DEPTH nested containers. Measuring an event inside a chain of
+# (_ORJSON_MAX_DEPTH - MAX_DEPTH) one-element lists makes that refusal mean "deeper than MAX_DEPTH", so the size
+# check (one orjson call, needed anyway) is also the depth check: no Python-level walk on the hot path. The chain
+# is built once per thread; only its innermost list changes.
+_ORJSON_MAX_DEPTH: Final = 254
+_WRAP_LEVELS: Final = _ORJSON_MAX_DEPTH - MAX_DEPTH
+_WRAP_BYTES: Final = 2 * _WRAP_LEVELS  # the chain's brackets in the output
+_chains = threading.local()
+
+
+def _measure(payload: Any) -> int | None:
+    """Compact JSON size of ``payload`` in bytes, or None if it nests more than :data:`MAX_DEPTH` levels."""
+    chain = getattr(_chains, "value", None)
+    if chain is None:
+        inner: list[Any] = []
+        outer: list[Any] = inner
+        for _ in range(_WRAP_LEVELS - 1):
+            outer = [outer]
+        chain = _chains.value = (outer, inner)
+    outer, inner = chain
+    inner.append(payload)
+    try:
+        return len(orjson.dumps(outer, default=str, option=orjson.OPT_NON_STR_KEYS)) - _WRAP_BYTES
+    except (TypeError, orjson.JSONEncodeError):
+        if _too_deep(payload, MAX_DEPTH):
+            return None
+        return encoded_size(payload)  # not too deep, but something orjson cannot encode
+    finally:
+        inner.clear()
+
+
+def _limit_error(payload: Any, loc: str, max_bytes: int) -> FieldError | None:
+    """The event's nesting depth and encoded size against the limits; an error naming the field, or None."""
+    size = _measure(payload)
+    if size is None:
+        if isinstance(payload, dict):
+            for key, value in payload.items():
+                if _too_deep(value, MAX_DEPTH - 1):
+                    return FieldError(join_loc(loc, format_loc([str(key)])),
+                                      f"nested more than {MAX_DEPTH} levels deep")
+        return FieldError(loc, f"nested more than {MAX_DEPTH} levels deep")
+    if size > max_bytes:
         return FieldError(loc, f"event exceeds {max_bytes} bytes")
     return None
 
@@ -277,8 +361,8 @@ def parse_event(
     """
     if not isinstance(payload, dict):
         raise EventError([FieldError("", "event must be a JSON object")])
-    if (err := _size_error(payload, "", max_bytes)) is not None:
-        raise EventError([err])
+    if (err := _limit_error(payload, "", max_bytes)) is not None:
+        raise (EventTooLarge if err.msg.startswith("event exceeds") else EventError)([err])
     if forced_type is not None:
         payload = {**payload, "type": forced_type}
     event, errors = _validate(payload, "")
@@ -328,6 +412,8 @@ def parse_batch(
         if value is None:
             continue
         if isinstance(value, dict):
+            if _too_deep(value, MAX_DEPTH - 1):
+                envelope.append(FieldError(key, f"nested more than {MAX_DEPTH} levels deep"))
             shared[key] = value
         else:
             envelope.append(FieldError(key, "must be a JSON object"))
@@ -346,7 +432,7 @@ def parse_batch(
         if not isinstance(item, dict):
             failures.append(BatchItemError(index, [FieldError(prefix, "event must be a JSON object")]))
             continue
-        if (err := _size_error(item, prefix, max_bytes)) is not None:
+        if (err := _limit_error(item, prefix, max_bytes)) is not None:
             failures.append(BatchItemError(index, [err]))
             continue
         merged = dict(item)

@@ -47,8 +47,7 @@ class ClickHouse:
         `non_replicated_deduplication_window`), so a retry after an unknown outcome never doubles rows."""
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         with self._lock:
-            self._client.insert(table, rows, column_names=list(columns), database=self.database,
-                                settings=settings)
+            self._client.insert(table, rows, column_names=list(columns), database=self.database, settings=settings)
 
     def ping(self) -> bool:
         try:

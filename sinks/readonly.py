@@ -16,16 +16,52 @@ from sinks.clickhouse import ClickHouse
 
 ALLOWED_START = ("select", "with", "show", "describe", "desc", "explain", "exists")
 TABLE_FUNCTIONS = (
-    "file", "url", "s3", "s3cluster", "gcs", "azureblobstorage", "azureblobstoragecluster", "hdfs",
-    "hdfscluster", "remote", "remotesecure", "cluster", "clusterallreplicas", "mysql", "postgresql",
-    "sqlite", "odbc", "jdbc", "mongodb", "redis", "input", "executable", "dictionary", "urlcluster",
-    "filecluster", "iceberg", "icebergs3", "deltalake", "hudi", "python", "arrowflight", "ytsaurus",
-    "loop", "merge", "view", "format", "fuzzjson", "generaterandom", "numbers_mt",
+    "file",
+    "url",
+    "s3",
+    "s3cluster",
+    "gcs",
+    "azureblobstorage",
+    "azureblobstoragecluster",
+    "hdfs",
+    "hdfscluster",
+    "remote",
+    "remotesecure",
+    "cluster",
+    "clusterallreplicas",
+    "mysql",
+    "postgresql",
+    "sqlite",
+    "odbc",
+    "jdbc",
+    "mongodb",
+    "redis",
+    "input",
+    "executable",
+    "dictionary",
+    "urlcluster",
+    "filecluster",
+    "iceberg",
+    "icebergs3",
+    "deltalake",
+    "hudi",
+    "python",
+    "arrowflight",
+    "ytsaurus",
+    "loop",
+    "merge",
+    "view",
+    "format",
+    "fuzzjson",
+    "generaterandom",
+    "numbers_mt",
 )
 _FORBIDDEN_CALL = re.compile(r"\b(" + "|".join(TABLE_FUNCTIONS) + r")\s*\(", re.IGNORECASE)
-_FORBIDDEN_WORDS = re.compile(r"\b(settings|outfile|insert|alter|drop|truncate|attach|detach|rename|"
-                              r"optimize|system|kill|grant|revoke|create|set|use|backup|restore)\b",
-                              re.IGNORECASE)
+_FORBIDDEN_WORDS = re.compile(
+    r"\b(settings|outfile|insert|alter|drop|truncate|attach|detach|rename|"
+    r"optimize|system|kill|grant|revoke|create|set|use|backup|restore)\b",
+    re.IGNORECASE,
+)
 _STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/|#[^\n]*", re.DOTALL)
 
@@ -56,7 +92,6 @@ def check_readonly(query: str) -> str:
 
 def run_readonly(ch: ClickHouse, query: str, max_rows: int = 100_000) -> tuple[list[str], list[list[Any]]]:
     sql = check_readonly(query)
-    settings = {"readonly": 2, "max_result_rows": max_rows, "result_overflow_mode": "break",
-                "max_execution_time": 60}
+    settings = {"readonly": 2, "max_result_rows": max_rows, "result_overflow_mode": "break", "max_execution_time": 60}
     columns, rows = ch.query(sql, settings=settings)
     return columns, [list(r) for r in rows]

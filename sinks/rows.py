@@ -9,8 +9,20 @@ from typing import Any
 import orjson
 
 EVENT_COLUMNS = (
-    "message_id", "channel", "source_id", "type", "event", "anonymous_id", "user_id", "profile_id",
-    "identity_key", "timestamp", "received_at", "properties", "context", "traits",
+    "message_id",
+    "channel",
+    "source_id",
+    "type",
+    "event",
+    "anonymous_id",
+    "user_id",
+    "profile_id",
+    "identity_key",
+    "timestamp",
+    "received_at",
+    "properties",
+    "context",
+    "traits",
 )
 IDENTITY_COLUMNS = ("id_type", "id_value", "profile_id", "first_seen", "updated_at", "version")
 MERGE_COLUMNS = ("from_profile", "into_profile", "cause", "merged_at")
@@ -54,8 +66,12 @@ def event_row(e: dict[str, Any]) -> tuple:
 
 def identity_row(v: dict[str, Any]) -> tuple:
     return (
-        v["id_type"], v["id_value"], v["profile_id"], parse_ts(v["first_seen_ms"]),
-        parse_ts(v["updated_ms"]), int(v["version"]),
+        v["id_type"],
+        v["id_value"],
+        v["profile_id"],
+        parse_ts(v["first_seen_ms"]),
+        parse_ts(v["updated_ms"]),
+        int(v["version"]),
     )
 
 

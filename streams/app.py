@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,12 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
         table_standby_replicas=0,
         stream_wait_empty=False,
     )
-    raw_bytes: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-                                 "value_serializer": "raw"}
+    raw_bytes: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     raw = app.topic(*t.raw_all, **raw_bytes)
     ops = app.topic(t.identity_ops, partitions=settings.topic_partitions, **raw_bytes)
     stitched = app.topic(t.stitched, **raw_bytes)
@@ -70,8 +75,9 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
             try:
                 event = orjson.loads(value)
             except orjson.JSONDecodeError:
-                await deadletter.send(value=orjson.dumps({"reason": "not JSON", "raw": value.decode(
-                    "utf-8", "replace")}))
+                await deadletter.send(
+                    value=orjson.dumps({"reason": "not JSON", "raw": value.decode("utf-8", "replace")})
+                )
                 continue
             reason = invalid_reason(event)
             if reason:
@@ -93,29 +99,34 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
             current = nodes.get(msg.node)
             state = NodeState.from_dict(current) if current is not None else None
             step = handle(state, msg, rules)
-            nodes[msg.node] = step.state.to_dict()
-            now_ms = int(time.time() * 1000)
+            # Outputs first, state last: after a crash between the two the input is replayed against the old
+            # state and the messages are sent again (duplicates are harmless), instead of a persisted state
+            # whose messages were never sent.
             for out in step.out:
                 await ops.send(key=out.node.encode(), value=orjson.dumps(out.to_dict()))
+            now_ms = int(time.time() * 1000)
             for ch in step.identity_changes:
                 await identities.send(
                     key=f"{ch.id_type}:{ch.id_value}".encode(),
-                    value=orjson.dumps({
-                        "id_type": ch.id_type, "id_value": ch.id_value, "profile_id": ch.profile_id,
-                        "first_seen_ms": step.state.first_seen_ms, "updated_ms": now_ms,
-                        "version": time.time_ns() // 1000,
-                    }),
+                    value=orjson.dumps(
+                        {
+                            "id_type": ch.id_type,
+                            "id_value": ch.id_value,
+                            "profile_id": ch.profile_id,
+                            "first_seen_ms": step.state.first_seen_ms,
+                            "updated_ms": now_ms,
+                            "version": ch.version,
+                        }
+                    ),
                 )
             for m in step.merges:
-                await merges.send(key=m.from_profile.encode(), value=orjson.dumps({
-                    "from_profile": m.from_profile, "into_profile": m.into_profile, "cause": m.cause,
-                    "ts_ms": m.ts_ms}))
+                await merges.send(key=m.from_profile.encode(), value=orjson.dumps(asdict(m)))
             for r in step.refusals:
-                await refusals.send(key=r.node.encode(), value=orjson.dumps({
-                    "node": r.node, "peer": r.peer, "reason": r.reason, "cause": r.cause, "ts_ms": r.ts_ms}))
+                await refusals.send(key=r.node.encode(), value=orjson.dumps(asdict(r)))
             if step.stitched_event is not None:
                 ev = step.stitched_event
                 await emit_stitched(ev, ev.get("profileId", ""), msg.node)
+            nodes[msg.node] = step.state.to_dict()
 
     app.conf.cdp_agents = (ingest, stitch)  # keep references; Faust registers agents on the app
     return app

@@ -48,9 +48,7 @@ class AsyncProducer:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    async def send_many(
-        self, records: Iterable[tuple[str, bytes | None, bytes]], timeout: float
-    ) -> None:
+    async def send_many(self, records: Iterable[tuple[str, bytes | None, bytes]], timeout: float) -> None:
         """Produce (topic, key, value) records and wait until the broker acknowledged all of them."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[None]] = []

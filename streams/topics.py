@@ -80,10 +80,12 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         NewTopic(t.deadletter, p, r, config={**durable, "retention.ms": str(30 * 86400_000)}),
         NewTopic(t.identity_ops, p, r, config=durable),
         NewTopic(t.stitched, p, r, config=durable),
-        NewTopic(t.identities, p, r, config=durable),
+        # Compacted: the latest profile per identifier is what the serving index rebuilds from.
+        NewTopic(t.identities, p, r, config=compacted),
         NewTopic(t.merges, p, r, config=durable),
         NewTopic(t.refusals, p, r, config=durable),
-        NewTopic(t.audience_changes, p, r, config=durable),
+        # Compacted by (audience, member): consumers see every change; a restarted index reads current state.
+        NewTopic(t.audience_changes, p, r, config=compacted),
         NewTopic(t.sources, 1, r, config=compacted),
         NewTopic(t.audiences, 1, r, config=compacted),
     ]

@@ -7,6 +7,7 @@ reasons; the valid ones are kept. No client input reaches a 5xx.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -21,15 +22,17 @@ from api.deps import Services
 from api.enrich import client_ip, enrich
 from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
 from schemas.errors import EventError
-from schemas.segment import parse_batch, parse_event
+from schemas.segment import EventTooLarge, parse_batch, parse_event
 from streams.producer import ProduceTimeout
 
 router = APIRouter()
 SINGLE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+MAX_DEADLETTER_CHARS = 512 * 1024
 
 
-def _error(status: int, message: str, errors: list[dict[str, str]] | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int, message: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"success": False, "error": message}
     if errors:
         body["errors"] = errors
@@ -38,6 +41,20 @@ def _error(status: int, message: str, errors: list[dict[str, str]] | None = None
 
 def _field_errors(exc: EventError, prefix: str = "") -> list[dict[str, str]]:
     return [{"loc": f"{prefix}{e.loc}", "msg": e.msg} for e in exc.errors]
+
+
+def _deadletter_record(record: dict[str, Any]) -> bytes:
+    """Encode a dead-letter record. An item nested too deeply for orjson is kept as stdlib JSON text, and one that
+    not even that can encode is recorded without its body (the reason still says why it was refused)."""
+    try:
+        return orjson.dumps(record)
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        text = json.dumps(record["event"], ensure_ascii=False)[:MAX_DEADLETTER_CHARS]
+    except (RecursionError, ValueError, TypeError):
+        text = None
+    return orjson.dumps({**record, "event": None, "event_json": text})
 
 
 def partition_key(event: dict[str, Any]) -> bytes | None:
@@ -93,23 +110,32 @@ async def collect(request: Request, forced_type: str | None) -> JSONResponse:
     if failure is not None:
         return failure
     received = datetime.now(UTC)
-    ip = client_ip(request.headers, request.client.host if request.client else None,
-                   services.settings.trust_forwarded_for)
+    ip = client_ip(
+        request.headers, request.client.host if request.client else None, services.settings.trust_forwarded_for
+    )
     topic = services.topics.raw(source.channel)
 
     def prepare(model: Any) -> dict[str, Any]:
-        return enrich(model.model_dump(by_alias=True, exclude_none=True, mode="json"), received_at=received,
-                      client_ip=ip, channel=source.channel, source_id=source.name)
+        return enrich(
+            model.model_dump(by_alias=True, exclude_none=True, mode="json"),
+            received_at=received,
+            client_ip=ip,
+            channel=source.channel,
+            source_id=source.name,
+        )
 
     if forced_type is not None:
         try:
-            event = prepare(parse_event(payload, forced_type))
+            event = prepare(parse_event(payload, forced_type, max_bytes=services.settings.max_event_bytes))
+        except EventTooLarge as exc:
+            # Measured on what the client sent, not on the enriched event: an event the SDK kept under the
+            # limit is not refused because we added receivedAt and a parsed user agent.
+            EVENTS_REJECTED.labels("too_large").inc()
+            return _error(413, f"event exceeds {services.settings.max_event_bytes} bytes", _field_errors(exc))
         except EventError as exc:
             EVENTS_REJECTED.labels("invalid").inc()
             return _error(400, "invalid event", _field_errors(exc))
         value = orjson.dumps(event)
-        if len(value) > services.settings.max_event_bytes:
-            return _error(413, f"event exceeds {services.settings.max_event_bytes} bytes")
         failure = await _produce(services, [(topic, partition_key(event), value)])
         if failure is not None:
             return failure
@@ -117,7 +143,7 @@ async def collect(request: Request, forced_type: str | None) -> JSONResponse:
         return JSONResponse({"success": True})
 
     try:
-        good, bad = parse_batch(payload)
+        good, bad = parse_batch(payload, max_bytes=services.settings.max_event_bytes)
     except EventError as exc:
         EVENTS_REJECTED.labels("invalid_batch").inc()
         return _error(400, "invalid batch", _field_errors(exc))
@@ -131,9 +157,21 @@ async def collect(request: Request, forced_type: str | None) -> JSONResponse:
         errors = [{"loc": e.loc, "msg": e.msg} for e in item_error.errors]
         rejected.append({"index": item_error.index, "errors": errors})
         original = items[item_error.index] if item_error.index < len(items) else None
-        records.append((services.topics.deadletter, None, orjson.dumps({
-            "reason": "; ".join(f"{e['loc']}: {e['msg']}" for e in errors), "source": source.name,
-            "channel": source.channel, "received_at": received.isoformat(), "event": original})))
+        records.append(
+            (
+                services.topics.deadletter,
+                None,
+                _deadletter_record(
+                    {
+                        "reason": "; ".join(f"{e['loc']}: {e['msg']}" for e in errors),
+                        "source": source.name,
+                        "channel": source.channel,
+                        "received_at": received.isoformat(),
+                        "event": original,
+                    }
+                ),
+            )
+        )
     failure = await _produce(services, records)
     if failure is not None:
         return failure

@@ -10,6 +10,7 @@ import pytest
 from identity.graph import (
     IdentityChange,
     Merge,
+    Message,
     NodeState,
     Observe,
     Offer,
@@ -188,12 +189,22 @@ def test_primary_refuses_locally_when_the_peer_alone_breaks_a_limit() -> None:
 
 def test_anonymous_id_limit_caps_cookie_churn() -> None:
     rules = IdentityRules.model_validate(
-        {**DEFAULT.model_dump(), "types": {**DEFAULT.model_dump()["types"], "anonymous_id": {"priority": 8, "limit": 3}}}
+        {
+            **DEFAULT.model_dump(),
+            "types": {**DEFAULT.model_dump()["types"], "anonymous_id": {"priority": 8, "limit": 3}},
+        }
     )
     sim = GraphSimulator(rules, partitions=3, seed=2)
     for i in range(6):
         settle(sim, (make_event({"user_id": "u", "anonymous_id": f"c{i}"}), i))
-    assert sim.profiles()[sim.profile_of("user_id:u")] == {"user_id:u", "anonymous_id:c0", "anonymous_id:c1", "anonymous_id:c2"}
+    profile = sim.profile_of("user_id:u")
+    assert profile is not None
+    assert sim.profiles()[profile] == {
+        "user_id:u",
+        "anonymous_id:c0",
+        "anonymous_id:c1",
+        "anonymous_id:c2",
+    }
     assert len(sim.refusals) == 3
     assert {e["profileId"] for e in sim.stitched_events[3:]} == {sim.profile_of("user_id:u")}
 
@@ -250,7 +261,8 @@ def test_handle_is_pure() -> None:
     assert step.state.neighbors == ["device_id:d", "email:e@x.io"]
     # The news goes to the other neighbour, and back to the sender, which lacks our anonymous_id.
     assert [(type(m).__name__, m.node) for m in step.out] == [("Offer", "device_id:d"), ("Offer", "email:e@x.io")]
-    assert step.out[1].summary == {"anonymous_id": ["a"], "email": ["e@x.io"]}
+    back = step.out[1]
+    assert isinstance(back, Offer) and back.summary == {"anonymous_id": ["a"], "email": ["e@x.io"]}
 
 
 def test_handle_rejects_state_of_another_node() -> None:
@@ -274,7 +286,7 @@ def test_offer_with_larger_label_is_answered() -> None:
 
 
 def test_wire_roundtrip() -> None:
-    messages = [
+    messages: list[Message] = [
         Observe("user_id:u", 5, ["anonymous_id:a"], "m1", {"userId": "u", "n": [1, {"x": None}]}, primary=True),
         Observe("anonymous_id:a", 5, ["user_id:u"], "m1"),
         Propose("anonymous_id:a", "user_id:u", (5, "user_id:u"), {"user_id": ["u"]}, "m1", 5, ["device_id:d"]),

@@ -127,16 +127,14 @@ limited_sets = st.dictionaries(
 def test_limits_are_exact_for_sequential_traffic(raw: list[tuple[dict[str, int], int]], seed: int) -> None:
     sim = GraphSimulator(DEFAULT, partitions=4, seed=seed)
     for event, ts in build(raw):
-        sim.submit(event, ts_ms=ts)
+        primary = sim.submit(event, ts_ms=ts)[0]
         merges_before = len(sim.merges)
         sim.run()
         assert not violations(sim, DEFAULT)
         # The event landed on its primary's profile, or on one that was merged away by its own linking.
-        stamped = sim.stitched_events[-1]["profileId"]
-        primary = next(iter(sorted(sim.states, key=lambda k: 0)), None)  # any node; refined below
-        assert primary is not None
-        primary_key = next(o.node for o in sim.delivered if getattr(o, "event", None) is sim.stitched_events[-1])
-        assert stamped == sim.profile_of(primary_key) or stamped in {
+        stamped = sim.stitched_events[-1]
+        assert stamped["messageId"] == event["messageId"]
+        assert stamped["profileId"] == sim.profile_of(primary.node) or stamped["profileId"] in {
             m.from_profile for m in sim.merges[merges_before:]
         }
     assert all(r.reason.startswith("limit:") for r in sim.refusals)

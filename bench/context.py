@@ -1,0 +1,80 @@
+"""What a stage gets: the mode's knobs, the broker, a work folder, and helpers that start `cdp` processes (all
+stopped by the runner at the end, whatever happened) and watch their peak memory."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.core import Mode
+from bench.stack import CdpClient, CdpProcess, PeakWatch
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Context:
+    mode: Mode
+    workdir: Path
+    bootstrap: str
+    broker_pid: int | None = None
+    external: CdpClient | None = None  # a running `cdp run` given by --url
+    log: Callable[[str], None] = _log
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    _processes: list[CdpProcess] = field(default_factory=list)
+    _pipeline: CdpClient | None = None
+    _pipeline_proc: CdpProcess | None = None
+
+    def prefix(self, stage: str) -> str:
+        """A fresh topic prefix (and so Faust app id and consumer groups) per use: stages never see each
+        other's backlog."""
+        return f"bench-{self.tag}-{stage}"
+
+    def start_cdp(self, parts: str, name: str, topic_prefix: str, wait: bool = True, **env: str) -> CdpProcess:
+        """Start `cdp PARTS` with its own data folder `workdir/NAME`; the runner stops it at the end. With
+        ``wait=False`` call ``proc.wait_started()`` yourself (to start several side by side)."""
+        proc = CdpProcess(self.bootstrap, self.workdir / name, topic_prefix, parts, **env)
+        self._processes.append(proc)
+        proc.launch()
+        if wait:
+            proc.wait_started()
+            if parts in ("run", "collector", "api"):
+                proc.wait_ready()
+        return proc
+
+    def stop_cdp(self, proc: CdpProcess) -> None:
+        code = proc.stop()
+        if code not in (0, None):
+            self.log(f"cdp {proc.parts} ({proc.data_dir.name}) exited with {code}; log: {proc.log_path}")
+
+    def pipeline(self) -> CdpClient:
+        """The whole pipeline (`cdp run`: collector, stitching, sinks, query API), shared by the stages that
+        need it end to end; the one given by --url when there is one."""
+        if self.external is not None:
+            return self.external
+        if self._pipeline is None:
+            prefix = self.prefix("pipeline")
+            proc = self.start_cdp("run", "pipeline", prefix)
+            self._pipeline_proc = proc
+            self._pipeline = CdpClient(proc.url, proc.admin_token, proc.write_keys, self.bootstrap, prefix, proc.pid)
+        return self._pipeline
+
+    def watch(self, **pids: int | None) -> PeakWatch:
+        """Peak RSS of the named processes (and the broker, as `kafka`) from now on."""
+        return PeakWatch({**pids, "kafka": self.broker_pid})
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+        for proc in reversed(self._processes):
+            try:
+                self.stop_cdp(proc)
+            except Exception as exc:  # keep stopping the others
+                self.log(f"could not stop cdp {proc.parts}: {exc}")
+        self._processes.clear()

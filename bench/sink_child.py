@@ -1,0 +1,133 @@
+"""The sink stage's measuring process (a chDB folder can be opened by one process only, so the sink and its
+raw baseline run here, in their own folder, apart from any cdp process).
+
+1. sinks.writer.KafkaSink reads the pre-produced stitched events from Kafka into `cdp.events_store`; rows/s is
+   taken from the first written batch to the last row (the group join before it is not the sink's speed),
+   and also reported from the sink's start.
+2. The same records, read back from Kafka and turned into the same row tuples beforehand (not timed), are
+   inserted with clickhouse-connect into `raw.events_store` (same DDL) in blocks of the sink's batch size:
+   the raw limit of the engine for these rows. A column-oriented insert of the same rows is reported beside.
+
+    python -m bench.sink_child --bootstrap HOST:PORT --topic T --rows N --chdb DIR [--batch-rows 20000]
+                               [--flush-s 0.25] [--timeout 600]
+
+Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import orjson
+
+
+def _read_back(bootstrap: str, topic: str, rows: int, timeout: float) -> list[bytes]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-sink-raw-{time.time_ns()}",
+                         "enable.auto.commit": False})
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(values) < rows and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=10_000, timeout=0.5):
+                if m.error() is None and m.value() is not None:
+                    values.append(m.value())
+    finally:
+        consumer.close()
+    return values
+
+
+def run(bootstrap: str, topic: str, rows: int, chdb: str, batch_rows: int, flush_s: float, timeout: float
+        ) -> dict[str, Any]:
+    from bench.stack import self_peak_rss_mb
+    from sinks.clickhouse import ClickHouse
+    from sinks.migrate import migrate
+    from sinks.rows import EVENT_COLUMNS, event_row
+    from sinks.writer import KafkaSink, Route
+
+    url = f"chdb://{chdb}"
+    ch = ClickHouse(url, "cdp")
+    migrate(ch)
+    sink = KafkaSink(ch, bootstrap, f"bench-sink-{time.time_ns()}",
+                     {topic: Route("events_store", EVENT_COLUMNS, event_row)}, batch_rows, flush_s)
+    started = time.perf_counter()
+    sink.start()
+    first_at: float | None = None
+    first_rows = 0
+    while sink.rows_written < rows and time.perf_counter() - started < timeout:
+        written = sink.rows_written
+        if written and first_at is None:
+            first_at, first_rows = time.perf_counter(), written
+        time.sleep(0.005)
+    ended = time.perf_counter()
+    written = sink.rows_written
+    sink.stop()
+    if written < rows:
+        raise SystemExit(f"sink wrote {written} of {rows} rows in {timeout:.0f} s")
+    stored = ch.scalar("SELECT count() FROM cdp.events_store")
+    if first_at is None or first_rows >= rows:  # everything came in one batch: only the total is measurable
+        first_at, first_rows = started, 0
+    sink_rate = (rows - first_rows) / (ended - first_at)
+
+    values = _read_back(bootstrap, topic, rows, timeout)
+    prepared = [event_row(orjson.loads(v)) for v in values]
+    raw = ClickHouse(url, "raw")
+    migrate(raw)
+    t0 = time.perf_counter()
+    for i in range(0, len(prepared), batch_rows):
+        raw.insert("events_store", prepared[i : i + batch_rows], EVENT_COLUMNS)
+    raw_s = time.perf_counter() - t0
+    raw_count = raw.scalar("SELECT count() FROM raw.events_store")
+
+    # Column-oriented insert of the same rows (what a columnar sink could reach), into a copy of the table.
+    raw.command("CREATE TABLE IF NOT EXISTS raw.events_store_columnar AS raw.events_store")
+    columns = [list(col) for col in zip(*prepared, strict=True)] if prepared else []
+    t0 = time.perf_counter()
+    with raw._lock:  # the public wrapper inserts rows; the columnar form goes to the client directly
+        for i in range(0, len(prepared), batch_rows):
+            raw._client.insert("events_store_columnar", [c[i : i + batch_rows] for c in columns],
+                               column_names=list(EVENT_COLUMNS), database="raw", column_oriented=True)
+    columnar_s = time.perf_counter() - t0
+    ch.close()
+    return {
+        "rows": rows,
+        "sink_rows_written": written,
+        "sink_rows_stored": stored,
+        "sink_rows_per_s": sink_rate,
+        "sink_rows_per_s_from_start": rows / (ended - started),
+        "sink_first_batch_rows": first_rows,
+        "sink_seconds_to_first_batch": (first_at - started),
+        "raw_rows": len(prepared),
+        "raw_rows_stored": raw_count,
+        "raw_rows_per_s": len(prepared) / raw_s if raw_s else None,
+        "raw_columnar_rows_per_s": len(prepared) / columnar_s if columnar_s else None,
+        "mean_value_bytes": sum(len(v) for v in values) / len(values) if values else 0,
+        "batch_rows": batch_rows,
+        "flush_s": flush_s,
+        "rss_mb": self_peak_rss_mb(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.sink_child")
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--rows", type=int, required=True)
+    p.add_argument("--chdb", required=True)
+    p.add_argument("--batch-rows", type=int, default=20_000)
+    p.add_argument("--flush-s", type=float, default=0.25)
+    p.add_argument("--timeout", type=float, default=600.0)
+    a = p.parse_args(argv)
+    out = run(a.bootstrap, a.topic, a.rows, a.chdb, a.batch_rows, a.flush_s, a.timeout)
+    sys.stdout.write(orjson.dumps(out).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

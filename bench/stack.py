@@ -1,0 +1,399 @@
+"""The real stack for `make bench`: a Kafka broker on free loopback ports, `cdp` processes, Kafka helpers and
+peak-memory readings. Same ideas as tests/support (broker.sh on free ports, `cdp run` as a subprocess), kept
+here so the bench never imports the test suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BROKER_SCRIPT = ROOT / "deploy" / "kafka" / "broker.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -------------------------------------------------------------------------------------------- memory
+
+
+def _status_kib(pid: int, field_name: str) -> float | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    m = re.search(rf"^{field_name}:\s+(\d+) kB", text, re.MULTILINE)
+    return float(m.group(1)) if m else None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident set size (VmHWM) of a live process in MiB, None when it is gone or unreadable."""
+    kib = _status_kib(pid, "VmHWM")
+    return None if kib is None else kib / 1024
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset a process's VmHWM to its current RSS (Linux >= 4.0, `echo 5 > /proc/PID/clear_refs`), so a peak
+    read later belongs to the stage being measured. False when not permitted (then the peak is lifelong)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakWatch:
+    """Peak RSS of labelled processes during one stage: reset at :meth:`add`, read with :meth:`read`.
+
+    A process that exits keeps the last value read, so call :meth:`sample` (or :meth:`read`) before stopping it.
+    """
+
+    def __init__(self, pids: Mapping[str, int | None] | None = None) -> None:
+        self._pids: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+        for label, pid in (pids or {}).items():
+            if pid:
+                self.add(label, pid)
+
+    def add(self, label: str, pid: int | None) -> None:
+        if not pid:
+            return
+        reset_peak_rss(pid)
+        self._pids[label] = pid
+        self.sample()
+
+    def record(self, label: str, mb: float | None) -> None:
+        """A peak reported by the process itself (load processes send their ru_maxrss)."""
+        if mb is not None:
+            self._last[label] = max(mb, self._last.get(label, 0.0))
+
+    def sample(self) -> None:
+        for label, pid in self._pids.items():
+            value = peak_rss_mb(pid)
+            if value is not None:
+                self._last[label] = max(value, self._last.get(label, 0.0))
+
+    def read(self) -> dict[str, float]:
+        self.sample()
+        return {label: round(v, 1) for label, v in self._last.items()}
+
+
+def self_peak_rss_mb() -> float:
+    """This process's peak RSS in MiB (ru_maxrss is KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -------------------------------------------------------------------------------------------- broker
+
+
+class Broker:
+    """A single-node KRaft broker started by deploy/kafka/broker.sh on free ports, in its own data folder."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.controller_port = free_port()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "broker.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def start(self) -> Broker:
+        subprocess.run([str(BROKER_SCRIPT), "start", str(self.data_dir), str(self.port), str(self.controller_port)],
+                       check=True, timeout=180, stdout=subprocess.DEVNULL)
+        return self
+
+    def stop(self) -> None:
+        subprocess.run([str(BROKER_SCRIPT), "stop", str(self.data_dir)], check=False, timeout=60)
+
+
+# ----------------------------------------------------------------------------------------------- cdp
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment of a cdp child: the caller's, minus every CDP_* variable (so a developer's own settings
+    never leak into the bench), plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_")}
+    env.update(overrides)
+    return env
+
+
+class CdpProcess:
+    """`cdp run|collector|worker` as a subprocess with its own data folder, topic prefix and HTTP port."""
+
+    def __init__(self, bootstrap: str, data_dir: Path, topic_prefix: str, parts: str = "run", **env: str) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.parts = parts
+        self.topic_prefix = topic_prefix
+        self.bootstrap = bootstrap
+        self.env = child_env(
+            CDP_KAFKA_BOOTSTRAP=bootstrap,
+            CDP_DATA_DIR=str(data_dir),
+            CDP_TOPIC_PREFIX=topic_prefix,
+            CDP_HTTP_PORT=str(self.port),
+            CDP_LOG_LEVEL="WARNING",
+            **env,
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        self.write_keys: dict[str, str] = {}
+        self.admin_token = ""
+        self.read_token = ""
+        self._log: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self, timeout: float = 120.0) -> CdpProcess:
+        return self.launch().wait_started(timeout)
+
+    def launch(self) -> CdpProcess:
+        """Start the process without waiting for it (several processes then start side by side)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "cdp.cli", self.parts], env=self.env, cwd=ROOT,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_started(self, timeout: float = 120.0) -> CdpProcess:
+        """Wait for the banner (`cdp is running ...`) and read write keys and tokens from it."""
+        assert self.proc is not None, "launch() first"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cdp {self.parts} exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
+            if "admin token" in self.output().split("cdp is running")[-1]:
+                break
+            time.sleep(0.1)
+        else:
+            raise TimeoutError(f"cdp {self.parts} did not start in {timeout:.0f} s:\n{self.output()[-3000:]}")
+        banner = self.output().split("cdp is running")[-1]
+        self.write_keys = dict(re.findall(r"write key (\w+)\s*: (\S+)", banner))
+        if m := re.search(r"admin token\s*: (\S+)", banner):
+            self.admin_token = m.group(1)
+        if m := re.search(r"read token\s*: (\S+)", banner):
+            self.read_token = m.group(1)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"cdp {self.parts} not ready in {timeout:.0f} s")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.proc.returncode
+
+
+class CdpClient:
+    """What the stages need from a running `cdp run` (started here, or given by --url): URL, admin SQL,
+    write keys per channel, the broker and topic prefix behind it, and its pid for memory readings."""
+
+    def __init__(self, url: str, admin_token: str, write_keys: Mapping[str, str], bootstrap: str,
+                 topic_prefix: str, pid: int | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.admin_token = admin_token
+        self.write_keys = dict(write_keys)
+        self.bootstrap = bootstrap
+        self.topic_prefix = topic_prefix
+        self.pid = pid
+        self._http = httpx.Client(timeout=120, headers={"Authorization": f"Bearer {admin_token}"})
+
+    def sql(self, query: str) -> list[list[Any]]:
+        r = self._http.post(f"{self.url}/v1/sql", json={"query": query})
+        if r.status_code != 200:
+            raise RuntimeError(f"/v1/sql {r.status_code}: {r.text[:500]}")
+        rows: list[list[Any]] = r.json()["rows"]
+        return rows
+
+    def scalar(self, query: str) -> Any:
+        rows = self.sql(query)
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def source_write_keys(bootstrap: str, topic_prefix: str) -> dict[str, str]:
+    """First write key per channel from the sources topic of a running deployment (for --url)."""
+    from streams.sources import SourceRegistry
+
+    registry = SourceRegistry(bootstrap, f"{topic_prefix}.sources").start()
+    try:
+        keys: dict[str, str] = {}
+        for source in registry.all():
+            keys.setdefault(source.channel, source.write_key)
+        return keys
+    finally:
+        registry.stop()
+
+
+# --------------------------------------------------------------------------------------------- kafka
+
+
+def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 4, timeout: float = 30.0) -> None:
+    """Create topics that do not exist yet (replication 1: the bench broker is single-node)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+    if not missing:
+        return
+    for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+
+
+class OffsetCounter:
+    """Messages written to some topics so far: the sum of their partitions' end offsets (high watermarks).
+
+    Exact for non-transactional producers (Faust's default, the collector's producer), which is all we count.
+    """
+
+    def __init__(self, bootstrap: str, topics: Iterable[str], timeout: float = 10.0) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-offsets-{os.getpid()}",
+                                   "enable.auto.commit": False})
+        self._tps = []
+        metadata = self._consumer.list_topics(timeout=timeout)
+        for topic in topics:
+            meta = metadata.topics.get(topic)
+            if meta is None or meta.error is not None:
+                raise RuntimeError(f"topic {topic} does not exist")
+            self._tps += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+
+    def count(self, timeout: float = 5.0) -> int:
+        total = 0
+        for tp in self._tps:
+            _, high = self._consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            total += max(high, 0)
+        return total
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def produce_all(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]], **config: Any) -> int:
+    """Produce (topic, key, value) records as fast as the client allows, wait for every acknowledgement,
+    raise if any failed. Returns the count. acks=all, like the collector."""
+    from confluent_kafka import Producer
+
+    from streams.producer import producer_config
+
+    producer = Producer(producer_config(bootstrap, **config))
+    failed: list[Any] = []
+
+    def cb(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(err)
+
+    n = 0
+    for topic, key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, on_delivery=cb)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        n += 1
+        if n % 10_000 == 0:
+            producer.poll(0)
+    remaining = producer.flush(120)
+    if remaining or failed:
+        raise RuntimeError(f"pre-producing failed: {remaining} undelivered, {len(failed)} errors {failed[:3]}")
+    return n
+
+
+def consume_sample(bootstrap: str, topic: str, limit: int, timeout: float = 20.0) -> list[tuple[bytes | None, bytes]]:
+    """Up to ``limit`` (key, value) records from the start of a topic."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-sample-{os.getpid()}-{time.time_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    out: list[tuple[bytes | None, bytes]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < limit and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=min(1000, limit - len(out)), timeout=0.5):
+                if m.error() is None and m.value() is not None:
+                    out.append((m.key(), m.value()))
+    finally:
+        consumer.close()
+    return out
+
+
+def consume_rate(bootstrap: str, topics: Iterable[str], count: int, timeout: float = 120.0) -> tuple[float, int]:
+    """The raw consume baseline: read ``count`` records from the start of ``topics`` with one confluent-kafka
+    consumer (partitions assigned, no group join); (records/s from the assignment to the last record, records)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-consume-{time.time_ns()}",
+                         "enable.auto.commit": False, "fetch.max.bytes": 52_428_800})
+    metadata = consumer.list_topics(timeout=10)
+    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata.topics[t].partitions])
+    got = 0
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    try:
+        while got < count and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=10_000, timeout=0.2):
+                if m.error() is None:
+                    got += 1
+        elapsed = time.perf_counter() - started
+    finally:
+        consumer.close()
+    return (got / elapsed if elapsed > 0 else 0.0), got

@@ -1,0 +1,81 @@
+"""The serving index behind `GET /v1/lookup`: identifier -> profile, member -> audiences, in memory.
+
+Kept current by the stream, not by ClickHouse scans: it follows `cdp.identities` (latest profile per
+identifier) and `cdp.audience.changes` (entered/exited per audience and member). Both topics are compacted,
+so a restarted process rebuilds the index from current state. A lookup is two dictionary reads.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+from confluent_kafka import Message
+
+from streams.follow import TopicFollower
+
+
+class ServingIndex:
+    def __init__(self, bootstrap: str, identities_topic: str, changes_topic: str) -> None:
+        self._profile_of: dict[str, str] = {}
+        self._version_of: dict[str, int] = {}
+        self._audiences_of: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+        self._follower = TopicFollower(
+            bootstrap, {identities_topic: self._apply_identity, changes_topic: self._apply_change}, name="serving"
+        )
+
+    def _apply_identity(self, msg: Message) -> None:
+        if msg.value() is None:
+            return
+        v = orjson.loads(msg.value())
+        key = f"{v['id_type']}:{v['id_value']}"
+        version = int(v.get("version", 0))
+        with self._lock:
+            if version >= self._version_of.get(key, -1):
+                self._profile_of[key] = v["profile_id"]
+                self._version_of[key] = version
+
+    def _apply_change(self, msg: Message) -> None:
+        if msg.value() is None:
+            return
+        v = orjson.loads(msg.value())
+        self.apply_change(v["member"], v["audience_id"], v["status"] == "entered")
+
+    def apply_change(self, member: str, audience_id: str, entered: bool) -> None:
+        with self._lock:
+            if entered:
+                self._audiences_of.setdefault(member, set()).add(audience_id)
+            else:
+                current = self._audiences_of.get(member)
+                if current is not None:
+                    current.discard(audience_id)
+                    if not current:
+                        del self._audiences_of[member]
+
+    def start(self, wait: float = 120.0) -> ServingIndex:
+        self._follower.start(wait)
+        return self
+
+    def stop(self) -> None:
+        self._follower.stop()
+
+    def profile_of(self, key: str) -> str | None:
+        return self._profile_of.get(key)
+
+    def audiences(self, key: str) -> list[str]:
+        """Audiences of an identifier key ("email:a@b.c", "anonymous_id:x", "profile_id:p"): its own
+        (anonymous scope) and those of the profile it belongs to (profile scope)."""
+        found: set[str] = set()
+        if key.startswith("profile_id:"):
+            profile = key[len("profile_id:") :]
+        else:
+            found |= self._audiences_of.get(key, set())
+            profile = self._profile_of.get(key)
+        if profile:
+            found |= self._audiences_of.get(profile, set())
+        return sorted(found)
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return len(self._profile_of), len(self._audiences_of)

@@ -1,0 +1,63 @@
+"""Helpers shared by the collector / import end-to-end tests (no tests here; named test_* only to live in
+the files this suite owns)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from tests.support.service import CdpProcess
+
+CHROME_UA = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+             "Chrome/124.0.0.0 Safari/537.36")
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_iso(delta_s: float = 0.0) -> str:
+    return iso(datetime.now(UTC) + timedelta(seconds=delta_s))
+
+
+def mid(tag: str = "m") -> str:
+    return f"{tag}-{uuid.uuid4().hex}"
+
+
+def in_list(values: Iterable[str]) -> str:
+    return ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
+
+
+def wait_rows(cdp: CdpProcess, ids: list[str], columns: str = "message_id, type, event, channel",
+              timeout: float = 60.0) -> dict[str, list[Any]]:
+    """Wait until every message id is in cdp.events; return message_id -> row (first column is the id)."""
+    cdp.wait_for(f"SELECT count() FROM cdp.events WHERE message_id IN ({in_list(ids)})", len(ids), timeout=timeout)
+    rows = cdp.sql(f"SELECT {columns} FROM cdp.events WHERE message_id IN ({in_list(ids)})")
+    return {r[0]: r for r in rows}
+
+
+def read_topic(bootstrap: str, topic: str, done: Callable[[list[dict[str, Any]]], bool],
+               timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Read a topic from the beginning (all partitions) until ``done(records)`` or the timeout."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    records: list[dict[str, Any]] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        parts = list(meta.topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not done(records):
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            records.append(orjson.loads(msg.value()))
+    finally:
+        consumer.close()
+    return records
