@@ -118,12 +118,13 @@ async def _batch_load(url: str, write_key: str, window: Window, connections: int
 
 
 def track_load(url: str, write_key: str, window: Window, rate: float, seed: int, worker: int, tag: str,
-               probe: bool = False, pool_size: int = 2000) -> dict[str, Any]:
+               first_person: int | None = None, pool_size: int = 2000) -> dict[str, Any]:
     """Open loop: one /v1/track request every ``1/rate`` s whatever the answers; latency is measured from the
     scheduled send time, so a slow server cannot hide its queueing (no coordinated omission)."""
     from bench.data import event_pool
 
-    pool = [e for e in event_pool(seed, pool_size, first_person=worker * 10_000) if e.get("type") == "track"]
+    first = worker * 10_000 if first_person is None else first_person
+    pool = [e for e in event_pool(seed, pool_size, first_person=first) if e.get("type") == "track"]
     return asyncio.run(_track_load(url, write_key, window, rate, pool, f"{tag}-{worker}"))
 
 

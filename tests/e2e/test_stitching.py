@@ -29,8 +29,15 @@ def chain_events(run: str, chains: int, seed: int) -> tuple[list[dict], dict[str
         for i in range(LINKS_PER_CHAIN):
             cookie, device, next_cookie = f"{run}-c{c}-{i}", f"{run}-d{c}-{i}", f"{run}-c{c}-{i + 1}"
             for anon in (cookie, next_cookie):
-                events.append({"type": "track", "event": "Chain", "anonymousId": anon,
-                               "context": {"device": {"id": device}}, "messageId": str(uuid.uuid4())})
+                events.append(
+                    {
+                        "type": "track",
+                        "event": "Chain",
+                        "anonymousId": anon,
+                        "context": {"device": {"id": device}},
+                        "messageId": str(uuid.uuid4()),
+                    }
+                )
             ids |= {f"anonymous_id:{cookie}", f"anonymous_id:{next_cookie}", f"device_id:{device}"}
         truth[f"chain{c}"] = ids
     random.Random(seed).shuffle(events)
@@ -40,13 +47,15 @@ def chain_events(run: str, chains: int, seed: int) -> tuple[list[dict], dict[str
 def post_all(service: CdpProcess, events: list[dict]) -> None:
     with httpx.Client(auth=(service.write_keys["online"], ""), timeout=30) as client:
         for i in range(0, len(events), 50):
-            r = client.post(f"{service.url}/v1/batch", json={"batch": events[i:i + 50]})
+            r = client.post(f"{service.url}/v1/batch", json={"batch": events[i : i + 50]})
             assert r.status_code == 200, r.text
 
 
 def profiles_by_identifier(service: CdpProcess, run: str) -> dict[str, list[str]]:
-    rows = service.sql(f"SELECT concat(id_type, ':', id_value), groupUniqArray(profile_id) FROM cdp.identities "
-                       f"WHERE id_value LIKE '{run}-%' GROUP BY 1")
+    rows = service.sql(
+        f"SELECT concat(id_type, ':', id_value), groupUniqArray(profile_id) FROM cdp.identities "
+        f"WHERE id_value LIKE '{run}-%' GROUP BY 1"
+    )
     return {k: v for k, v in rows}
 
 
@@ -64,8 +73,10 @@ def wait_stitched(service: CdpProcess, run: str, truth: dict[str, set[str]], tim
                 return
         time.sleep(0.5)
     split = {name: {last.get(k, ["?"])[0] for k in ids} for name, ids in truth.items()}
-    raise AssertionError(f"not stitched: {len(last)}/{expected} identifiers; "
-                         f"chains split: {[n for n, p in split.items() if len(p) > 1][:5]}")
+    raise AssertionError(
+        f"not stitched: {len(last)}/{expected} identifiers; "
+        f"chains split: {[n for n, p in split.items() if len(p) > 1][:5]}"
+    )
 
 
 @pytest.fixture
@@ -99,8 +110,10 @@ def test_transitive_merges_across_partitions_and_workers(two_workers) -> None:
     events, truth = chain_events(run, chains=20, seed=1)
     post_all(main, events)
     wait_stitched(main, run, truth)
-    merges = main.scalar(f"SELECT count() FROM cdp.merges WHERE cause IN "
-                         f"(SELECT message_id FROM cdp.events WHERE anonymous_id LIKE '{run}-%')")
+    merges = main.scalar(
+        f"SELECT count() FROM cdp.merges WHERE cause IN "
+        f"(SELECT message_id FROM cdp.events WHERE anonymous_id LIKE '{run}-%')"
+    )
     assert merges > 0  # every merge is recorded with the event that caused it
 
 

@@ -19,9 +19,16 @@ def test_every_statement_is_rerunnable(ch) -> None:
 
 
 def _event(mid: str) -> dict:
-    return {"messageId": mid, "type": "track", "event": "E", "anonymousId": "a", "channel": "online",
-            "timestamp": "2026-01-02T03:04:05.678Z", "receivedAt": datetime.now(UTC).isoformat(),
-            "properties": {"revenue": 10}}
+    return {
+        "messageId": mid,
+        "type": "track",
+        "event": "E",
+        "anonymousId": "a",
+        "channel": "online",
+        "timestamp": "2026-01-02T03:04:05.678Z",
+        "receivedAt": datetime.now(UTC).isoformat(),
+        "properties": {"revenue": 10},
+    }
 
 
 def test_retried_block_is_stored_once(ch) -> None:

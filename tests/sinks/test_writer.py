@@ -25,9 +25,25 @@ def _topic(bootstrap: str) -> str:
 
 def _produce(bootstrap: str, topic: str, ids: list[str]) -> None:
     p = AsyncProducer(bootstrap)
-    p.send_sync([(topic, i.encode(), orjson.dumps({
-        "messageId": i, "type": "track", "event": "Sunk", "anonymousId": "a",
-        "timestamp": "2026-03-01T00:00:00.000Z", "receivedAt": "2026-03-01T00:00:01.000Z"})) for i in ids])
+    p.send_sync(
+        [
+            (
+                topic,
+                i.encode(),
+                orjson.dumps(
+                    {
+                        "messageId": i,
+                        "type": "track",
+                        "event": "Sunk",
+                        "anonymousId": "a",
+                        "timestamp": "2026-03-01T00:00:00.000Z",
+                        "receivedAt": "2026-03-01T00:00:01.000Z",
+                    }
+                ),
+            )
+            for i in ids
+        ]
+    )
     p.close()
 
 
@@ -41,8 +57,9 @@ def _wait_count(ch, expected: int, timeout: float = 60) -> None:
 
 
 def _sink(ch, bootstrap: str, topic: str, group: str) -> KafkaSink:
-    return KafkaSink(ch, bootstrap, group, {topic: Route("events_store", EVENT_COLUMNS, event_row)},
-                     batch_rows=500, flush_s=0.1).start()
+    return KafkaSink(
+        ch, bootstrap, group, {topic: Route("events_store", EVENT_COLUMNS, event_row)}, batch_rows=500, flush_s=0.1
+    ).start()
 
 
 def test_redelivery_and_retries_keep_counts_exact(kafka, ch) -> None:

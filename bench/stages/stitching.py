@@ -1,0 +1,115 @@
+"""stitching: events/s through the Faust stitching agents (`cdp worker` processes) with 1 and 2 workers, beside
+a raw confluent-kafka consume of the same raw topics.
+
+Per worker count, on fresh topics: start the workers, push a small warm-up through them (so group joins and
+rebalances are over), then produce N generator events (as the collector writes them) to the raw channel topics
+and time until the stitched topic (plus the dead-letter topic) has N more records, read from end offsets.
+
+`cdp worker` always runs its ClickHouse sinks too, and in embedded mode each worker opens its own chDB folder;
+the stitched topic is counted rather than ClickHouse rows because the sinks of two workers split the rows
+between two stores. The figure is therefore "stitching, while the worker also sinks".
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.context import Context
+from bench.core import Result, StageError, register
+from bench.data import collector_record, sdk_events
+from bench.generator import GeneratorConfig
+from bench.stack import OffsetCounter, consume_rate, produce_all
+
+WARMUP_EVENTS = 200
+
+
+def _records(prefix: str, n: int, seed: int) -> list[tuple[str, bytes | None, bytes]]:
+    cfg = GeneratorConfig(people=max(1, n), seed=seed)
+    out: list[tuple[str, bytes | None, bytes]] = []
+    for channel, event in sdk_events(cfg, channels=("online", "mobile", "offline")):
+        key, value = collector_record(event, channel)
+        out.append((f"{prefix}.events.{channel}", key, value))
+        if len(out) >= n:
+            break
+    return out
+
+
+def _wait_count(counter: OffsetCounter, target: int, timeout: float, series: list[tuple[float, int]] | None = None,
+                started: float | None = None) -> int:
+    deadline = time.monotonic() + timeout
+    last = counter.count()
+    while last < target and time.monotonic() < deadline:
+        time.sleep(0.1)
+        last = counter.count()
+        if series is not None and started is not None:
+            series.append((round(time.perf_counter() - started, 2), last))
+    return last
+
+
+@register
+class StitchingStage:
+    name = "stitching"
+    description = "events/s through the Faust stitching agents (cdp worker x1, x2) vs a raw consume"
+
+    def run(self, ctx: Context) -> list[Result]:
+        m = ctx.mode
+        results: list[Result] = []
+        for workers in m.stitch_workers:
+            prefix = ctx.prefix(f"stitch{workers}")
+            ctx.log(f"stitching: preparing {m.stitch_events:,} events for {workers} worker(s)")
+            records = _records(prefix, m.stitch_events, m.seed + 13)
+            n = len(records)
+            procs = [ctx.start_cdp("worker", f"stitch{workers}-w{i}", prefix, wait=False, CDP_WORKER_ID=f"w{i}")
+                     for i in range(workers)]
+            for proc in procs:
+                proc.wait_started()
+            counter = OffsetCounter(ctx.bootstrap, [f"{prefix}.events.stitched", f"{prefix}.deadletter"])
+            try:
+                warm = []
+                for i in range(WARMUP_EVENTS):
+                    event = {"type": "track", "event": "Bench Warm-up", "anonymousId": f"warm-{ctx.tag}-{i}",
+                             "messageId": f"warm-{ctx.tag}-{workers}-{i}"}
+                    key, value = collector_record(event, "online")
+                    warm.append((f"{prefix}.events.online", key, value))
+                produce_all(ctx.bootstrap, warm)
+                ctx.log(f"stitching: warming up {workers} worker(s)")
+                base = _wait_count(counter, WARMUP_EVENTS, 180)
+                if base < WARMUP_EVENTS:
+                    raise StageError(f"warm-up: {base} of {WARMUP_EVENTS} events stitched in 180 s")
+                time.sleep(1.0)
+                base = counter.count()
+                labels = {("worker" if workers == 1 else f"worker {i + 1}"): p.pid for i, p in enumerate(procs)}
+                watch = ctx.watch(**labels)
+                ctx.log(f"stitching: {n:,} events through {workers} worker(s)")
+                started = time.perf_counter()
+                produce_all(ctx.bootstrap, records)
+                produced_s = time.perf_counter() - started
+                series: list[tuple[float, int]] = []
+                last = _wait_count(counter, base + n, m.stitch_timeout_s, series, started)
+                elapsed = time.perf_counter() - started
+                peaks = watch.read()
+                if last < base + n:
+                    raise StageError(f"{workers} worker(s): {last - base} of {n} events stitched in "
+                                     f"{m.stitch_timeout_s:.0f} s")
+            finally:
+                counter.close()
+                for proc in procs:
+                    ctx.stop_cdp(proc)
+            raw_topics = [f"{prefix}.events.{c}" for c in ("online", "mobile", "offline")]
+            raw_rate, raw_got = consume_rate(ctx.bootstrap, raw_topics, n + WARMUP_EVENTS)
+            details: dict[str, Any] = {
+                "events": n,
+                "workers": workers,
+                "seconds": elapsed,
+                "produce_seconds": produced_s,
+                "stitched_plus_deadletter": last - base,
+                "raw_consumed": raw_got,
+                "progress": series[:: max(1, len(series) // 50)],
+                "note": "each cdp worker also runs its ClickHouse sinks (own chDB folder); counted on the "
+                        "stitched topic",
+            }
+            results.append(Result(self.name, f"events stitched, {workers} worker process{'es' if workers > 1 else ''}",
+                                  n / elapsed, "events/s", raw_rate, "raw consume", peak_rss_mb=peaks,
+                                  details=details))
+        return results

@@ -1,0 +1,78 @@
+"""The cluster variant of the schema, generated from the same migrations (never a second copy of the DDL).
+
+For a ClickHouse cluster every table becomes a local Replicated table (`<name>_local`, ON CLUSTER) plus a
+Distributed table under the original name, sharded so that rows that must collapse together (one
+message_id, one identifier, one audience member) live on one shard; views and the sinks keep using the
+original names unchanged. Materialized views attach to the local tables, so each shard aggregates its own
+inserts.
+
+    python -m sinks.cluster --cluster my_cluster [--db cdp] [--ttl-days 90]  # prints the DDL
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from sinks.migrate import migration_files, statements
+
+SHARDING_KEYS = {
+    "events_store": "cityHash64(message_id)",
+    "identities_store": "cityHash64(id_type, id_value)",
+    "merges": "cityHash64(from_profile)",
+    "identity_refusals": "cityHash64(node)",
+    "anonymous_profiles_store": "cityHash64(id_type, id_value)",
+    "audiences": "cityHash64(audience_id)",
+    "audience_members": "cityHash64(audience_id, member)",
+}
+_CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\s*\(", re.S)
+_CREATE_VIEW = re.compile(r"^CREATE (MATERIALIZED )?VIEW IF NOT EXISTS (\w+)\.(\w+)", re.S)
+_ENGINE = re.compile(r"ENGINE\s*=\s*(\w*MergeTree)(\(([^)]*)\))?")
+
+
+def _replicated(match: re.Match[str], db: str, table: str) -> str:
+    engine, args = match.group(1), (match.group(3) or "").strip()
+    path = f"'/clickhouse/tables/{{shard}}/{db}/{table}', '{{replica}}'"
+    return f"ENGINE = Replicated{engine}({path}{', ' + args if args else ''})"
+
+
+def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> list[str]:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster):
+        raise ValueError("cluster: must be a plain identifier")
+    out = [f"CREATE DATABASE IF NOT EXISTS {db} ON CLUSTER {cluster}"]
+    for _, _, sql in migration_files():
+        for stmt in statements(sql, db=db, ttl_days=ttl_days):
+            if m := _CREATE_TABLE.match(stmt):
+                table = m.group(2)
+                local = f"{table}_local"
+                body = stmt.replace(f"{db}.{table}", f"{db}.{local} ON CLUSTER {cluster}", 1)
+                body = _ENGINE.sub(lambda e, t=local: _replicated(e, db, t), body, count=1)
+                out.append(body)
+                key = SHARDING_KEYS.get(table, "rand()")
+                out.append(
+                    f"CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {cluster} AS {db}.{local} "
+                    f"ENGINE = Distributed({cluster}, {db}, {local}, {key})"
+                )
+            elif m := _CREATE_VIEW.match(stmt):
+                name = m.group(3)
+                body = stmt.replace(f"{db}.{name}", f"{db}.{name} ON CLUSTER {cluster}", 1)
+                if m.group(1):  # materialized: read and write the shard-local tables
+                    body = re.sub(rf"\bTO {db}\.(\w+)", rf"TO {db}.\1_local", body, count=1)
+                    body = re.sub(rf"\bFROM {db}\.(\w+_store)\b", rf"FROM {db}.\1_local", body)
+                out.append(body)
+            else:
+                raise ValueError(f"no cluster rule for statement: {stmt[:80]}")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cluster", required=True)
+    p.add_argument("--db", default="cdp")
+    p.add_argument("--ttl-days", type=int, default=90)
+    a = p.parse_args()
+    print(";\n\n".join(cluster_statements(a.cluster, a.db, a.ttl_days)) + ";")
+
+
+if __name__ == "__main__":
+    main()

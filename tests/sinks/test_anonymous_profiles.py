@@ -1,0 +1,57 @@
+"""The DMP side in the real engine: aggregation per cookie/device, and retention by TTL."""
+
+from datetime import UTC, datetime, timedelta
+
+from sinks.rows import EVENT_COLUMNS, event_row
+
+
+def _event(mid: str, anon: str, when: datetime, **extra) -> dict:
+    return {
+        "messageId": mid,
+        "type": extra.pop("type", "page"),
+        "anonymousId": anon,
+        "channel": "online",
+        "timestamp": when.isoformat(),
+        "receivedAt": when.isoformat(),
+        **extra,
+    }
+
+
+def test_aggregates_behaviour_and_device_without_pii(ch) -> None:
+    now = datetime.now(UTC)
+    ctx = {
+        "device": {"id": "dev-1"},
+        "locale": "de-DE",
+        "ip": "203.0.113.9",
+        "ua": {"device_type": "mobile", "os": "iOS", "browser": "Mobile Safari"},
+        "traits": {"email": "anna@example.com"},
+    }
+    rows = [
+        event_row(_event("m1", "c1", now, properties={"path": "/pricing"}, context=ctx)),
+        event_row(
+            _event("m2", "c1", now, type="track", event="Product Viewed", properties={"category": "shoes"}, context=ctx)
+        ),
+    ]
+    ch.insert("events_store", rows, EVENT_COLUMNS)
+    cols, got = ch.query(
+        f"SELECT * FROM {ch.database}.anonymous_profiles WHERE id_value IN ('c1', 'dev-1') ORDER BY id_type"
+    )
+    profiles = [dict(zip(cols, r, strict=True)) for r in got]
+    assert [(p["id_type"], p["id_value"]) for p in profiles] == [("anonymous_id", "c1"), ("device_id", "dev-1")]
+    p = profiles[0]
+    assert (p["events"], p["pages"], p["page_counts"], p["category_counts"]) == (2, 1, {"/pricing": 1}, {"shoes": 1})
+    assert (p["device_type"], p["os"], p["browser"], p["country"]) == ("mobile", "iOS", "Mobile Safari", "DE")
+    assert "anna@example.com" not in repr(profiles) and "203.0.113.9" not in repr(profiles)
+
+
+def test_rows_past_retention_disappear(ch) -> None:
+    now = datetime.now(UTC)
+    old = now - timedelta(days=200)  # retention is 90 days
+    ch.insert(
+        "events_store", [event_row(_event("old", "c-old", old)), event_row(_event("new", "c-new", now))], EVENT_COLUMNS
+    )
+    view = f"SELECT id_value FROM {ch.database}.anonymous_profiles WHERE id_type = 'anonymous_id' ORDER BY 1"
+    assert [r[0] for r in ch.query(view)[1]] == ["c-new"]  # hidden at once
+    store = f"SELECT DISTINCT id_value FROM {ch.database}.anonymous_profiles_store ORDER BY 1"
+    ch.command(f"OPTIMIZE TABLE {ch.database}.anonymous_profiles_store FINAL")  # a merge applies the TTL
+    assert [r[0] for r in ch.query(store)[1]] == ["c-new"]  # and physically removed

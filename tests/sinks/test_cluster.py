@@ -1,0 +1,40 @@
+"""The cluster DDL is generated from the same migrations and parsed by the real engine."""
+
+import pytest
+
+from sinks.cluster import SHARDING_KEYS, cluster_statements
+from sinks.migrate import migration_files, statements
+
+
+def test_every_cluster_statement_parses(ch) -> None:
+    stmts = cluster_statements("prod", db="cdp")
+    for stmt in stmts:
+        formatted = ch.scalar("SELECT formatQuery({q:String})", {"q": stmt})  # raises on a syntax error
+        assert "ON CLUSTER prod" in formatted
+
+
+def test_every_table_becomes_replicated_plus_distributed() -> None:
+    stmts = cluster_statements("prod", db="cdp")
+    tables = [
+        s
+        for _, _, sql in migration_files()
+        for s in statements(sql, db="cdp", ttl_days=90)
+        if s.startswith("CREATE TABLE")
+    ]
+    assert len(tables) == len(SHARDING_KEYS)
+    for table in SHARDING_KEYS:
+        local = next(s for s in stmts if s.startswith(f"CREATE TABLE IF NOT EXISTS cdp.{table}_local "))
+        assert "ENGINE = Replicated" in local and "'{replica}'" in local
+        dist = next(s for s in stmts if s.startswith(f"CREATE TABLE IF NOT EXISTS cdp.{table} ON CLUSTER"))
+        assert f"Distributed(prod, cdp, {table}_local, {SHARDING_KEYS[table]})" in dist
+
+
+def test_materialized_views_write_shard_locally() -> None:
+    mv = next(s for s in cluster_statements("prod") if "MATERIALIZED VIEW" in s)
+    assert "TO cdp.anonymous_profiles_store_local" in mv
+    assert "FROM cdp.events_store_local" in mv
+
+
+def test_cluster_name_is_checked() -> None:
+    with pytest.raises(ValueError):
+        cluster_statements("prod; DROP TABLE x")
