@@ -6,6 +6,7 @@ dropped. Events are produced in chunks and the producer is flushed and checked b
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +25,20 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | No
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            for row in reader:
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # e.g. a field over csv's size limit: reject the row, keep going
+                    yield reader.line_num, None, f"line: invalid CSV ({exc})"
+                    continue
+                except UnicodeDecodeError as exc:
+                    raise SystemExit(
+                        f"cdp import: {path} is not UTF-8 text (after line {reader.line_num}: {exc.reason}); "
+                        "convert it first, e.g. iconv -f latin1 -t utf-8"
+                    ) from None
                 yield reader.line_num, row, None
-        return
     with path.open("rb") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
@@ -42,9 +54,19 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | No
             yield n, value, None
 
 
+def content_message_id(event: dict[str, Any]) -> str:
+    """A messageId derived from the event's content, for rows that carry none: re-imports deduplicate."""
+    digest = hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"import-{digest[:32]}"
+
+
 def run_import(settings: Settings, file: str, write_key: str, reject_file: str | None) -> int:
     from api.enrich import enrich
+    from pydantic import ValidationError
+
+    from schemas.errors import from_validation_error
     from schemas.offline import RowError, row_event
+    from schemas.segment import SegmentEvent
     from schemas.validation import offline_invalid_reason
     from streams.producer import AsyncProducer
     from streams.sources import SourceRegistry
@@ -79,12 +101,21 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
                 try:
                     event = row_event(row) if is_csv else row
                     error = offline_invalid_reason(event)
+                    if error is None:
+                        # As the collector does: store the validated, normalised event ("Track" -> "track",
+                        # numeric ids -> strings), not the raw row.
+                        event = SegmentEvent.model_validate(event).to_segment()
                 except RowError as exc:
                     error = str(exc)
+                except ValidationError as exc:  # not expected after offline_invalid_reason; never a crash
+                    error = "; ".join(str(e) for e in from_validation_error(exc))
             if error is not None or event is None:
                 rejected += 1
                 rejects.write(orjson.dumps({"line": line_no, "reason": error, "row": row}) + b"\n")
                 continue
+            if not event.get("messageId"):
+                # Deterministic, so importing the same file twice (e.g. after a failed run) stores each row once.
+                event["messageId"] = content_message_id(event)
             enriched = enrich(
                 event, received_at=datetime.now(UTC), client_ip=None, channel=source.channel, source_id=source.name
             )

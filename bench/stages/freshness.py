@@ -65,8 +65,9 @@ async def _probe(url: str, write_key: str, admin_token: str, rate: float, window
                         break
                 if pending:
                     ids = ",".join(f"'{m}'" for m in pending)
+                    query = f"SELECT message_id FROM cdp.events WHERE message_id IN ({ids})"
                     r = await http.post(f"{url}/v1/sql", headers={"Authorization": f"Bearer {admin_token}"},
-                                        json={"query": f"SELECT message_id FROM cdp.events WHERE message_id IN ({ids})"})
+                                        json={"query": query})
                     now = time.perf_counter()
                     if r.status_code != 200:
                         raise StageError(f"/v1/sql {r.status_code}: {r.text[:300]}")
