@@ -26,6 +26,8 @@ start)
   [ -d "$lib" ] && ls "$lib"/kafka_2.13-*.jar >/dev/null 2>&1 || { echo "Kafka jars missing in $lib: run make kafka-fetch" >&2; exit 1; }
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "broker already running (pid $(cat "$pidfile"))"; exit 0; fi
   mkdir -p "$data/logs" "$data/kraft"
+  # Readiness is read from the logs: move the previous run's away so its "started" line cannot count.
+  for f in stdout.log server.log; do [ -f "$data/logs/$f" ] && mv -f "$data/logs/$f" "$data/logs/$f.prev"; done
   sed -e "s#@PORT@#$port#g" -e "s#@CPORT@#$cport#g" -e "s#@LOGDIR@#$data/kraft#g" \
     "$here/server.properties.in" > "$data/server.properties"
   if [ ! -f "$data/kraft/meta.properties" ]; then

@@ -266,12 +266,27 @@ def test_anonymous_scope_refuses_traits() -> None:
 
 @pytest.mark.parametrize(
     "prop",
-    ["email", "Email", "user.email", "phone", "name", "first_name", "firstName", "FIRST-NAME", "last_name",
-     "lastname", "billing.address.city", "ip", "ctx.IP"],
+    [
+        "email",
+        "Email",
+        "user.email",
+        "phone",
+        "name",
+        "first_name",
+        "firstName",
+        "FIRST-NAME",
+        "last_name",
+        "lastname",
+        "billing.address.city",
+        "ip",
+        "ctx.IP",
+    ],
 )
 def test_anonymous_scope_refuses_pii_properties(prop: str) -> None:
     assert is_pii_path(prop)
-    payload = {"not": {"event": "x", "where": [{"property": "path", "op": "exists"}, {"property": prop, "op": "exists"}]}}
+    payload = {
+        "not": {"event": "x", "where": [{"property": "path", "op": "exists"}, {"property": prop, "op": "exists"}]}
+    }
     err = _refused(payload, "anonymous")
     assert err.path == "rule.not.where[1].property"
     assert "personal data" in err.msg
@@ -356,8 +371,12 @@ def test_rule_count_limit() -> None:
 
 
 def test_parse_audience() -> None:
-    body = {"name": "Pricing, no purchase", "scope": "profile", "rule": {"all": [PRICING, {"not": BOUGHT}]},
-            "description": "for the sales team"}
+    body = {
+        "name": "Pricing, no purchase",
+        "scope": "profile",
+        "rule": {"all": [PRICING, {"not": BOUGHT}]},
+        "description": "for the sales team",
+    }
     audience = parse_audience(body)
     assert audience.scope == "profile"
     assert isinstance(audience.rule, AllRule)
@@ -372,10 +391,14 @@ def test_parse_audience() -> None:
         ({"name": "x" * 201, "scope": "profile", "rule": BOUGHT}, "name"),
         ({"name": "a", "scope": "people", "rule": BOUGHT}, "scope"),
         ({"name": "a", "scope": "profile"}, "rule"),
-        ({"name": "a", "scope": "profile", "rule": {"all": [BOUGHT, {"not": {"event": "x", "within_days": -1}}]}},
-         "rule.all[1].not.within_days"),
-        ({"name": "a", "scope": "anonymous", "rule": {"all": [{"trait": "plan", "op": "exists"}]}},
-         "rule.all[0].trait"),
+        (
+            {"name": "a", "scope": "profile", "rule": {"all": [BOUGHT, {"not": {"event": "x", "within_days": -1}}]}},
+            "rule.all[1].not.within_days",
+        ),
+        (
+            {"name": "a", "scope": "anonymous", "rule": {"all": [{"trait": "plan", "op": "exists"}]}},
+            "rule.all[0].trait",
+        ),
         ({"name": "a", "scope": "profile", "rule": _nested_nots(MAX_DEPTH + 1)}, "rule" + ".not" * MAX_DEPTH),
         ({"name": "a", "scope": "profile", "rule": BOUGHT, "owner": "me"}, "owner"),
         ("not an object", ""),
@@ -392,8 +415,16 @@ def test_parse_audience_refusals(body: Any, path: str) -> None:
 def test_json_schema_documents_every_shape() -> None:
     schema = AudienceCreate.model_json_schema()
     text = json.dumps(schema)  # serialisable, so the README / API can publish it
-    for name in ("AllRule", "AnyRule", "NotRule", "TraitRule", "ComputedRule", "BehaviourRule", "Condition",
-                 "CountCondition"):
+    for name in (
+        "AllRule",
+        "AnyRule",
+        "NotRule",
+        "TraitRule",
+        "ComputedRule",
+        "BehaviourRule",
+        "Condition",
+        "CountCondition",
+    ):
         assert name in schema["$defs"]
         assert schema["$defs"][name]["description"]
     assert "not" in schema["$defs"]["NotRule"]["properties"]
@@ -421,8 +452,16 @@ def test_rule_event_names() -> None:
 @pytest.mark.parametrize(
     ("op", "value", "zero"),
     [
-        ("eq", 0, True), ("eq", 2, False), ("neq", 0, False), ("neq", 2, True), ("gt", 0, False),
-        ("gte", 0, True), ("gte", 1, False), ("lt", 0, False), ("lt", 3, True), ("lte", 0, True),
+        ("eq", 0, True),
+        ("eq", 2, False),
+        ("neq", 0, False),
+        ("neq", 2, True),
+        ("gt", 0, False),
+        ("gte", 0, True),
+        ("gte", 1, False),
+        ("lt", 0, False),
+        ("lt", 3, True),
+        ("lte", 0, True),
     ],
 )
 def test_count_includes_zero(op: str, value: int, zero: bool) -> None:
