@@ -9,9 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import Services
-import importlib.util
-
-from api.routes import collect, health, profiles, query
+from api.routes import audiences, collect, health, profiles, query
 
 
 def create_app(services: Services, *, collector: bool = True, query_api: bool = True) -> FastAPI:
@@ -46,8 +44,5 @@ def create_app(services: Services, *, collector: bool = True, query_api: bool = 
     if query_api:
         app.include_router(query.router)
         app.include_router(profiles.router)
-        if importlib.util.find_spec("schemas.audience"):  # TEMP until the audience compiler lands
-            from api.routes import audiences
-
-            app.include_router(audiences.router)
+        app.include_router(audiences.router)
     return app

@@ -61,9 +61,9 @@ def content_message_id(event: dict[str, Any]) -> str:
 
 
 def run_import(settings: Settings, file: str, write_key: str, reject_file: str | None) -> int:
-    from api.enrich import enrich
     from pydantic import ValidationError
 
+    from api.enrich import enrich
     from schemas.errors import from_validation_error
     from schemas.offline import RowError, row_event
     from schemas.segment import SegmentEvent

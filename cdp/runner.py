@@ -159,7 +159,7 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
             faust_app = create_faust_app(settings, rules)
             await faust_app.start()
         if sinks_here:
-            import importlib.util
+            from sinks.audience_eval import AudienceEvaluator
 
             assert ch is not None and producer is not None and definitions is not None
             sink = KafkaSink(
@@ -171,10 +171,7 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
                 settings.sink_flush_s,
             ).start()
             sink_ref = sink
-            if importlib.util.find_spec("sinks.audience_sql"):  # TEMP until the audience compiler lands
-                from sinks.audience_eval import AudienceEvaluator
-
-                evaluator = AudienceEvaluator(
+            evaluator = AudienceEvaluator(
                 ch,
                 producer,
                 definitions,

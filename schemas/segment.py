@@ -116,9 +116,7 @@ def _event_type(value: Any) -> str:
     """Accept one of the six Segment types, case-insensitively (some SDKs send "Track")."""
     if isinstance(value, str) and value.strip().lower() in EVENT_TYPES:
         return value.strip().lower()
-    raise PydanticCustomError(
-        "event_type", "must be one of {types}", {"types": ", ".join(sorted(EVENT_TYPES))}
-    )
+    raise PydanticCustomError("event_type", "must be one of {types}", {"types": ", ".join(sorted(EVENT_TYPES))})
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -343,8 +341,9 @@ def _limit_error(payload: Any, loc: str, max_bytes: int) -> FieldError | None:
         if isinstance(payload, dict):
             for key, value in payload.items():
                 if _too_deep(value, MAX_DEPTH - 1):
-                    return FieldError(join_loc(loc, format_loc([str(key)])),
-                                      f"nested more than {MAX_DEPTH} levels deep")
+                    return FieldError(
+                        join_loc(loc, format_loc([str(key)])), f"nested more than {MAX_DEPTH} levels deep"
+                    )
         return FieldError(loc, f"nested more than {MAX_DEPTH} levels deep")
     if size > max_bytes:
         return FieldError(loc, f"event exceeds {max_bytes} bytes")

@@ -142,7 +142,8 @@ class _Compiler:
             key = self.bind(rule.trait, "String")
             text = f"traits[{key}]"
             present = f"(mapContains(traits, {key}) AND {text} != 'null')"
-            return self.leaf(self.compare(rule.op, rule.value, text, present))
+            # Traits keep strings unquoted, so a text that parses as a JSON array is taken for an array.
+            return self.leaf(self.compare(rule.op, rule.value, text, present, f"JSONType({text}) = 'Array'"))
         if isinstance(rule, ComputedRule):
             return self.leaf(self.computed_rule(rule))
         if isinstance(rule, BehaviourRule):
@@ -156,12 +157,13 @@ class _Compiler:
 
     # ---- traits and properties (text that may hold a number, a boolean or raw JSON) --------------
 
-    def compare(self, op: str, value: Any, text: str, present: str) -> str:
-        """``text`` compared with a user value; ``present`` tells whether the field exists at all."""
+    def compare(self, op: str, value: Any, text: str, present: str, is_array: str) -> str:
+        """``text`` compared with a user value; ``present`` tells whether the field exists at all and
+        ``is_array`` whether it holds a JSON array (``contains`` then tests membership)."""
         if op == "exists":
             return present if value is not False else f"NOT {present}"
         if op == "neq":
-            return f"NOT ifNull({self.compare('eq', value, text, present)}, 0)"
+            return f"NOT ifNull({self.compare('eq', value, text, present, is_array)}, 0)"
         if op == "in":
             if all(_is_number(v) for v in value):
                 return f"has({self.bind([float(v) for v in value], 'Array(Float64)')}, toFloat64OrNull({text}))"
@@ -170,7 +172,7 @@ class _Compiler:
             needle = self.bind(_text_of(value), "String")
             unquote = "x -> if(JSONType(x) = 'String', JSONExtractString(x), x)"
             elements = f"arrayMap({unquote}, JSONExtractArrayRaw({text}))"
-            return f"if(JSONType({text}) = 'Array', has({elements}, {needle}), position({text}, {needle}) > 0)"
+            return f"if({is_array}, has({elements}, {needle}), position({text}, {needle}) > 0)"
         cmp = _CMP[op]
         if _is_number(value):
             return f"toFloat64OrNull({text}) {cmp} {self.bind(float(value), 'Float64')}"
@@ -183,7 +185,7 @@ class _Compiler:
         keys = ", ".join(self.bind(seg, "String") for seg in cond.property.split("."))
         kind = f"JSONType(properties, {keys})"
         text = f"if({kind} = 'String', JSONExtractString(properties, {keys}), JSONExtractRaw(properties, {keys}))"
-        return self.leaf(self.compare(cond.op, cond.value, text, f"({kind} != 'Null')"))
+        return self.leaf(self.compare(cond.op, cond.value, text, f"({kind} != 'Null')", f"{kind} = 'Array'"))
 
     # ---- computed fields ------------------------------------------------------------------------
 

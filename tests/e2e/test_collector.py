@@ -65,11 +65,15 @@ def post(http: httpx.Client, path: str, body: Any, key: str | None = None, **hea
 
 def analytics_js_context(page_path: str = "/pricing") -> dict[str, Any]:
     return {
-        "page": {"path": page_path, "referrer": "https://www.google.com/", "search": "?utm_source=google",
-                 "title": "Pricing - Acme", "url": f"https://acme.example{page_path}?utm_source=google"},
+        "page": {
+            "path": page_path,
+            "referrer": "https://www.google.com/",
+            "search": "?utm_source=google",
+            "title": "Pricing - Acme",
+            "url": f"https://acme.example{page_path}?utm_source=google",
+        },
         "userAgent": CHROME_UA,
-        "userAgentData": {"brands": [{"brand": "Chromium", "version": "124"}], "mobile": False,
-                          "platform": "macOS"},
+        "userAgentData": {"brands": [{"brand": "Chromium", "version": "124"}], "mobile": False, "platform": "macOS"},
         "locale": "en-GB",
         "library": {"name": "analytics.js", "version": "npm:next-1.64.0"},
         "timezone": "Europe/London",
@@ -85,38 +89,81 @@ def test_every_endpoint_with_sdk_payloads_lands_in_clickhouse(cdp: CdpProcess, h
 
     # analytics.js: text/plain (fetch keepalive / sendBeacon), writeKey in the body, no Authorization.
     m = mid("ajs-track")
-    r = http.post("/v1/track", headers={"Content-Type": "text/plain;charset=UTF-8", "Origin": "https://acme.example"},
-                  content=json.dumps({
-                      "timestamp": now_iso(-0.2), "integrations": {}, "type": "track", "event": "Product Viewed",
-                      "properties": {"product_id": "sku-1", "price": 19.99, "currency": "GBP"},
-                      "context": analytics_js_context(), "messageId": m, "anonymousId": anon,
-                      "writeKey": web, "userId": None, "sentAt": now_iso(), "_metadata": {"bundled": ["Segment.io"],
-                                                                                        "unbundled": []}}))
+    r = http.post(
+        "/v1/track",
+        headers={"Content-Type": "text/plain;charset=UTF-8", "Origin": "https://acme.example"},
+        content=json.dumps(
+            {
+                "timestamp": now_iso(-0.2),
+                "integrations": {},
+                "type": "track",
+                "event": "Product Viewed",
+                "properties": {"product_id": "sku-1", "price": 19.99, "currency": "GBP"},
+                "context": analytics_js_context(),
+                "messageId": m,
+                "anonymousId": anon,
+                "writeKey": web,
+                "userId": None,
+                "sentAt": now_iso(),
+                "_metadata": {"bundled": ["Segment.io"], "unbundled": []},
+            }
+        ),
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"success": True}
     assert r.headers.get("access-control-allow-origin") in ("*", "https://acme.example")
     ids[m] = ("track", "Product Viewed", "online")
 
     m = mid("ajs-page")
-    r = post(http, "/v1/page", {
-        "type": "page", "name": "Pricing", "category": "Docs", "properties": {"path": "/pricing", "title": "Pricing"},
-        "context": analytics_js_context(), "messageId": m, "anonymousId": anon, "writeKey": web,
-        "timestamp": now_iso(-0.1), "sentAt": now_iso()})
+    r = post(
+        http,
+        "/v1/page",
+        {
+            "type": "page",
+            "name": "Pricing",
+            "category": "Docs",
+            "properties": {"path": "/pricing", "title": "Pricing"},
+            "context": analytics_js_context(),
+            "messageId": m,
+            "anonymousId": anon,
+            "writeKey": web,
+            "timestamp": now_iso(-0.1),
+            "sentAt": now_iso(),
+        },
+    )
     assert r.status_code == 200, r.text
     ids[m] = ("page", "Pricing", "online")
 
     m = mid("ajs-identify")
-    r = post(http, "/v1/identify", {
-        "type": "identify", "userId": user, "anonymousId": anon, "messageId": m,
-        "traits": {"email": f" {user}@Example.COM ", "name": "Ada", "plan": "pro"},
-        "context": analytics_js_context("/account")}, key=web)
+    r = post(
+        http,
+        "/v1/identify",
+        {
+            "type": "identify",
+            "userId": user,
+            "anonymousId": anon,
+            "messageId": m,
+            "traits": {"email": f" {user}@Example.COM ", "name": "Ada", "plan": "pro"},
+            "context": analytics_js_context("/account"),
+        },
+        key=web,
+    )
     assert r.status_code == 200, r.text
     ids[m] = ("identify", "", "online")
 
     m = mid("ajs-group")
-    r = post(http, "/v1/group", {
-        "type": "group", "userId": user, "groupId": "acct-42", "messageId": m,
-        "traits": {"name": "Acme Ltd", "industry": "Retail", "employees": 250}}, key=web)
+    r = post(
+        http,
+        "/v1/group",
+        {
+            "type": "group",
+            "userId": user,
+            "groupId": "acct-42",
+            "messageId": m,
+            "traits": {"name": "Acme Ltd", "industry": "Retail", "employees": 250},
+        },
+        key=web,
+    )
     assert r.status_code == 200, r.text
     ids[m] = ("group", "", "online")
 
@@ -127,17 +174,38 @@ def test_every_endpoint_with_sdk_payloads_lands_in_clickhouse(cdp: CdpProcess, h
 
     # analytics-ios / analytics-android: screen with context.device, Basic auth, the mobile source.
     m = mid("ios-screen")
-    r = post(http, "/v1/screen", {
-        "type": "screen", "name": "Home", "properties": {"tab": "featured"}, "anonymousId": device,
-        "messageId": m, "timestamp": now_iso(-1), "sentAt": now_iso(),
-        "context": {
-            "app": {"build": "42", "name": "Acme", "namespace": "com.acme.app", "version": "3.2.1"},
-            "device": {"id": device, "advertisingId": str(uuid.uuid4()).upper(), "adTrackingEnabled": True,
-                       "manufacturer": "Apple", "model": "iPhone15,2", "type": "ios", "name": "iPhone"},
-            "library": {"name": "analytics-ios", "version": "4.1.8"},
-            "os": {"name": "iOS", "version": "17.4.1"}, "network": {"wifi": True, "carrier": "EE"},
-            "screen": {"width": 393, "height": 852}, "locale": "en-GB", "timezone": "Europe/London"}},
-        key=app)
+    r = post(
+        http,
+        "/v1/screen",
+        {
+            "type": "screen",
+            "name": "Home",
+            "properties": {"tab": "featured"},
+            "anonymousId": device,
+            "messageId": m,
+            "timestamp": now_iso(-1),
+            "sentAt": now_iso(),
+            "context": {
+                "app": {"build": "42", "name": "Acme", "namespace": "com.acme.app", "version": "3.2.1"},
+                "device": {
+                    "id": device,
+                    "advertisingId": str(uuid.uuid4()).upper(),
+                    "adTrackingEnabled": True,
+                    "manufacturer": "Apple",
+                    "model": "iPhone15,2",
+                    "type": "ios",
+                    "name": "iPhone",
+                },
+                "library": {"name": "analytics-ios", "version": "4.1.8"},
+                "os": {"name": "iOS", "version": "17.4.1"},
+                "network": {"wifi": True, "carrier": "EE"},
+                "screen": {"width": 393, "height": 852},
+                "locale": "en-GB",
+                "timezone": "Europe/London",
+            },
+        },
+        key=app,
+    )
     assert r.status_code == 200, r.text
     ids[m] = ("screen", "Home", "mobile")
 
@@ -145,10 +213,22 @@ def test_every_endpoint_with_sdk_payloads_lands_in_clickhouse(cdp: CdpProcess, h
     batch_ids = [mid("py") for _ in range(3)]
     body = {
         "batch": [
-            {"type": "track", "event": "Order Completed", "userId": user, "messageId": batch_ids[0],
-             "timestamp": now_iso(-3), "properties": {"revenue": 42.5}, "context": {"ip": "198.51.100.7"}},
-            {"type": "identify", "userId": user, "messageId": batch_ids[1], "timestamp": now_iso(-2),
-             "traits": {"email": f"{user}@example.com"}},
+            {
+                "type": "track",
+                "event": "Order Completed",
+                "userId": user,
+                "messageId": batch_ids[0],
+                "timestamp": now_iso(-3),
+                "properties": {"revenue": 42.5},
+                "context": {"ip": "198.51.100.7"},
+            },
+            {
+                "type": "identify",
+                "userId": user,
+                "messageId": batch_ids[1],
+                "timestamp": now_iso(-2),
+                "traits": {"email": f"{user}@example.com"},
+            },
             {"type": "page", "name": "Receipt", "userId": user, "messageId": batch_ids[2], "timestamp": now_iso(-1)},
         ],
         "sentAt": now_iso(),
@@ -157,17 +237,36 @@ def test_every_endpoint_with_sdk_payloads_lands_in_clickhouse(cdp: CdpProcess, h
     r = post(http, "/v1/batch", gzip.compress(orjson.dumps(body)), key=web, **{"Content-Encoding": "gzip"})
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] == 3 and "rejected" not in r.json()
-    ids.update(zip(batch_ids, [("track", "Order Completed", "online"), ("identify", "", "online"),
-                               ("page", "Receipt", "online")], strict=True))
+    ids.update(
+        zip(
+            batch_ids,
+            [("track", "Order Completed", "online"), ("identify", "", "online"), ("page", "Receipt", "online")],
+            strict=True,
+        )
+    )
 
     # analytics-node: batch with writeKey in the body and lower-case "Track" type, mobile source.
     node_ids = [mid("node") for _ in range(2)]
-    r = post(http, "/v1/batch", {
-        "batch": [{"type": "track", "event": "App Opened", "anonymousId": device, "messageId": node_ids[0],
-                   "timestamp": now_iso(-1), "_metadata": {"nodeVersion": "20.11.0", "jsRuntime": "node"}},
-                  {"type": "screen", "name": "Cart", "anonymousId": device, "messageId": node_ids[1]}],
-        "writeKey": app, "sentAt": now_iso(), "context": {"library": {"name": "@segment/analytics-node",
-                                                                      "version": "2.1.0"}}})
+    r = post(
+        http,
+        "/v1/batch",
+        {
+            "batch": [
+                {
+                    "type": "track",
+                    "event": "App Opened",
+                    "anonymousId": device,
+                    "messageId": node_ids[0],
+                    "timestamp": now_iso(-1),
+                    "_metadata": {"nodeVersion": "20.11.0", "jsRuntime": "node"},
+                },
+                {"type": "screen", "name": "Cart", "anonymousId": device, "messageId": node_ids[1]},
+            ],
+            "writeKey": app,
+            "sentAt": now_iso(),
+            "context": {"library": {"name": "@segment/analytics-node", "version": "2.1.0"}},
+        },
+    )
     assert r.status_code == 200, r.text
     ids[node_ids[0]] = ("track", "App Opened", "mobile")
     ids[node_ids[1]] = ("screen", "Cart", "mobile")
@@ -177,28 +276,36 @@ def test_every_endpoint_with_sdk_payloads_lands_in_clickhouse(cdp: CdpProcess, h
     assert got == ids
 
     # The edge enrichment reached the warehouse: parsed UA, library, device, batch-level context merged.
-    ajs = [k for k in ids if k.startswith("ajs-track")][0]
+    ajs = next(k for k in ids if k.startswith("ajs-track"))
     ctx = json.loads(cdp.scalar(f"SELECT context FROM cdp.events WHERE message_id = '{ajs}'"))
     assert ctx["library"]["name"] == "analytics.js"
     assert ctx["page"]["path"] == "/pricing"
     assert ctx["ua"]["browser"] == "Chrome" and ctx["ua"]["device_type"] == "desktop"
     assert ctx["ip"] == "127.0.0.1"
-    ios = [k for k in ids if k.startswith("ios-screen")][0]
+    ios = next(k for k in ids if k.startswith("ios-screen"))
     ctx = json.loads(cdp.scalar(f"SELECT context FROM cdp.events WHERE message_id = '{ios}'"))
     assert ctx["device"]["id"] == device and ctx["device"]["model"] == "iPhone15,2"
     ctx = json.loads(cdp.scalar(f"SELECT context FROM cdp.events WHERE message_id = '{batch_ids[0]}'"))
     assert ctx["library"]["name"] == "analytics-python" and ctx["ip"] == "198.51.100.7"
     # No write key is stored anywhere in the event.
-    stored = cdp.scalar(f"SELECT count() FROM cdp.events WHERE message_id IN ({in_list(ids)}) AND "
-                        f"(position(context, '{web}') > 0 OR position(properties, '{web}') > 0 OR "
-                        f"position(traits, '{web}') > 0)")
+    stored = cdp.scalar(
+        f"SELECT count() FROM cdp.events WHERE message_id IN ({in_list(ids)}) AND "
+        f"(position(context, '{web}') > 0 OR position(properties, '{web}') > 0 OR "
+        f"position(traits, '{web}') > 0)"
+    )
     assert stored == 0
 
 
 def test_cors_preflight_and_simple_request(cdp: CdpProcess, http: httpx.Client) -> None:
     for path in [f"/v1/{e}" for e in ENDPOINTS]:
-        r = http.options(path, headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-                                        "Access-Control-Request-Headers": "content-type,authorization"})
+        r = http.options(
+            path,
+            headers={
+                "Origin": "https://shop.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,authorization",
+            },
+        )
         assert r.status_code in (200, 204), (path, r.status_code, r.text)
         assert r.headers["access-control-allow-origin"] in ("*", "https://shop.example")
         assert "POST" in r.headers["access-control-allow-methods"]
@@ -215,22 +322,59 @@ def test_clock_skew_is_corrected_from_sent_at(cdp: CdpProcess, http: httpx.Clien
     """A device clock 1 h behind: the stored timestamp is receivedAt minus (sentAt - originalTimestamp)."""
     key = cdp.write_keys["mobile"]
     single, first, second, plain = mid("skew"), mid("skew-b1"), mid("skew-b2"), mid("noskew")
-    r = post(http, "/v1/track", {"event": "Skewed", "anonymousId": "dev-skew", "messageId": single,
-                                 "originalTimestamp": now_iso(-3600 - 2), "sentAt": now_iso(-3600)}, key=key)
+    r = post(
+        http,
+        "/v1/track",
+        {
+            "event": "Skewed",
+            "anonymousId": "dev-skew",
+            "messageId": single,
+            "originalTimestamp": now_iso(-3600 - 2),
+            "sentAt": now_iso(-3600),
+        },
+        key=key,
+    )
     assert r.status_code == 200, r.text
     # analytics-python style: per-item `timestamp` (client clock), one batch-level `sentAt`.
-    r = post(http, "/v1/batch", {"sentAt": now_iso(-3600), "batch": [
-        {"type": "track", "event": "Skewed", "anonymousId": "dev-skew", "messageId": first,
-         "timestamp": now_iso(-3600 - 5)},
-        {"type": "track", "event": "Skewed", "anonymousId": "dev-skew", "messageId": second,
-         "timestamp": now_iso(-3600 - 7), "sentAt": now_iso(-3600 - 1)}]}, key=key)
+    r = post(
+        http,
+        "/v1/batch",
+        {
+            "sentAt": now_iso(-3600),
+            "batch": [
+                {
+                    "type": "track",
+                    "event": "Skewed",
+                    "anonymousId": "dev-skew",
+                    "messageId": first,
+                    "timestamp": now_iso(-3600 - 5),
+                },
+                {
+                    "type": "track",
+                    "event": "Skewed",
+                    "anonymousId": "dev-skew",
+                    "messageId": second,
+                    "timestamp": now_iso(-3600 - 7),
+                    "sentAt": now_iso(-3600 - 1),
+                },
+            ],
+        },
+        key=key,
+    )
     assert r.status_code == 200, r.text
     # Historical import from a server library: timestamp without sentAt is kept as given.
-    r = post(http, "/v1/track", {"event": "Backfill", "userId": "u-backfill", "messageId": plain,
-                                 "timestamp": "2023-11-05T08:30:00.250Z"}, key=key)
+    r = post(
+        http,
+        "/v1/track",
+        {"event": "Backfill", "userId": "u-backfill", "messageId": plain, "timestamp": "2023-11-05T08:30:00.250Z"},
+        key=key,
+    )
     assert r.status_code == 200, r.text
-    rows = wait_rows(cdp, [single, first, second, plain], "message_id, toUnixTimestamp64Milli(received_at) - "
-                     "toUnixTimestamp64Milli(timestamp), toString(timestamp)")
+    rows = wait_rows(
+        cdp,
+        [single, first, second, plain],
+        "message_id, toUnixTimestamp64Milli(received_at) - toUnixTimestamp64Milli(timestamp), toString(timestamp)",
+    )
     assert rows[single][1] == 2000
     assert rows[first][1] == 5000
     assert rows[second][1] == 6000  # the item's own sentAt wins over the batch's
@@ -241,8 +385,13 @@ def test_retried_request_is_stored_once(cdp: CdpProcess, http: httpx.Client) -> 
     """An SDK retry (same messageId, new sentAt) after a lost answer: one row in cdp.events."""
     key, anon = cdp.write_keys["online"], f"anon-{uuid.uuid4().hex[:10]}"
     m, marker = mid("retry"), mid("marker")
-    event = {"type": "track", "event": "Checkout Started", "anonymousId": anon, "messageId": m,
-             "originalTimestamp": now_iso(-1)}
+    event = {
+        "type": "track",
+        "event": "Checkout Started",
+        "anonymousId": anon,
+        "messageId": m,
+        "originalTimestamp": now_iso(-1),
+    }
     for attempt in range(2):
         r = post(http, "/v1/track", {**event, "sentAt": now_iso(attempt * 0.5)}, key=key)
         assert r.status_code == 200, r.text
@@ -300,8 +449,7 @@ def test_unknown_write_key(cdp: CdpProcess, http: httpx.Client) -> None:
 
 
 def test_track_without_event(cdp: CdpProcess, http: httpx.Client) -> None:
-    body = error_of(post(http, "/v1/track", {"anonymousId": "a", "properties": {}}, key=cdp.write_keys["online"]),
-                    400)
+    body = error_of(post(http, "/v1/track", {"anonymousId": "a", "properties": {}}, key=cdp.write_keys["online"]), 400)
     assert locs(body) == ["event"]
 
 
@@ -319,16 +467,28 @@ def test_bad_timestamp(cdp: CdpProcess, http: httpx.Client) -> None:
 
 
 def test_single_event_over_32kb(cdp: CdpProcess, http: httpx.Client) -> None:
-    body = error_of(post(http, "/v1/track", {"event": "x", "anonymousId": "a", "properties": {"blob": "x" * 33_000}},
-                         key=cdp.write_keys["online"]), 413)
+    body = error_of(
+        post(
+            http,
+            "/v1/track",
+            {"event": "x", "anonymousId": "a", "properties": {"blob": "x" * 33_000}},
+            key=cdp.write_keys["online"],
+        ),
+        413,
+    )
     assert "32768" in body["error"] or "32 KB" in body["error"]
 
 
 def test_event_just_under_32kb_is_accepted(cdp: CdpProcess, http: httpx.Client) -> None:
     """The limit is on what the client sent, not on the enriched event (receivedAt, parsed UA, ip...)."""
     m = mid("big")
-    event = {"event": "Big", "anonymousId": "a-big", "messageId": m, "context": {"userAgent": CHROME_UA},
-             "properties": {"blob": ""}}
+    event = {
+        "event": "Big",
+        "anonymousId": "a-big",
+        "messageId": m,
+        "context": {"userAgent": CHROME_UA},
+        "properties": {"blob": ""},
+    }
     event["properties"]["blob"] = "y" * (32 * 1024 - len(orjson.dumps(event)) - 20)
     assert len(orjson.dumps(event)) < 32 * 1024
     r = post(http, "/v1/track", event, key=cdp.write_keys["online"])
@@ -352,8 +512,13 @@ def _raw_chunked(cdp: CdpProcess, path: str, chunks: list[bytes], headers: dict[
     """POST with Transfer-Encoding: chunked over a raw socket (no Content-Length), tolerating the server
     answering and closing before the whole body was sent; returns (status, body)."""
     with socket.create_connection(("127.0.0.1", cdp.port), timeout=30) as s:
-        head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{cdp.port}", "Transfer-Encoding: chunked",
-                "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
+        head = [
+            f"POST {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{cdp.port}",
+            "Transfer-Encoding: chunked",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
         try:
             for chunk in chunks:
@@ -376,16 +541,17 @@ def _raw_chunked(cdp: CdpProcess, path: str, chunks: list[bytes], headers: dict[
             size = int(size_raw, 16)
             if size == 0:
                 break
-            out, rest = out + rest[:size], rest[size + 2:]
+            out, rest = out + rest[:size], rest[size + 2 :]
         body = out
     return status, body
 
 
 def test_request_over_500kb_chunked_without_content_length(cdp: CdpProcess) -> None:
     raw = _batch_of_size(700 * 1024)
-    chunks = [raw[i:i + 16384] for i in range(0, len(raw), 16384)]
-    status, body = _raw_chunked(cdp, "/v1/batch", chunks, {**basic(cdp.write_keys["online"]),
-                                                           "Content-Type": "application/json"})
+    chunks = [raw[i : i + 16384] for i in range(0, len(raw), 16384)]
+    status, body = _raw_chunked(
+        cdp, "/v1/batch", chunks, {**basic(cdp.write_keys["online"]), "Content-Type": "application/json"}
+    )
     assert status == 413, body
     assert json.loads(body)["success"] is False
     # A chunked body under the limit works.
@@ -398,7 +564,8 @@ def test_request_over_500kb_chunked_without_content_length(cdp: CdpProcess) -> N
 def test_gzip_bomb_is_refused_fast(cdp: CdpProcess, http: httpx.Client) -> None:
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)
     zeros = b"0" * (1 << 20)
-    bomb = comp.compress(b'{"batch": [{"type": "track", "event": "') + b"".join(comp.compress(zeros) for _ in range(300))
+    bomb = comp.compress(b'{"batch": [{"type": "track", "event": "')
+    bomb += b"".join(comp.compress(zeros) for _ in range(300))
     bomb += comp.flush()
     assert len(bomb) < 500 * 1024  # small on the wire: 300 MB once inflated
     started = time.monotonic()
@@ -410,15 +577,15 @@ def test_gzip_bomb_is_refused_fast(cdp: CdpProcess, http: httpx.Client) -> None:
 def test_corrupt_gzip(cdp: CdpProcess, http: httpx.Client) -> None:
     good = gzip.compress(orjson.dumps({"event": "x", "anonymousId": "a"}))
     for raw in (b"this is not gzip", good[:-12], good[:10] + b"\x00" * 8 + good[18:]):
-        body = error_of(post(http, "/v1/track", raw, key=cdp.write_keys["online"], **{"Content-Encoding": "gzip"}),
-                        400)
+        body = error_of(post(http, "/v1/track", raw, key=cdp.write_keys["online"], **{"Content-Encoding": "gzip"}), 400)
         assert "gzip" in body["error"]
 
 
 def test_unsupported_content_encoding(cdp: CdpProcess, http: httpx.Client) -> None:
     for coding in ("br", "zstd", "gzip, br"):
-        body = error_of(post(http, "/v1/track", b"\x1b\x00", key=cdp.write_keys["online"],
-                             **{"Content-Encoding": coding}), 415)
+        body = error_of(
+            post(http, "/v1/track", b"\x1b\x00", key=cdp.write_keys["online"], **{"Content-Encoding": coding}), 415
+        )
         assert "encoding" in body["error"]
 
 
@@ -440,24 +607,40 @@ def test_mixed_batch_keeps_good_events_and_dead_letters_bad_ones(cdp: CdpProcess
         f"not an object {run}",
         {"type": "explode", "anonymousId": "a-mixed", "messageId": f"bad-{run}-6"},
         {"type": "identify", "userId": "u-mixed", "messageId": good[2]},
-        {"type": "track", "event": "Big", "anonymousId": "a", "messageId": f"bad-{run}-8",
-         "properties": {"blob": "b" * 33_000}},
+        {
+            "type": "track",
+            "event": "Big",
+            "anonymousId": "a",
+            "messageId": f"bad-{run}-8",
+            "properties": {"blob": "b" * 33_000},
+        },
     ]
     r = post(http, "/v1/batch", {"batch": items, "sentAt": now_iso()}, key=key)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["success"] is True and body["accepted"] == 3
     rejected = {x["index"]: [e["loc"] for e in x["errors"]] for x in body["rejected"]}
-    assert rejected == {1: ["batch[1].event"], 2: ["batch[2].userId"], 4: ["batch[4].timestamp"],
-                        5: ["batch[5]"], 6: ["batch[6].type"], 8: ["batch[8]"]}
+    assert rejected == {
+        1: ["batch[1].event"],
+        2: ["batch[2].userId"],
+        4: ["batch[4].timestamp"],
+        5: ["batch[5]"],
+        6: ["batch[6].type"],
+        8: ["batch[8]"],
+    }
     wait_rows(cdp, good)
     assert cdp.scalar(f"SELECT count() FROM cdp.events WHERE message_id LIKE 'bad-{run}-%'") == 0
 
     def mine(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [x for x in records if run in orjson.dumps(x.get("event")).decode()]
 
-    dead = mine(read_topic(cdp.env["CDP_KAFKA_BOOTSTRAP"], f"{cdp.env['CDP_TOPIC_PREFIX']}.deadletter",
-                           lambda recs: len(mine(recs)) >= 6))
+    dead = mine(
+        read_topic(
+            cdp.env["CDP_KAFKA_BOOTSTRAP"],
+            f"{cdp.env['CDP_TOPIC_PREFIX']}.deadletter",
+            lambda recs: len(mine(recs)) >= 6,
+        )
+    )
     assert len(dead) == 6
     by_event = {orjson.dumps(x["event"]).decode(): x for x in dead}
     for index in rejected:
@@ -481,22 +664,49 @@ def _nested(depth: int, leaf: Any = 1) -> Any:
 
 
 NASTY: list[bytes] = [
-    b"", b" ", b"\n\n", b"null", b"true", b"0", b"-1e999", b"[]", b'""', b"{", b"}", b"}{", b'{"a":1}{"b":2}',
-    b"\x00" * 16, b"\xff\xfe{\x00}\x00", "{}".encode("utf-16"), b"\xef\xbb\xbf{}", b'{"event": "\xff\xfe"}',
-    b'{"event": "\\ud800"}', b'{"event": NaN}', b"[" * 5000 + b"]" * 5000,
+    b"",
+    b" ",
+    b"\n\n",
+    b"null",
+    b"true",
+    b"0",
+    b"-1e999",
+    b"[]",
+    b'""',
+    b"{",
+    b"}",
+    b"}{",
+    b'{"a":1}{"b":2}',
+    b"\x00" * 16,
+    b"\xff\xfe{\x00}\x00",
+    "{}".encode("utf-16"),
+    b"\xef\xbb\xbf{}",
+    b'{"event": "\xff\xfe"}',
+    b'{"event": "\\ud800"}',
+    b'{"event": NaN}',
+    b"[" * 5000 + b"]" * 5000,
     json.dumps({"event": "deep", "anonymousId": "a", "properties": _nested(300)}).encode(),
     json.dumps({"event": "deep", "anonymousId": "a", "context": _nested(600)}).encode(),
     json.dumps({"batch": [_nested(300, {"type": "track", "event": "x", "anonymousId": "a"})]}).encode(),
-    json.dumps({"batch": [{"type": "track", "event": "deep", "anonymousId": "a", "properties": _nested(400)}]}).encode(),
+    json.dumps({"batch": [{"type": "track", "event": "d", "anonymousId": "a", "properties": _nested(400)}]}).encode(),
     b'{"event": "x", "anonymousId": 123456789012345678901234567890}',
     b'{"event": "x", "anonymousId": 1e308, "userId": -0.0}',
-    orjson.dumps({"event": "x", "userId": {"id": 1}}), orjson.dumps({"event": "x", "userId": True}),
-    orjson.dumps({"event": ["x"], "anonymousId": "a"}), orjson.dumps({"event": "x", "anonymousId": "a", "type": 5}),
+    orjson.dumps({"event": "x", "userId": {"id": 1}}),
+    orjson.dumps({"event": "x", "userId": True}),
+    orjson.dumps({"event": ["x"], "anonymousId": "a"}),
+    orjson.dumps({"event": "x", "anonymousId": "a", "type": 5}),
     orjson.dumps({"type": None, "event": "x", "anonymousId": "a"}),
-    orjson.dumps({"event": "x", "anonymousId": "a", "timestamp": "0001-01-01T00:00:00Z",
-                  "sentAt": "9999-12-31T23:59:59Z"}),
-    orjson.dumps({"event": "x", "anonymousId": "a", "originalTimestamp": "9999-12-31T23:59:59-23:59",
-                  "sentAt": "0001-01-01T00:00:00+23:59"}),
+    orjson.dumps(
+        {"event": "x", "anonymousId": "a", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T23:59:59Z"}
+    ),
+    orjson.dumps(
+        {
+            "event": "x",
+            "anonymousId": "a",
+            "originalTimestamp": "9999-12-31T23:59:59-23:59",
+            "sentAt": "0001-01-01T00:00:00+23:59",
+        }
+    ),
     orjson.dumps({"event": "x", "anonymousId": "a", "timestamp": "0001-01-01T00:00:00+01:00"}),
     orjson.dumps({"event": "x", "anonymousId": "a", "timestamp": "9999-12-31T23:59:59-05:00"}),
     orjson.dumps({"event": "x", "anonymousId": "a", "timestamp": "2024-01-01T00:00:00+25:00"}),
@@ -509,15 +719,26 @@ NASTY: list[bytes] = [
     orjson.dumps({"event": "\u0000", "anonymousId": "\u202e\U0001f600", "messageId": "' OR 1=1 --"}),
     orjson.dumps({"event": "x", "anonymousId": "a", "messageId": {"id": 1}}),
     orjson.dumps({"event": "x", "anonymousId": "a", "messageId": 1e20, "integrations": "all"}),
-    orjson.dumps({"batch": {}}), orjson.dumps({"batch": [1, "x", None, [], True]}),
+    orjson.dumps({"batch": {}}),
+    orjson.dumps({"batch": [1, "x", None, [], True]}),
     orjson.dumps({"batch": [{"type": "nope"}], "context": "str"}),
-    orjson.dumps({"batch": [{"type": "track", "event": "x", "anonymousId": "a", "context": "s"}],
-                  "context": {"a": 1}, "integrations": {"All": False}}),
+    orjson.dumps(
+        {
+            "batch": [{"type": "track", "event": "x", "anonymousId": "a", "context": "s"}],
+            "context": {"a": 1},
+            "integrations": {"All": False},
+        }
+    ),
     orjson.dumps({"batch": [{"type": "track", "event": "x", "anonymousId": "a"}], "sentAt": 5}),
     orjson.dumps({"batch": [{"type": "track", "event": "x", "anonymousId": "a"}], "sentAt": "0001-01-01T00:00Z"}),
-    orjson.dumps({"batch": [{"type": "track", "event": "x", "anonymousId": "a",
-                             "originalTimestamp": "0001-01-01T00:00:00Z"}], "sentAt": "9999-12-31T00:00Z"}),
-    orjson.dumps({"writeKey": 5, "event": "x"}), orjson.dumps({"writeKey": ["k"], "event": "x"}),
+    orjson.dumps(
+        {
+            "batch": [{"type": "track", "event": "x", "anonymousId": "a", "originalTimestamp": "0001-01-01T00:00:00Z"}],
+            "sentAt": "9999-12-31T00:00Z",
+        }
+    ),
+    orjson.dumps({"writeKey": 5, "event": "x"}),
+    orjson.dumps({"writeKey": ["k"], "event": "x"}),
     orjson.dumps({"writeKey": {"k": 1}, "batch": []}),
 ]
 
@@ -554,9 +775,11 @@ def test_nasty_bodies_never_get_a_5xx(cdp: CdpProcess, http: httpx.Client) -> No
             extra = {}
             if rng.random() < 0.2:
                 body, extra = gzip.compress(body), {"Content-Encoding": "gzip"}
-            r = http.post(f"/v1/{endpoint}", content=body,
-                          headers={"Content-Type": rng.choice(["application/json", "text/plain", "x/y"]),
-                                   **headers, **extra})
+            r = http.post(
+                f"/v1/{endpoint}",
+                content=body,
+                headers={"Content-Type": rng.choice(["application/json", "text/plain", "x/y"]), **headers, **extra},
+            )
             if r.status_code >= 500 or not r.headers.get("content-type", "").startswith("application/json"):
                 failures.append((endpoint, variant, raw[:80], r.status_code, r.text[:200]))
     assert not failures, failures
@@ -565,28 +788,65 @@ def test_nasty_bodies_never_get_a_5xx(cdp: CdpProcess, http: httpx.Client) -> No
 
 
 json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
-json_value = st.recursive(json_leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c,
-                                                                                         max_size=3), max_leaves=8)
+json_value = st.recursive(
+    json_leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3), max_leaves=8
+)
+
+
 def _dumps(value: Any) -> bytes:
     return json.dumps(value).encode()  # stdlib: integers beyond 64 bits too
 
 
-segment_key = st.sampled_from(["type", "event", "name", "userId", "anonymousId", "previousId", "groupId", "traits",
-                               "properties", "context", "integrations", "timestamp", "originalTimestamp", "sentAt",
-                               "messageId", "batch", "writeKey", "receivedAt", "channel"])
-timestamp_ish = st.sampled_from(["2024-05-01T10:00:00Z", "2024-05-01", "0001-01-01T00:00:00Z",
-                                 "9999-12-31T23:59:59.999999+14:00", "2024-02-30T00:00:00Z", "", " "])
+segment_key = st.sampled_from(
+    [
+        "type",
+        "event",
+        "name",
+        "userId",
+        "anonymousId",
+        "previousId",
+        "groupId",
+        "traits",
+        "properties",
+        "context",
+        "integrations",
+        "timestamp",
+        "originalTimestamp",
+        "sentAt",
+        "messageId",
+        "batch",
+        "writeKey",
+        "receivedAt",
+        "channel",
+    ]
+)
+timestamp_ish = st.sampled_from(
+    [
+        "2024-05-01T10:00:00Z",
+        "2024-05-01",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999+14:00",
+        "2024-02-30T00:00:00Z",
+        "",
+        " ",
+    ]
+)
 segment_body = st.dictionaries(segment_key, json_value | timestamp_ish, max_size=8)
-batch_body = st.fixed_dictionaries({"batch": st.lists(segment_body | json_value, max_size=4)},
-                                   optional={"sentAt": json_value | timestamp_ish, "context": json_value})
+batch_body = st.fixed_dictionaries(
+    {"batch": st.lists(segment_body | json_value, max_size=4)},
+    optional={"sentAt": json_value | timestamp_ish, "context": json_value},
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(endpoint=st.sampled_from(ENDPOINTS),
-       body=st.one_of(segment_body.map(_dumps), batch_body.map(_dumps), st.binary(max_size=200)),
-       gz=st.booleans())
-def test_fuzzed_bodies_never_get_a_5xx(cdp: CdpProcess, http: httpx.Client, endpoint: str, body: bytes,
-                                       gz: bool) -> None:
+@given(
+    endpoint=st.sampled_from(ENDPOINTS),
+    body=st.one_of(segment_body.map(_dumps), batch_body.map(_dumps), st.binary(max_size=200)),
+    gz=st.booleans(),
+)
+def test_fuzzed_bodies_never_get_a_5xx(
+    cdp: CdpProcess, http: httpx.Client, endpoint: str, body: bytes, gz: bool
+) -> None:
     headers = {**basic(cdp.write_keys["online"]), "Content-Type": "application/json"}
     if gz:
         body, headers["Content-Encoding"] = gzip.compress(body), "gzip"

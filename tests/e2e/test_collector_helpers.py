@@ -14,8 +14,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from tests.support.service import CdpProcess
 
-CHROME_UA = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
-             "Chrome/124.0.0.0 Safari/537.36")
+CHROME_UA = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
 
 
 def iso(dt: datetime) -> str:
@@ -34,19 +36,27 @@ def in_list(values: Iterable[str]) -> str:
     return ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
 
 
-def wait_rows(cdp: CdpProcess, ids: list[str], columns: str = "message_id, type, event, channel",
-              timeout: float = 60.0) -> dict[str, list[Any]]:
+def wait_rows(
+    cdp: CdpProcess, ids: list[str], columns: str = "message_id, type, event, channel", timeout: float = 60.0
+) -> dict[str, list[Any]]:
     """Wait until every message id is in cdp.events; return message_id -> row (first column is the id)."""
     cdp.wait_for(f"SELECT count() FROM cdp.events WHERE message_id IN ({in_list(ids)})", len(ids), timeout=timeout)
     rows = cdp.sql(f"SELECT {columns} FROM cdp.events WHERE message_id IN ({in_list(ids)})")
     return {r[0]: r for r in rows}
 
 
-def read_topic(bootstrap: str, topic: str, done: Callable[[list[dict[str, Any]]], bool],
-               timeout: float = 30.0) -> list[dict[str, Any]]:
+def read_topic(
+    bootstrap: str, topic: str, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0
+) -> list[dict[str, Any]]:
     """Read a topic from the beginning (all partitions) until ``done(records)`` or the timeout."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     records: list[dict[str, Any]] = []
     try:
         meta = consumer.list_topics(topic, timeout=10)

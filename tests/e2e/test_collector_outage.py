@@ -57,8 +57,10 @@ def test_broker_outage_gives_503_fast_and_loses_nothing(tmp_path: Path) -> None:
     seq = iter(range(1_000_000))
 
     def batch(n: int) -> list[dict]:
-        return [{"type": "track", "event": "Outage", "anonymousId": f"a-{run}-{i % 5}",
-                 "messageId": f"{run}-{next(seq)}"} for i in range(n)]
+        return [
+            {"type": "track", "event": "Outage", "anonymousId": f"a-{run}-{i % 5}", "messageId": f"{run}-{next(seq)}"}
+            for i in range(n)
+        ]
 
     try:
         service = CdpProcess(broker.bootstrap, tmp_path / "data", f"t{uuid.uuid4().hex[:10]}").start()
@@ -130,10 +132,12 @@ def test_broker_outage_gives_503_fast_and_loses_nothing(tmp_path: Path) -> None:
         except AssertionError:
             stored = {r[0] for r in service.sql(f"SELECT message_id FROM cdp.events WHERE message_id LIKE '{run}-%'")}
             missing = sorted(accepted - stored)
-            raise AssertionError(f"{len(missing)} acknowledged events missing, e.g. {missing[:5]}; "
-                                 f"log tail:\n{service.output()[-3000:]}") from None
-        stored_ids = service.scalar(f"SELECT uniqExact(message_id) FROM cdp.events WHERE message_id IN "
-                                    f"({in_list(accepted)})")
+            raise AssertionError(
+                f"{len(missing)} acknowledged events missing, e.g. {missing[:5]}; log tail:\n{service.output()[-3000:]}"
+            ) from None
+        stored_ids = service.scalar(
+            f"SELECT uniqExact(message_id) FROM cdp.events WHERE message_id IN ({in_list(accepted)})"
+        )
         assert stored_ids == len(accepted)
         assert service.scalar(query) == len(accepted)  # no duplicates, nothing that was never acknowledged
     finally:

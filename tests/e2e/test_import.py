@@ -34,8 +34,14 @@ def cdp_import(cdp: CdpProcess, file: Path, key: str, *extra: str) -> subprocess
     cli_dir = file.parent / "cli-data"
     env = {**cdp.env, "CDP_DATA_DIR": str(cli_dir)}
     env.pop("CDP_CLICKHOUSE_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "cdp.cli", "import", str(file), "--write-key", key, *extra],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdp.cli", "import", str(file), "--write-key", key, *extra],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert not (cli_dir / "clickhouse").exists(), "cdp import opened a chDB store"
     return proc
 
@@ -75,8 +81,12 @@ def test_import_till_receipts(cdp: CdpProcess, tmp_path: Path) -> None:
     assert rejects[7]["row"]["receipt_id"] == f"R-{run}-5"  # the original row, for fixing and re-importing
 
     good = [f"receipt-R-{run}-{i}" for i in (1, 2, 3, 8)]
-    rows = wait_rows(cdp, good, "message_id, type, event, channel, toString(timestamp), "
-                     "JSONExtractFloat(properties, 'revenue'), JSONExtractString(context, 'traits', 'email')")
+    rows = wait_rows(
+        cdp,
+        good,
+        "message_id, type, event, channel, toString(timestamp), "
+        "JSONExtractFloat(properties, 'revenue'), JSONExtractString(context, 'traits', 'email')",
+    )
     assert {r[1:4] == ["track", "Order Completed", "offline"] for r in rows.values()} == {True}
     assert rows[good[0]][4:6] == ["2024-05-01 10:15:00.000", 12.5]
     assert rows[good[1]][4] == "2024-05-01 11:00:00.000"  # naive = UTC
@@ -86,17 +96,24 @@ def test_import_till_receipts(cdp: CdpProcess, tmp_path: Path) -> None:
     note = cdp.scalar(f"SELECT JSONExtractString(properties, 'note') FROM cdp.events WHERE message_id = '{good[2]}'")
     assert note == "gift\r\nwrap please"
     # The identifiers reach the identity graph normalised (trimmed, lower-cased e-mail; E.164 phone).
-    cdp.wait_for(f"SELECT count() FROM cdp.identities WHERE id_type = 'email' AND id_value IN "
-                 f"({in_list([f'alice.smith+{run}@example.com', f'eve-{run}@example.com'])})", 2, timeout=60)
-    cdp.wait_for(f"SELECT count() FROM cdp.identities WHERE id_type = 'phone' AND id_value = '+44207946{digits}'",
-                 1, timeout=60)
+    cdp.wait_for(
+        f"SELECT count() FROM cdp.identities WHERE id_type = 'email' AND id_value IN "
+        f"({in_list([f'alice.smith+{run}@example.com', f'eve-{run}@example.com'])})",
+        2,
+        timeout=60,
+    )
+    cdp.wait_for(
+        f"SELECT count() FROM cdp.identities WHERE id_type = 'phone' AND id_value = '+44207946{digits}'", 1, timeout=60
+    )
 
     # Re-importing the same file (say after a failed run) stores nothing twice.
     again = cdp_import(cdp, file, cdp.write_keys["offline"])
     assert again.returncode == 0, again.stdout + again.stderr
     marker = tmp_path / "marker.jsonl"
-    marker.write_text(orjson.dumps({"type": "track", "event": "Marker", "userId": f"m-{run}",
-                                    "messageId": f"marker-{run}"}).decode() + "\n")
+    marker.write_text(
+        orjson.dumps({"type": "track", "event": "Marker", "userId": f"m-{run}", "messageId": f"marker-{run}"}).decode()
+        + "\n"
+    )
     assert cdp_import(cdp, marker, cdp.write_keys["offline"]).returncode == 0
     wait_rows(cdp, [f"marker-{run}"])
     assert cdp.scalar(f"SELECT count() FROM cdp.events WHERE message_id IN ({in_list(good)})") == 4
@@ -124,10 +141,17 @@ def test_import_crm_contacts(cdp: CdpProcess, tmp_path: Path) -> None:
     assert rejects[4]["reason"].startswith("crm_id:")
     assert "timestamp" in rejects[5]["reason"]
 
-    ids = {f"crm-C-{run}-1-2024-04-01T00:00:00Z": f"cust-{run}", f"crm-C-{run}-2-2023-02-01": "",
-           f"crm-C-{run}-5-2023-03-01": ""}
-    rows = wait_rows(cdp, list(ids), "message_id, type, channel, user_id, JSONExtractString(traits, 'crm_id'), "
-                     "JSONExtractString(traits, 'first_name'), toString(timestamp)")
+    ids = {
+        f"crm-C-{run}-1-2024-04-01T00:00:00Z": f"cust-{run}",
+        f"crm-C-{run}-2-2023-02-01": "",
+        f"crm-C-{run}-5-2023-03-01": "",
+    }
+    rows = wait_rows(
+        cdp,
+        list(ids),
+        "message_id, type, channel, user_id, JSONExtractString(traits, 'crm_id'), "
+        "JSONExtractString(traits, 'first_name'), toString(timestamp)",
+    )
     for message_id, user_id in ids.items():
         assert rows[message_id][1:4] == ["identify", "offline", user_id]
         assert rows[message_id][4].startswith(f"C-{run}-")
@@ -139,20 +163,36 @@ def test_import_crm_contacts(cdp: CdpProcess, tmp_path: Path) -> None:
 def test_import_json_lines(cdp: CdpProcess, tmp_path: Path) -> None:
     run = uuid.uuid4().hex[:8]
     lines = [
-        orjson.dumps({"type": "track", "event": "Catalog Viewed", "userId": f"u-{run}", "messageId": f"j-{run}-1",
-                      "timestamp": "2024-04-01T10:00:00Z", "properties": {"catalog": "spring"}}).decode(),
-        orjson.dumps({"type": "identify", "userId": f"u-{run}", "traits": {"email": f"j-{run}@example.com"},
-                      "messageId": f"j-{run}-2"}).decode(),
+        orjson.dumps(
+            {
+                "type": "track",
+                "event": "Catalog Viewed",
+                "userId": f"u-{run}",
+                "messageId": f"j-{run}-1",
+                "timestamp": "2024-04-01T10:00:00Z",
+                "properties": {"catalog": "spring"},
+            }
+        ).decode(),
+        orjson.dumps(
+            {
+                "type": "identify",
+                "userId": f"u-{run}",
+                "traits": {"email": f"j-{run}@example.com"},
+                "messageId": f"j-{run}-2",
+            }
+        ).decode(),
         "",
         '{"type": "track", "event": ',  # line 4: truncated JSON
         "[1, 2]",  # line 5: not an object
         orjson.dumps({"type": "track", "userId": "u", "messageId": f"j-{run}-6"}).decode(),  # line 6: no event
-        orjson.dumps({"type": "Track", "event": "Case", "userId": 42, "anonymousId": f"a-{run}",
-                      "messageId": f"j-{run}-7"}).decode(),  # normalised: "track", userId "42"
+        orjson.dumps(
+            {"type": "Track", "event": "Case", "userId": 42, "anonymousId": f"a-{run}", "messageId": f"j-{run}-7"}
+        ).decode(),  # normalised: "track", userId "42"
         orjson.dumps({"event": "NoType", "userId": "u", "messageId": f"j-{run}-8"}).decode(),  # line 8: no type
         orjson.dumps({"type": "identify", "traits": {"loyalty_id": f"L-{run}"}, "messageId": f"j-{run}-9"}).decode(),
-        orjson.dumps({"type": "track", "event": "No Id", "anonymousId": f"a-{run}",
-                      "properties": {"n": run}}).decode(),  # no messageId: one is derived from the content
+        orjson.dumps(
+            {"type": "track", "event": "No Id", "anonymousId": f"a-{run}", "properties": {"n": run}}
+        ).decode(),  # no messageId: one is derived from the content
         orjson.dumps({"type": "track", "event": "x", "userId": "u", "timestamp": "2024-99-01"}).decode(),  # line 11
     ]
     file = tmp_path / "events.jsonl"
@@ -172,8 +212,12 @@ def test_import_json_lines(cdp: CdpProcess, tmp_path: Path) -> None:
     assert rows[ids[1]][1:] == ["identify", "", "offline", f"u-{run}"]
     assert rows[ids[2]][1:] == ["track", "Case", "offline", "42"]
     assert rows[ids[3]][1:] == ["identify", "", "offline", ""]
-    cdp.wait_for(f"SELECT count() FROM cdp.events WHERE anonymous_id = 'a-{run}' AND event = 'No Id' "
-                 "AND startsWith(message_id, 'import-')", 1, timeout=60)
+    cdp.wait_for(
+        f"SELECT count() FROM cdp.events WHERE anonymous_id = 'a-{run}' AND event = 'No Id' "
+        "AND startsWith(message_id, 'import-')",
+        1,
+        timeout=60,
+    )
 
 
 def test_import_with_unknown_write_key_fails_cleanly(cdp: CdpProcess, tmp_path: Path) -> None:

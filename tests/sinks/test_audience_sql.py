@@ -343,6 +343,10 @@ def test_behaviour_within_days_and_count(shop: World) -> None:
         {"event": "Order Completed", "where": [{"property": "items", "op": "contains", "value": "y"}]}
     ) == {"P2"}
     assert shop.members({"where": [{"property": "path", "op": "exists", "value": False}], "type": "page"}) == set()
+    # a string property that looks like an array is still a string: contains is a substring test there
+    shop.event("user_id:u4", "track", "Note", props={"text": '["a", "b"]'})
+    shop.flush()
+    assert shop.members({"event": "Note", "where": [{"property": "text", "op": "contains", "value": '", "'}]}) == {"P4"}
     assert shop.members({"event": None, "type": "identify"}) == {"P1", "P2"}
 
 
@@ -468,3 +472,4 @@ def test_any_string_round_trips_through_the_engine(ch: Any, value: str) -> None:
     if not _looks_like_json_array(value):  # traits keep strings unquoted: "[1]" reads as an array there
         assert w.members({"trait": key, "op": "contains", "value": value}) == {pid}
     assert w.members({"event": None, "where": [{"property": key, "op": "in", "value": [value]}]}) == {pid}
+    assert w.members({"where": [{"property": key, "op": "contains", "value": value}]}) == {pid}

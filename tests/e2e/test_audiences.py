@@ -1,0 +1,142 @@
+"""Audiences end to end: created over HTTP, membership kept current by the stream, served by the lookup
+index, every change on the activation topic."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+import pytest
+from confluent_kafka import Consumer
+
+from tests.support.service import CdpProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def cdp(kafka, tmp_path_factory):
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    service = CdpProcess(kafka.bootstrap, tmp_path_factory.mktemp("aud") / "data", prefix,
+                         CDP_AUDIENCE_WINDOW_REFRESH_S="1").start()
+    service.wait_ready()
+    service.prefix = prefix  # type: ignore[attr-defined]
+    service.bootstrap = kafka.bootstrap  # type: ignore[attr-defined]
+    yield service
+    assert service.stop() == 0, service.output()[-3000:]
+
+
+def create(cdp: CdpProcess, body: dict) -> httpx.Response:
+    return httpx.post(f"{cdp.url}/v1/audiences", json=body, headers=cdp.admin_headers(), timeout=30)
+
+
+def track(cdp: CdpProcess, anon: str, **event) -> None:
+    r = httpx.post(f"{cdp.url}/v1/batch", json={"batch": [{"anonymousId": anon, **event}]},
+                   auth=(cdp.write_keys["online"], ""), timeout=30)
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+
+
+def lookup(cdp: CdpProcess, id_type: str, value: str) -> list[str]:
+    r = httpx.get(f"{cdp.url}/v1/lookup/{id_type}/{value}", headers={"Authorization": f"Bearer {cdp.read_token}"})
+    assert r.status_code == 200, r.text
+    return r.json()["audiences"]
+
+
+def wait_lookup(cdp: CdpProcess, id_type: str, value: str, audience: str, present: bool, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if (audience in lookup(cdp, id_type, value)) == present:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"{audience} {'not in' if present else 'still in'} lookup of {id_type}:{value}")
+
+
+def changes(cdp: CdpProcess, audience: str, timeout: float = 20) -> list[dict]:
+    consumer = Consumer({"bootstrap.servers": cdp.bootstrap, "group.id": uuid.uuid4().hex,  # type: ignore[attr-defined]
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([f"{cdp.prefix}.audience.changes"])  # type: ignore[attr-defined]
+    found, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for m in consumer.consume(500, timeout=0.5):
+            if not m.error() and m.value():
+                v = orjson.loads(m.value())
+                if v["audience_id"] == audience:
+                    found.append(v)
+        if {c["status"] for c in found} >= {"entered", "exited"}:
+            break
+    consumer.close()
+    return found
+
+
+def test_enter_on_qualifying_event_exit_on_later_event(cdp: CdpProcess) -> None:
+    rule = {"all": [{"event": None, "type": "page", "where": [{"property": "path", "op": "eq", "value": "/pricing"}],
+                     "within_days": 7},
+                    {"not": {"event": "Order Completed", "type": "track"}}]}
+    r = create(cdp, {"name": "Pricing, no purchase", "scope": "profile", "rule": rule})
+    assert r.status_code == 201, r.text
+    audience = r.json()["id"]
+    anon = f"a-{uuid.uuid4().hex[:8]}"
+    track(cdp, anon, type="page", name="Pricing", properties={"path": "/pricing"})
+    entered_after = wait_lookup(cdp, "anonymous_id", anon, audience, True, timeout=5)
+    track(cdp, anon, type="track", event="Order Completed", properties={"revenue": 99})
+    exited_after = wait_lookup(cdp, "anonymous_id", anon, audience, False, timeout=5)
+    statuses = [c["status"] for c in changes(cdp, audience)]
+    assert statuses == ["entered", "exited"], statuses
+    print(f"entered after {entered_after:.2f} s, exited after {exited_after:.2f} s")
+    members = httpx.get(f"{cdp.url}/v1/audiences/{audience}/members", headers=cdp.admin_headers())
+    assert members.status_code == 200 and members.text == ""  # nobody left
+
+
+def test_exit_when_the_window_passes(cdp: CdpProcess) -> None:
+    rule = {"event": "Viewed Offer", "type": "track", "within_days": 1}
+    audience = create(cdp, {"name": "Offer, last day", "scope": "anonymous", "rule": rule}).json()["id"]
+    anon = f"a-{uuid.uuid4().hex[:8]}"
+    almost_a_day_ago = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=8)
+    track(cdp, anon, type="track", event="Viewed Offer", timestamp=almost_a_day_ago.isoformat())
+    wait_lookup(cdp, "anonymous_id", anon, audience, True, timeout=5)
+    wait_lookup(cdp, "anonymous_id", anon, audience, False, timeout=20)  # the window passes, nothing is sent
+    assert [c["status"] for c in changes(cdp, audience)] == ["entered", "exited"]
+
+
+def test_invalid_rules_get_422_with_the_path(cdp: CdpProcess) -> None:
+    bad = {"name": "x", "scope": "profile", "rule": {"all": [{"trait": "plan", "op": "like", "value": "a"}]}}
+    r = create(cdp, bad)
+    assert r.status_code == 422
+    assert "rule.all[0].op" in r.text
+    r = create(cdp, {"name": "x", "scope": "anonymous", "rule": {"trait": "email", "op": "exists"}})
+    assert r.status_code == 422
+
+
+def test_lookup_unknown_and_bad_type(cdp: CdpProcess) -> None:
+    assert lookup(cdp, "anonymous_id", "never-seen") == []
+    r = httpx.get(f"{cdp.url}/v1/lookup/shoe_size/42", headers={"Authorization": f"Bearer {cdp.read_token}"})
+    assert r.status_code == 400 and "id_type" in r.json()["error"]
+    r = httpx.get(f"{cdp.url}/v1/lookup/anonymous_id/x")
+    assert r.status_code == 401
+
+
+def test_profile_api(cdp: CdpProcess) -> None:
+    anon, user = f"a-{uuid.uuid4().hex[:8]}", f"u-{uuid.uuid4().hex[:8]}"
+    track(cdp, anon, type="page", name="Home", properties={"path": "/"})
+    track(cdp, anon, type="identify", userId=user, traits={"email": " Kim@Example.COM ", "plan": "pro"})
+    track(cdp, anon, type="track", event="Order Completed", userId=user, properties={"revenue": 120.5})
+    headers = {"Authorization": f"Bearer {cdp.read_token}"}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = httpx.get(f"{cdp.url}/v1/profiles/email/kim@example.com", headers=headers)
+        if r.status_code == 200 and r.json()["computed"]["events"] == 3:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text
+    p = r.json()
+    ids = {(i["type"], i["value"]) for i in p["identifiers"]}
+    assert {("anonymous_id", anon), ("user_id", user), ("email", "kim@example.com")} <= ids
+    assert p["traits"]["plan"] == "pro"
+    assert p["computed"]["orders"] == 1 and p["computed"]["revenue"] == 120.5
+    assert len(p["events"]) == 3
+    same = httpx.get(f"{cdp.url}/v1/profiles/anonymous_id/{anon}", headers=headers).json()
+    assert same["profile_id"] == p["profile_id"]
+    assert httpx.get(f"{cdp.url}/v1/profiles/user_id/nobody", headers=headers).status_code == 404
