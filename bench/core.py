@@ -162,15 +162,24 @@ class Mode:
     # identity accuracy
     accuracy_people: int = 2_000
     accuracy_timeout_s: float = 600.0
-    # generator knobs for the accuracy population (None = generator defaults)
-    accuracy_events_per_session: tuple[int, int] | None = None
+    # Lean journeys for the accuracy population: one session per cookie/device, one event per session, one
+    # receipt. Every identity pattern stays (cookies, devices, logins, aliases, receipts, CRM, shared devices,
+    # junk); only the repeated page views go, so stitching has a fifth of the events to get through.
+    accuracy_lean: bool = False
     seed: int = 42
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-QUICK = Mode(name="quick", accuracy_events_per_session=(1, 3))
+QUICK = Mode(
+    name="quick",
+    collector_s=6.0,
+    track_s=6.0,
+    stitch_events=4_000,
+    freshness_s=10.0,
+    accuracy_lean=True,
+)
 FULL = Mode(
     name="full",
     load_processes=2,

@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from confluent_kafka.admin import AdminClient
@@ -182,7 +183,11 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
                 on_change=index.apply_change if index is not None else None,
             ).start()
         if parts & {"collector", "api"}:
-            http = create_http_app(services, collector="collector" in parts, query_api="api" in parts)
+            http: Any = create_http_app(services, collector="collector" in parts, query_api="api" in parts)
+            if "api" in parts:
+                from api.fastpath import LookupFastPath
+
+                http = LookupFastPath(http, services)
             config = uvicorn.Config(
                 http,
                 host=settings.http_host,
@@ -191,6 +196,7 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=10,
+                http="httptools",
             )
             server = _Server(config)
             server_task = asyncio.create_task(server.serve())

@@ -21,16 +21,24 @@ from identity.normalise import normalise_email, normalise_phone
 router = APIRouter(dependencies=[Depends(reader)], tags=["profiles"])
 
 
-def identifier_key(services: Services, id_type: str, value: str) -> str:
-    """Normalise as the stitcher does, so `Bob@X.com ` finds `email:bob@x.com`; 400 on an unknown type."""
-    allowed = services.extra.get("id_types", set())
+def normalised_key(allowed: set[str], id_type: str, value: str) -> str | None:
+    """`type:value` normalised as the stitcher does (so `Bob@X.com ` finds `email:bob@x.com`); None for an
+    unknown type. Shared by the routes and the lookup fast path."""
     if id_type not in allowed:
-        raise HTTPException(400, f"id_type: must be one of {', '.join(sorted(allowed))}")
+        return None
     if id_type == "email":
         value = normalise_email(value) or value.strip().lower()
     elif id_type == "phone":
         value = normalise_phone(value) or value.strip()
     return f"{id_type}:{value}"
+
+
+def identifier_key(services: Services, id_type: str, value: str) -> str:
+    allowed = services.extra.get("id_types", set())
+    key = normalised_key(allowed, id_type, value)
+    if key is None:
+        raise HTTPException(400, f"id_type: must be one of {', '.join(sorted(allowed))}")
+    return key
 
 
 def _index(services: Services):

@@ -31,6 +31,9 @@ CONNECTIONS = 4
 PAGE = 50_000
 STABLE_POLLS = 3
 
+LEAN = {"sessions_per_cookie": (1, 1), "sessions_per_device": (1, 1), "events_per_session": (1, 1),
+        "receipts_per_person": (1, 1)}
+
 # The stitcher's identifier types -> the generator's truth key types (the generator folds advertising ids
 # into device_id).
 TYPE_MAP = {"advertising_id": "device_id"}
@@ -167,9 +170,7 @@ class IdentityAccuracyStage:
         for channel in ("online", "mobile", "offline"):
             if channel not in cdp.write_keys:
                 raise StageError(f"no write key for the {channel} channel")
-        knobs: dict[str, Any] = {}
-        if m.accuracy_events_per_session:
-            knobs["events_per_session"] = m.accuracy_events_per_session
+        knobs: dict[str, Any] = dict(LEAN) if m.accuracy_lean else {}
         cfg = GeneratorConfig(people=m.accuracy_people, seed=m.seed, **knobs)
         tag = ctx.tag
         watch = ctx.watch(cdp=cdp.pid)

@@ -24,12 +24,13 @@ from bench.stack import OffsetCounter, consume_rate, produce_all
 WARMUP_EVENTS = 200
 
 
-def _records(prefix: str, n: int, seed: int) -> list[tuple[str, bytes | None, bytes]]:
+def _records(n: int, seed: int) -> list[tuple[str, bytes | None, bytes]]:
+    """(channel, key, value) of ``n`` generator events as the collector writes them (all channels)."""
     cfg = GeneratorConfig(people=max(1, n), seed=seed)
     out: list[tuple[str, bytes | None, bytes]] = []
     for channel, event in sdk_events(cfg, channels=("online", "mobile", "offline")):
         key, value = collector_record(event, channel)
-        out.append((f"{prefix}.events.{channel}", key, value))
+        out.append((channel, key, value))
         if len(out) >= n:
             break
     return out
@@ -55,11 +56,12 @@ class StitchingStage:
     def run(self, ctx: Context) -> list[Result]:
         m = ctx.mode
         results: list[Result] = []
+        ctx.log(f"stitching: preparing {m.stitch_events:,} events")
+        prepared = _records(m.stitch_events, m.seed + 13)
+        n = len(prepared)
         for workers in m.stitch_workers:
             prefix = ctx.prefix(f"stitch{workers}")
-            ctx.log(f"stitching: preparing {m.stitch_events:,} events for {workers} worker(s)")
-            records = _records(prefix, m.stitch_events, m.seed + 13)
-            n = len(records)
+            records = [(f"{prefix}.events.{channel}", key, value) for channel, key, value in prepared]
             procs = [ctx.start_cdp("worker", f"stitch{workers}-w{i}", prefix, wait=False, CDP_WORKER_ID=f"w{i}")
                      for i in range(workers)]
             for proc in procs:

@@ -1,0 +1,72 @@
+"""`GET /v1/lookup/{id_type}/{value}` without the framework: the ad-serving hot path.
+
+Real-time bidding gives a lookup about 10 ms end to end; FastAPI's routing, dependency injection and
+response models cost more per request than the lookup itself. This ASGI wrapper answers lookups before
+the app sees them: bearer-token check (constant time), the same normalisation as the stitcher, two
+dictionary reads in the serving index, orjson. Every other request passes through untouched, and the
+route in api/routes/profiles.py documents the same endpoint in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+
+from api.routes.profiles import normalised_key
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+PREFIX = "/v1/lookup/"
+
+
+class LookupFastPath:
+    def __init__(self, app: ASGIApp, services: Any) -> None:
+        self.app = app
+        self.services = services
+        settings = services.settings
+        self.tokens = [t.encode() for t in (settings.read_token, settings.admin_token) if t]
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        index = self.services.extra.get("index")
+        parts = scope["path"][len(PREFIX) :].split("/", 1)
+        if index is None or len(parts) != 2 or not parts[1]:
+            await self.app(scope, receive, send)  # the framework gives the proper 404/503
+            return
+        token = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if value[:7].lower() == b"bearer ":
+                    token = value[7:].strip()
+                break
+        if not token:
+            await _answer(send, 401, {"success": False, "error": "missing bearer token (Authorization: Bearer TOKEN)"})
+            return
+        if not any(hmac.compare_digest(token, t) for t in self.tokens):
+            await _answer(send, 403, {"success": False, "error": "token not allowed for this endpoint"})
+            return
+        id_type, value = parts[0], unquote(parts[1])
+        key = normalised_key(self.services.extra.get("id_types", set()), id_type, value)
+        if key is None:
+            allowed = ", ".join(sorted(self.services.extra.get("id_types", set())))
+            await _answer(send, 400, {"success": False, "error": f"id_type: must be one of {allowed}"})
+            return
+        await _answer(send, 200, {"audiences": index.audiences(key)})
+
+
+async def _answer(send: Callable[[Any], Awaitable[None]], status: int, body: dict[str, Any]) -> None:
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
