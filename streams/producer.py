@@ -8,6 +8,7 @@ thread polls and resolves asyncio futures on the caller's loop. ``flush()`` retu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable
@@ -45,20 +46,25 @@ class AsyncProducer:
         self._thread.start()
 
     def _poll_loop(self) -> None:
+        # This thread is the only one that serves delivery reports: if it died, every later request would wait
+        # for acknowledgements that never come (503s forever). A failing callback is logged, not fatal.
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            try:
+                self._producer.poll(0.05)
+            except Exception:
+                log.exception("error in a delivery callback")
 
     async def send_many(self, records: Iterable[tuple[str, bytes | None, bytes]], timeout: float) -> None:
         """Produce (topic, key, value) records and wait until the broker acknowledged all of them."""
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         futures: list[asyncio.Future[None]] = []
 
         def make_cb(fut: asyncio.Future[None]):  # one closure per record: delivery runs on the poll thread
             def cb(err: KafkaError | None, _msg: object) -> None:
-                if err is None:
-                    loop.call_soon_threadsafe(_resolve, fut, None)
-                else:
-                    loop.call_soon_threadsafe(_resolve, fut, KafkaException(err))
+                # RuntimeError: the loop is closed, so nobody is waiting for this answer any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_resolve, fut, None if err is None else KafkaException(err))
 
             return cb
 
@@ -69,12 +75,16 @@ class AsyncProducer:
                 try:
                     self._producer.produce(topic, value=value, key=key, on_delivery=make_cb(fut))
                     break
-                except BufferError:  # local queue full: back-pressure rather than drop
+                except BufferError:  # local queue full: back-pressure rather than drop, but only until the
+                    # deadline: with the broker down the queue drains only as messages expire (message.timeout.ms),
+                    # and the client must get its 503 within the bound, not hang.
+                    if loop.time() >= deadline:
+                        raise ProduceTimeout(f"producer queue full for {timeout:.1f} s") from None
                     await asyncio.sleep(0.01)
         if not futures:
             return
         try:
-            await asyncio.wait_for(asyncio.gather(*futures), timeout)
+            await asyncio.wait_for(asyncio.gather(*futures), max(0.0, deadline - loop.time()))
         except TimeoutError as exc:
             raise ProduceTimeout(f"broker did not acknowledge within {timeout:.1f} s") from exc
 

@@ -15,32 +15,23 @@ from confluent_kafka import Message
 from streams.follow import TopicFollower
 
 
-class ServingIndex:
-    def __init__(self, bootstrap: str, identities_topic: str, changes_topic: str) -> None:
+class MembershipIndex:
+    """The in-memory part: pure, so it is tested without a broker."""
+
+    def __init__(self) -> None:
         self._profile_of: dict[str, str] = {}
         self._version_of: dict[str, int] = {}
         self._audiences_of: dict[str, set[str]] = {}
         self._lock = threading.Lock()
-        self._follower = TopicFollower(
-            bootstrap, {identities_topic: self._apply_identity, changes_topic: self._apply_change}, name="serving"
-        )
 
-    def _apply_identity(self, msg: Message) -> None:
-        if msg.value() is None:
-            return
-        v = orjson.loads(msg.value())
+    def apply_identity(self, v: dict) -> None:
+        """An identities record: the identifier now belongs to `profile_id` (older versions never win)."""
         key = f"{v['id_type']}:{v['id_value']}"
         version = int(v.get("version", 0))
         with self._lock:
             if version >= self._version_of.get(key, -1):
                 self._profile_of[key] = v["profile_id"]
                 self._version_of[key] = version
-
-    def _apply_change(self, msg: Message) -> None:
-        if msg.value() is None:
-            return
-        v = orjson.loads(msg.value())
-        self.apply_change(v["member"], v["audience_id"], v["status"] == "entered")
 
     def apply_change(self, member: str, audience_id: str, entered: bool) -> None:
         with self._lock:
@@ -52,13 +43,6 @@ class ServingIndex:
                     current.discard(audience_id)
                     if not current:
                         del self._audiences_of[member]
-
-    def start(self, wait: float = 120.0) -> ServingIndex:
-        self._follower.start(wait)
-        return self
-
-    def stop(self) -> None:
-        self._follower.stop()
 
     def profile_of(self, key: str) -> str | None:
         return self._profile_of.get(key)
@@ -79,3 +63,29 @@ class ServingIndex:
     @property
     def sizes(self) -> tuple[int, int]:
         return len(self._profile_of), len(self._audiences_of)
+
+
+class ServingIndex(MembershipIndex):
+    """The index, kept current by following the identities and audience-change topics."""
+
+    def __init__(self, bootstrap: str, identities_topic: str, changes_topic: str) -> None:
+        super().__init__()
+        self._follower = TopicFollower(
+            bootstrap, {identities_topic: self._on_identity, changes_topic: self._on_change}, name="serving"
+        )
+
+    def _on_identity(self, msg: Message) -> None:
+        if msg.value() is not None:
+            self.apply_identity(orjson.loads(msg.value()))
+
+    def _on_change(self, msg: Message) -> None:
+        if msg.value() is not None:
+            v = orjson.loads(msg.value())
+            self.apply_change(v["member"], v["audience_id"], v["status"] == "entered")
+
+    def start(self, wait: float = 120.0) -> ServingIndex:
+        self._follower.start(wait)
+        return self
+
+    def stop(self) -> None:
+        self._follower.stop()

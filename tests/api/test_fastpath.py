@@ -1,0 +1,49 @@
+"""The lookup fast path answers like the documented route: auth, normalisation, errors."""
+
+import asyncio
+from types import SimpleNamespace
+
+import orjson
+
+from api.fastpath import LookupFastPath
+from streams.serving import MembershipIndex
+
+
+def _call(app: LookupFastPath, path: str, token: str | None) -> tuple[int, dict]:
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, None, send))
+    return sent[0]["status"], orjson.loads(sent[1]["body"])
+
+
+def _app() -> LookupFastPath:
+    index = MembershipIndex()
+    index.apply_identity({"id_type": "email", "id_value": "kim@example.com", "profile_id": "p1", "version": 1})
+    index.apply_change("p1", "aud_1", True)
+    settings = SimpleNamespace(read_token="r3ad", admin_token="adm1n")
+    services = SimpleNamespace(settings=settings, extra={"index": index, "id_types": {"email", "profile_id"}})
+
+    async def fallback(scope, receive, send) -> None:  # the framework behind it
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"fallback": true}'})
+
+    return LookupFastPath(fallback, services)
+
+
+def test_lookup_normalises_like_the_stitcher() -> None:
+    assert _call(_app(), "/v1/lookup/email/%20Kim%40Example.COM%20", "r3ad") == (200, {"audiences": ["aud_1"]})
+    assert _call(_app(), "/v1/lookup/profile_id/p1", "adm1n") == (200, {"audiences": ["aud_1"]})
+    assert _call(_app(), "/v1/lookup/email/nobody@x.com", "r3ad") == (200, {"audiences": []})
+
+
+def test_lookup_errors() -> None:
+    assert _call(_app(), "/v1/lookup/email/x", None)[0] == 401
+    assert _call(_app(), "/v1/lookup/email/x", "wrong")[0] == 403
+    status, body = _call(_app(), "/v1/lookup/shoe_size/42", "r3ad")
+    assert status == 400 and "id_type" in body["error"]
+    assert _call(_app(), "/v1/lookups/email/x", "r3ad") == (404, {"fallback": True})  # not ours
