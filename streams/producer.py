@@ -79,6 +79,8 @@ class AsyncProducer:
                     # deadline: with the broker down the queue drains only as messages expire (message.timeout.ms),
                     # and the client must get its 503 within the bound, not hang.
                     if loop.time() >= deadline:
+                        for pending in futures:  # their late delivery reports are not waited for
+                            pending.cancel()
                         raise ProduceTimeout(f"producer queue full for {timeout:.1f} s") from None
                     await asyncio.sleep(0.01)
         if not futures:
