@@ -282,26 +282,27 @@ def report_json(
     environment: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON document written beside the table (same rows, plus details and the mode's knobs)."""
-    return _finite({
-        "schema": 1,
-        "mode": mode.name,
-        "started_at": started,
-        "finished_at": finished if finished is not None else time.time(),
-        "machine": {
-            "cpus": _cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "environment": dict(environment or {}),
-        "settings": mode.as_dict(),
-        "columns": list(COLUMNS),
-        "results": [r.as_dict() for r in results],
-        "errors": dict(errors or {}),
-    })
+    return _finite(
+        {
+            "schema": 1,
+            "mode": mode.name,
+            "started_at": started,
+            "finished_at": finished if finished is not None else time.time(),
+            "machine": {
+                "cpus": _cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "environment": dict(environment or {}),
+            "settings": mode.as_dict(),
+            "columns": list(COLUMNS),
+            "results": [r.as_dict() for r in results],
+            "errors": dict(errors or {}),
+        }
+    )
 
 
 def _cpu_count() -> int | None:
     import os
 
     return os.cpu_count()
-

@@ -29,16 +29,18 @@ def sdk_events(
             yield channel, clean
 
 
-def event_pool(seed: int, size: int, first_person: int = 0, channels: tuple[str, ...] = ("online", "mobile")
-               ) -> list[dict[str, Any]]:
+def event_pool(
+    seed: int, size: int, first_person: int = 0, channels: tuple[str, ...] = ("online", "mobile")
+) -> list[dict[str, Any]]:
     """``size`` SDK events (online and mobile) of people from ``first_person`` on: a load process's payloads."""
     cfg = GeneratorConfig(people=first_person + size + 1, seed=seed)
     events = sdk_events(cfg, range(first_person, first_person + size + 1), channels)
     return [e for _, e in itertools.islice(events, size)]
 
 
-def collector_record(event: dict[str, Any], channel: str, received_at: datetime | None = None
-                     ) -> tuple[bytes | None, bytes]:
+def collector_record(
+    event: dict[str, Any], channel: str, received_at: datetime | None = None
+) -> tuple[bytes | None, bytes]:
     """(key, value) exactly as the collector produces an accepted event: validated, dumped, enriched."""
     from api.enrich import enrich
     from api.routes.collect import partition_key
@@ -52,8 +54,9 @@ def collector_record(event: dict[str, Any], channel: str, received_at: datetime 
         dumped = dict(event)
     else:
         dumped = parse_event(event, None).model_dump(by_alias=True, exclude_none=True, mode="json")
-    enriched = enrich(dumped, received_at=received, client_ip="127.0.0.1", channel=channel,
-                      source_id=SOURCE_NAMES[channel])
+    enriched = enrich(
+        dumped, received_at=received, client_ip="127.0.0.1", channel=channel, source_id=SOURCE_NAMES[channel]
+    )
     key = partition_key(enriched) or enriched["messageId"].encode()
     return key, orjson.dumps(enriched)
 
@@ -62,8 +65,9 @@ def stitched_record(event: dict[str, Any], channel: str, profile_id: str) -> tup
     """(key, value) as the stitcher writes an event to `{prefix}.events.stitched` (what the events sink reads)."""
     from api.enrich import enrich
 
-    enriched = enrich(event, received_at=datetime.now(UTC), client_ip="127.0.0.1", channel=channel,
-                      source_id=SOURCE_NAMES[channel])
+    enriched = enrich(
+        event, received_at=datetime.now(UTC), client_ip="127.0.0.1", channel=channel, source_id=SOURCE_NAMES[channel]
+    )
     enriched["profileId"] = profile_id
     enriched["identityKey"] = f"anonymous_id:{event.get('anonymousId', '')}"
     return enriched["messageId"].encode(), orjson.dumps(enriched)

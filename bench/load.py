@@ -57,8 +57,17 @@ def start_time(delay: float = 3.0) -> float:
 # ------------------------------------------------------------------------------ collector: /v1/batch
 
 
-def batch_load(url: str, write_key: str, window: Window, connections: int, batch_size: int, seed: int,
-               worker: int, tag: str, pool_size: int = 3000) -> dict[str, Any]:
+def batch_load(
+    url: str,
+    write_key: str,
+    window: Window,
+    connections: int,
+    batch_size: int,
+    seed: int,
+    worker: int,
+    tag: str,
+    pool_size: int = 3000,
+) -> dict[str, Any]:
     """Closed loop: ``connections`` concurrent clients each post 100-event batches back to back."""
     from bench.data import event_pool
 
@@ -66,12 +75,18 @@ def batch_load(url: str, write_key: str, window: Window, connections: int, batch
     return asyncio.run(_batch_load(url, write_key, window, connections, batch_size, pool, f"{tag}-{worker}"))
 
 
-async def _batch_load(url: str, write_key: str, window: Window, connections: int, batch_size: int,
-                      pool: list[dict[str, Any]], tag: str) -> dict[str, Any]:
+async def _batch_load(
+    url: str, write_key: str, window: Window, connections: int, batch_size: int, pool: list[dict[str, Any]], tag: str
+) -> dict[str, Any]:
     import httpx
 
-    stats: dict[str, Any] = {"accepted": 0, "requests": 0, "batches_in_window": 0, "errors": Counter(),
-                             "latencies_ms": []}
+    stats: dict[str, Any] = {
+        "accepted": 0,
+        "requests": 0,
+        "batches_in_window": 0,
+        "errors": Counter(),
+        "latencies_ms": [],
+    }
     seq = 0
 
     def body() -> bytes:
@@ -85,8 +100,9 @@ async def _batch_load(url: str, write_key: str, window: Window, connections: int
         return orjson.dumps({"batch": batch})
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(auth=(write_key, ""), timeout=30, limits=limits,
-                                 headers={"content-type": "application/json"}) as client:
+    async with httpx.AsyncClient(
+        auth=(write_key, ""), timeout=30, limits=limits, headers={"content-type": "application/json"}
+    ) as client:
         await asyncio.sleep(max(0.0, window.start_at - time.time()))
 
         async def loop() -> None:
@@ -117,8 +133,17 @@ async def _batch_load(url: str, write_key: str, window: Window, connections: int
 # ------------------------------------------------------------------------- fixed-rate single events
 
 
-def track_load(url: str, write_key: str, window: Window, rate: float, seed: int, worker: int, tag: str,
-               first_person: int | None = None, pool_size: int = 2000) -> dict[str, Any]:
+def track_load(
+    url: str,
+    write_key: str,
+    window: Window,
+    rate: float,
+    seed: int,
+    worker: int,
+    tag: str,
+    first_person: int | None = None,
+    pool_size: int = 2000,
+) -> dict[str, Any]:
     """Open loop: one /v1/track request every ``1/rate`` s whatever the answers; latency is measured from the
     scheduled send time, so a slow server cannot hide its queueing (no coordinated omission)."""
     from bench.data import event_pool
@@ -128,24 +153,27 @@ def track_load(url: str, write_key: str, window: Window, rate: float, seed: int,
     return asyncio.run(_track_load(url, write_key, window, rate, pool, f"{tag}-{worker}"))
 
 
-async def _track_load(url: str, write_key: str, window: Window, rate: float, pool: list[dict[str, Any]],
-                      tag: str) -> dict[str, Any]:
+async def _track_load(
+    url: str, write_key: str, window: Window, rate: float, pool: list[dict[str, Any]], tag: str
+) -> dict[str, Any]:
     import httpx
 
     latencies: list[float] = []
     counts: Counter[str] = Counter()
     tasks: set[asyncio.Task[None]] = set()
 
-    async with httpx.AsyncClient(auth=(write_key, ""), timeout=30,
-                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)) as client:
+    async with httpx.AsyncClient(
+        auth=(write_key, ""), timeout=30, limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    ) as client:
 
         async def send(i: int, scheduled: float) -> None:
             event = dict(pool[i % len(pool)])
             event["messageId"] = f"{tag}-{i}"
             in_window = window.contains(scheduled)
             try:
-                r = await client.post(f"{url}/v1/track", content=orjson.dumps(event),
-                                      headers={"content-type": "application/json"})
+                r = await client.post(
+                    f"{url}/v1/track", content=orjson.dumps(event), headers={"content-type": "application/json"}
+                )
                 status = str(r.status_code)
             except Exception as exc:
                 status = type(exc).__name__
@@ -175,8 +203,9 @@ async def _track_load(url: str, write_key: str, window: Window, rate: float, poo
 # ------------------------------------------------------------------------------ raw producer baseline
 
 
-def raw_produce_throughput(bootstrap: str, topic: str, samples: list[tuple[bytes | None, bytes]],
-                           window: Window) -> dict[str, Any]:
+def raw_produce_throughput(
+    bootstrap: str, topic: str, samples: list[tuple[bytes | None, bytes]], window: Window
+) -> dict[str, Any]:
     """The raw limit of the collector: one confluent-kafka producer with the collector's own settings
     (acks=all, idempotent, lz4, linger 5 ms) producing the collector's recorded values back to back."""
     from confluent_kafka import Producer
@@ -212,12 +241,18 @@ def raw_produce_throughput(bootstrap: str, topic: str, samples: list[tuple[bytes
                 if time.time() >= window.end:
                     break
     producer.flush(60)
-    return {"acked_in_window": acked["window"], "produced": n, "errors": acked["errors"],
-            "mean_value_bytes": size / n if n else 0, "rss_mb": self_peak_rss_mb()}
+    return {
+        "acked_in_window": acked["window"],
+        "produced": n,
+        "errors": acked["errors"],
+        "mean_value_bytes": size / n if n else 0,
+        "rss_mb": self_peak_rss_mb(),
+    }
 
 
-def raw_produce_latency(bootstrap: str, topic: str, samples: list[tuple[bytes | None, bytes]], window: Window,
-                        rate: float) -> dict[str, Any]:
+def raw_produce_latency(
+    bootstrap: str, topic: str, samples: list[tuple[bytes | None, bytes]], window: Window, rate: float
+) -> dict[str, Any]:
     """Produce one record every ``1/rate`` s and time each until the broker acknowledged it (acks=all): the
     raw floor under the collector's single-event latency, with the collector's producer settings."""
     from confluent_kafka import Producer
@@ -268,5 +303,4 @@ def summarise(results: Sequence[dict[str, Any]]) -> LoadSummary:
     errors: Counter[str] = Counter()
     for r in results:
         errors.update(r.get("errors") or {})
-    return LoadSummary(len(results), max((r.get("rss_mb") or 0.0) for r in results) if results else 0.0,
-                       dict(errors))
+    return LoadSummary(len(results), max((r.get("rss_mb") or 0.0) for r in results) if results else 0.0, dict(errors))

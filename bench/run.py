@@ -63,11 +63,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mode", choices=sorted(MODES), default="quick")
     p.add_argument("--only", default=None, help="comma-separated stage names (default: all)")
     p.add_argument("--json", default=str(DEFAULT_JSON), help=f"where to write the results (default {DEFAULT_JSON})")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a mode setting, e.g. --set sink_rows=500000 (see bench/core.py Mode)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a mode setting, e.g. --set sink_rows=500000 (see bench/core.py Mode)",
+    )
     p.add_argument("--list", action="store_true", help="list the stages and exit")
-    p.add_argument("--bootstrap", default=os.environ.get("CDP_KAFKA_BOOTSTRAP"),
-                   help="use this Kafka instead of starting one (default: $CDP_KAFKA_BOOTSTRAP)")
+    p.add_argument(
+        "--bootstrap",
+        default=os.environ.get("CDP_KAFKA_BOOTSTRAP"),
+        help="use this Kafka instead of starting one (default: $CDP_KAFKA_BOOTSTRAP)",
+    )
     p.add_argument("--url", default=None, help="a running `cdp run` to measure (collector, freshness, accuracy)")
     p.add_argument("--admin-token", default=os.environ.get("CDP_ADMIN_TOKEN"), help="its admin token")
     p.add_argument("--topic-prefix", default=os.environ.get("CDP_TOPIC_PREFIX", "cdp"), help="its topic prefix")
@@ -92,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     if args.url and not (args.admin_token and args.bootstrap):
-        print("bench: --url needs --admin-token and the deployment's broker (--bootstrap or CDP_KAFKA_BOOTSTRAP)",
-              file=sys.stderr)
+        print(
+            "bench: --url needs --admin-token and the deployment's broker (--bootstrap or CDP_KAFKA_BOOTSTRAP)",
+            file=sys.stderr,
+        )
         return 2
 
     shutil.rmtree(WORKDIR, ignore_errors=True)
@@ -117,8 +127,14 @@ def main(argv: list[str] | None = None) -> int:
             keys = source_write_keys(bootstrap, args.topic_prefix)
             external = CdpClient(args.url, args.admin_token, keys, bootstrap, args.topic_prefix, args.cdp_pid)
             environment["cdp_url"] = args.url
-        ctx = Context(mode=mode, workdir=WORKDIR, bootstrap=bootstrap, broker_pid=broker.pid if broker else None,
-                      external=external, log=_log)
+        ctx = Context(
+            mode=mode,
+            workdir=WORKDIR,
+            bootstrap=bootstrap,
+            broker_pid=broker.pid if broker else None,
+            external=external,
+            log=_log,
+        )
         for stage in stages:
             _log(f"stage {stage.name}: {stage.description}")
             t0 = time.monotonic()

@@ -27,8 +27,9 @@ import orjson
 def _read_back(bootstrap: str, topic: str, rows: int, timeout: float) -> list[bytes]:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-sink-raw-{time.time_ns()}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"bench-sink-raw-{time.time_ns()}", "enable.auto.commit": False}
+    )
     meta = consumer.list_topics(topic, timeout=10).topics[topic]
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
     values: list[bytes] = []
@@ -36,15 +37,17 @@ def _read_back(bootstrap: str, topic: str, rows: int, timeout: float) -> list[by
     try:
         while len(values) < rows and time.monotonic() < deadline:
             for m in consumer.consume(num_messages=10_000, timeout=0.5):
-                if m.error() is None and m.value() is not None:
-                    values.append(m.value())
+                value = m.value()
+                if m.error() is None and value is not None:
+                    values.append(value)
     finally:
         consumer.close()
     return values
 
 
-def run(bootstrap: str, topic: str, rows: int, chdb: str, batch_rows: int, flush_s: float, timeout: float
-        ) -> dict[str, Any]:
+def run(
+    bootstrap: str, topic: str, rows: int, chdb: str, batch_rows: int, flush_s: float, timeout: float
+) -> dict[str, Any]:
     from bench.stack import self_peak_rss_mb
     from sinks.clickhouse import ClickHouse
     from sinks.migrate import migrate
@@ -54,8 +57,14 @@ def run(bootstrap: str, topic: str, rows: int, chdb: str, batch_rows: int, flush
     url = f"chdb://{chdb}"
     ch = ClickHouse(url, "cdp")
     migrate(ch)
-    sink = KafkaSink(ch, bootstrap, f"bench-sink-{time.time_ns()}",
-                     {topic: Route("events_store", EVENT_COLUMNS, event_row)}, batch_rows, flush_s)
+    sink = KafkaSink(
+        ch,
+        bootstrap,
+        f"bench-sink-{time.time_ns()}",
+        {topic: Route("events_store", EVENT_COLUMNS, event_row)},
+        batch_rows,
+        flush_s,
+    )
     started = time.perf_counter()
     sink.start()
     first_at: float | None = None
@@ -91,8 +100,13 @@ def run(bootstrap: str, topic: str, rows: int, chdb: str, batch_rows: int, flush
     t0 = time.perf_counter()
     with raw._lock:  # the public wrapper inserts rows; the columnar form goes to the client directly
         for i in range(0, len(prepared), batch_rows):
-            raw._client.insert("events_store_columnar", [c[i : i + batch_rows] for c in columns],
-                               column_names=list(EVENT_COLUMNS), database="raw", column_oriented=True)
+            raw._client.insert(
+                "events_store_columnar",
+                [c[i : i + batch_rows] for c in columns],
+                column_names=list(EVENT_COLUMNS),
+                database="raw",
+                column_oriented=True,
+            )
     columnar_s = time.perf_counter() - t0
     ch.close()
     return {

@@ -123,8 +123,12 @@ class Broker:
             return None
 
     def start(self) -> Broker:
-        subprocess.run([str(BROKER_SCRIPT), "start", str(self.data_dir), str(self.port), str(self.controller_port)],
-                       check=True, timeout=180, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [str(BROKER_SCRIPT), "start", str(self.data_dir), str(self.port), str(self.controller_port)],
+            check=True,
+            timeout=180,
+            stdout=subprocess.DEVNULL,
+        )
         return self
 
     def stop(self) -> None:
@@ -181,8 +185,13 @@ class CdpProcess:
         """Start the process without waiting for it (several processes then start side by side)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "cdp.cli", self.parts], env=self.env, cwd=ROOT,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cdp.cli", self.parts],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def wait_started(self, timeout: float = 120.0) -> CdpProcess:
@@ -237,8 +246,15 @@ class CdpClient:
     """What the stages need from a running `cdp run` (started here, or given by --url): URL, admin SQL,
     write keys per channel, the broker and topic prefix behind it, and its pid for memory readings."""
 
-    def __init__(self, url: str, admin_token: str, write_keys: Mapping[str, str], bootstrap: str,
-                 topic_prefix: str, pid: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        admin_token: str,
+        write_keys: Mapping[str, str],
+        bootstrap: str,
+        topic_prefix: str,
+        pid: int | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.admin_token = admin_token
         self.write_keys = dict(write_keys)
@@ -305,8 +321,9 @@ class OffsetCounter:
     def __init__(self, bootstrap: str, topics: Iterable[str], timeout: float = 10.0) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-offsets-{os.getpid()}",
-                                   "enable.auto.commit": False})
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": f"bench-offsets-{os.getpid()}", "enable.auto.commit": False}
+        )
         self._tps = []
         metadata = self._consumer.list_topics(timeout=timeout)
         for topic in topics:
@@ -361,16 +378,23 @@ def consume_sample(bootstrap: str, topic: str, limit: int, timeout: float = 20.0
     """Up to ``limit`` (key, value) records from the start of a topic."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-sample-{os.getpid()}-{time.time_ns()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-sample-{os.getpid()}-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     out: list[tuple[bytes | None, bytes]] = []
     deadline = time.monotonic() + timeout
     try:
         while len(out) < limit and time.monotonic() < deadline:
             for m in consumer.consume(num_messages=min(1000, limit - len(out)), timeout=0.5):
-                if m.error() is None and m.value() is not None:
-                    out.append((m.key(), m.value()))
+                value = m.value()
+                if m.error() is None and value is not None:
+                    out.append((m.key(), value))
     finally:
         consumer.close()
     return out
@@ -381,8 +405,14 @@ def consume_rate(bootstrap: str, topics: Iterable[str], count: int, timeout: flo
     consumer (partitions assigned, no group join); (records/s from the assignment to the last record, records)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-consume-{time.time_ns()}",
-                         "enable.auto.commit": False, "fetch.max.bytes": 52_428_800})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-raw-consume-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52_428_800,
+        }
+    )
     metadata = consumer.list_topics(timeout=10)
     consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata.topics[t].partitions])
     got = 0

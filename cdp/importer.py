@@ -31,7 +31,8 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | No
                 except StopIteration:
                     return
                 except csv.Error as exc:  # e.g. a field over csv's size limit: reject the row, keep going
-                    yield reader.line_num, None, f"line: invalid CSV ({exc})"
+                    # The reader raises before counting the line it failed on.
+                    yield reader.line_num + 1, None, f"line: invalid CSV ({exc})"
                     continue
                 except UnicodeDecodeError as exc:
                     raise SystemExit(

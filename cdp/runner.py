@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from api.app import create_app as create_http_app
 from api.deps import Services
+from cdp.logs import configure as configure_logging
 from cdp.settings import CHANNELS, Settings
 from sinks.clickhouse import ClickHouse
 from sinks.migrate import migrate
@@ -234,9 +234,5 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
 
 
 def run(settings: Settings, parts: frozenset[str] = PARTS) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("aiokafka", "faust", "mode", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(settings.log_level)
     return asyncio.run(serve(settings, parts))

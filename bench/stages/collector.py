@@ -42,11 +42,23 @@ class CollectorStage:
         # 1. /v1/batch, closed loop, from separate processes.
         watch = ctx.watch(cdp=pid)
         window = Window(start_time(), m.warmup_s, m.collector_s)
-        ctx.log(f"collector: {m.load_processes} load processes x {m.connections_per_process} connections, "
-                f"{m.batch_size}-event batches, {m.warmup_s:.0f} s warm-up + {m.collector_s:.0f} s")
-        jobs = [dict(url=url, write_key=key, window=window, connections=m.connections_per_process,
-                     batch_size=m.batch_size, seed=m.seed + 7, worker=i, tag=tag)
-                for i in range(m.load_processes)]
+        ctx.log(
+            f"collector: {m.load_processes} load processes x {m.connections_per_process} connections, "
+            f"{m.batch_size}-event batches, {m.warmup_s:.0f} s warm-up + {m.collector_s:.0f} s"
+        )
+        jobs = [
+            dict(
+                url=url,
+                write_key=key,
+                window=window,
+                connections=m.connections_per_process,
+                batch_size=m.batch_size,
+                seed=m.seed + 7,
+                worker=i,
+                tag=tag,
+            )
+            for i in range(m.load_processes)
+        ]
         loads = run_parallel(batch_load, jobs)
         batch_peaks = watch.read()
         batch_peaks[f"load x{len(loads)}"] = round(max(r["rss_mb"] for r in loads), 1)
@@ -66,8 +78,9 @@ class CollectorStage:
         watch_raw = ctx.watch()
         raw_window = Window(start_time(), min(m.warmup_s, 2.0), m.collector_s)
         ctx.log(f"collector: raw producer baseline, {raw_window.duration_s:.0f} s")
-        raw = run_parallel(raw_produce_throughput, [dict(bootstrap=ctx.bootstrap, topic=raw_topic, samples=samples,
-                                                         window=raw_window)])[0]
+        raw = run_parallel(
+            raw_produce_throughput, [dict(bootstrap=ctx.bootstrap, topic=raw_topic, samples=samples, window=raw_window)]
+        )[0]
         raw_peaks = watch_raw.read()
         raw_events_s = raw["acked_in_window"] / m.collector_s
         batch_peaks["raw producer"] = round(raw["rss_mb"], 1)
@@ -76,8 +89,10 @@ class CollectorStage:
         watch = ctx.watch(cdp=pid)
         window = Window(start_time(), min(m.warmup_s, 2.0), m.track_s)
         ctx.log(f"collector: /v1/track at {m.track_rate:.0f}/s for {m.track_s:.0f} s")
-        track = run_parallel(track_load, [dict(url=url, write_key=key, window=window, rate=m.track_rate,
-                                               seed=m.seed + 7, worker=0, tag=tag + "t")])[0]
+        track = run_parallel(
+            track_load,
+            [dict(url=url, write_key=key, window=window, rate=m.track_rate, seed=m.seed + 7, worker=0, tag=tag + "t")],
+        )[0]
         track_peaks = watch.read()
         track_peaks["load x1"] = round(track["rss_mb"], 1)
         counts = track["counts"]
@@ -86,9 +101,18 @@ class CollectorStage:
         lat = track["latencies_ms"]
 
         watch_raw = ctx.watch()
-        raw_lat = run_parallel(raw_produce_latency, [dict(bootstrap=ctx.bootstrap, topic=raw_topic, samples=samples,
-                                                          window=Window(start_time(), window.warmup_s, m.track_s),
-                                                          rate=m.track_rate)])[0]
+        raw_lat = run_parallel(
+            raw_produce_latency,
+            [
+                dict(
+                    bootstrap=ctx.bootstrap,
+                    topic=raw_topic,
+                    samples=samples,
+                    window=Window(start_time(), window.warmup_s, m.track_s),
+                    rate=m.track_rate,
+                )
+            ],
+        )[0]
         watch_raw.read()
         track_peaks["raw producer"] = round(raw_lat["rss_mb"], 1)
         raw_ms = raw_lat["latencies_ms"]
@@ -105,8 +129,12 @@ class CollectorStage:
             "errors": errors,
             "duration_s": m.collector_s,
             "warmup_s": m.warmup_s,
-            "raw_producer": {"events_per_s": raw_events_s, "mean_value_bytes": raw["mean_value_bytes"],
-                             "errors": raw["errors"], "peak_rss_mb": raw_peaks},
+            "raw_producer": {
+                "events_per_s": raw_events_s,
+                "mean_value_bytes": raw["mean_value_bytes"],
+                "errors": raw["errors"],
+                "peak_rss_mb": raw_peaks,
+            },
         }
         track_details: dict[str, Any] = {
             "offered_per_s": offered,
@@ -119,12 +147,38 @@ class CollectorStage:
         }
         rate_note = f"offered {offered:,.0f}/s, achieved {achieved:,.0f}/s"
         return [
-            Result(self.name, f"/v1/batch accepted ({m.batch_size}-event batches)", events_s, "events/s",
-                   raw_events_s, "raw producer", peak_rss_mb=batch_peaks, details=batch_details),
-            Result(self.name, f"/v1/track p50 ({rate_note})", percentile(lat, 50), "ms", percentile(raw_ms, 50),
-                   "raw produce+ack", lower_is_better=True, peak_rss_mb=track_peaks, details=track_details),
-            Result(self.name, f"/v1/track p99 ({rate_note})", percentile(lat, 99), "ms", percentile(raw_ms, 99),
-                   "raw produce+ack", lower_is_better=True, peak_rss_mb=track_peaks, details=track_details),
+            Result(
+                self.name,
+                f"/v1/batch accepted ({m.batch_size}-event batches)",
+                events_s,
+                "events/s",
+                raw_events_s,
+                "raw producer",
+                peak_rss_mb=batch_peaks,
+                details=batch_details,
+            ),
+            Result(
+                self.name,
+                f"/v1/track p50 ({rate_note})",
+                percentile(lat, 50),
+                "ms",
+                percentile(raw_ms, 50),
+                "raw produce+ack",
+                lower_is_better=True,
+                peak_rss_mb=track_peaks,
+                details=track_details,
+            ),
+            Result(
+                self.name,
+                f"/v1/track p99 ({rate_note})",
+                percentile(lat, 99),
+                "ms",
+                percentile(raw_ms, 99),
+                "raw produce+ack",
+                lower_is_better=True,
+                peak_rss_mb=track_peaks,
+                details=track_details,
+            ),
         ]
 
 

@@ -24,8 +24,7 @@ POLL_S = 0.05
 VISIBLE_TIMEOUT_S = 60.0
 
 
-async def _probe(url: str, write_key: str, admin_token: str, rate: float, window: Window, tag: str
-                 ) -> dict[str, Any]:
+async def _probe(url: str, write_key: str, admin_token: str, rate: float, window: Window, tag: str) -> dict[str, Any]:
     pending: dict[str, float] = {}
     latencies: list[float] = []
     counts = {"sent": 0, "accepted": 0}
@@ -43,8 +42,12 @@ async def _probe(url: str, write_key: str, admin_token: str, rate: float, window
                         break
                     await asyncio.sleep(max(0.0, scheduled - time.time()))
                     mid = f"probe-{tag}-{i}"
-                    event = {"anonymousId": f"probe-{tag}-{i}", "event": "Bench Probe", "messageId": mid,
-                             "properties": {"probe": i}}
+                    event = {
+                        "anonymousId": f"probe-{tag}-{i}",
+                        "event": "Bench Probe",
+                        "messageId": mid,
+                        "properties": {"probe": i},
+                    }
                     t0 = time.perf_counter()
                     r = await http.post(f"{url}/v1/track", json=event, auth=(write_key, ""))
                     if window.contains(scheduled):
@@ -66,8 +69,9 @@ async def _probe(url: str, write_key: str, admin_token: str, rate: float, window
                 if pending:
                     ids = ",".join(f"'{m}'" for m in pending)
                     query = f"SELECT message_id FROM cdp.events WHERE message_id IN ({ids})"
-                    r = await http.post(f"{url}/v1/sql", headers={"Authorization": f"Bearer {admin_token}"},
-                                        json={"query": query})
+                    r = await http.post(
+                        f"{url}/v1/sql", headers={"Authorization": f"Bearer {admin_token}"}, json={"query": query}
+                    )
                     now = time.perf_counter()
                     if r.status_code != 200:
                         raise StageError(f"/v1/sql {r.status_code}: {r.text[:300]}")
@@ -94,13 +98,23 @@ class FreshnessStage:
             raise StageError("no write key for the online channel")
         watch = ctx.watch(cdp=cdp.pid)
         window = Window(start_time(), 2.0, m.freshness_s)
-        ctx.log(f"freshness: {m.freshness_background_rate:.0f} events/s background + "
-                f"{m.freshness_probe_rate:.0f} probes/s for {m.freshness_s:.0f} s")
+        ctx.log(
+            f"freshness: {m.freshness_background_rate:.0f} events/s background + "
+            f"{m.freshness_probe_rate:.0f} probes/s for {m.freshness_s:.0f} s"
+        )
         mp = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=mp) as pool:
-            background = pool.submit(track_load, url=cdp.url, write_key=key, window=window,
-                                     rate=m.freshness_background_rate, seed=m.seed + 17, worker=0,
-                                     tag=f"f{ctx.tag}", first_person=70_000_000)
+            background = pool.submit(
+                track_load,
+                url=cdp.url,
+                write_key=key,
+                window=window,
+                rate=m.freshness_background_rate,
+                seed=m.seed + 17,
+                worker=0,
+                tag=f"f{ctx.tag}",
+                first_person=70_000_000,
+            )
             probe = asyncio.run(_probe(cdp.url, key, cdp.admin_token, m.freshness_probe_rate, window, ctx.tag))
             load = background.result()
         peaks = watch.read()
@@ -123,8 +137,22 @@ class FreshnessStage:
         achieved = (bg.get("200", 0) + probe["counts"]["accepted"]) / m.freshness_s
         rate = f"offered {offered:,.0f}/s, achieved {achieved:,.0f}/s"
         return [
-            Result(self.name, f"POST -> visible in cdp.events p50 ({rate})", percentile(lat, 50), "ms",
-                   lower_is_better=True, peak_rss_mb=peaks, details=details),
-            Result(self.name, f"POST -> visible in cdp.events p99 ({rate})", percentile(lat, 99), "ms",
-                   lower_is_better=True, peak_rss_mb=peaks, details=details),
+            Result(
+                self.name,
+                f"POST -> visible in cdp.events p50 ({rate})",
+                percentile(lat, 50),
+                "ms",
+                lower_is_better=True,
+                peak_rss_mb=peaks,
+                details=details,
+            ),
+            Result(
+                self.name,
+                f"POST -> visible in cdp.events p99 ({rate})",
+                percentile(lat, 99),
+                "ms",
+                lower_is_better=True,
+                peak_rss_mb=peaks,
+                details=details,
+            ),
         ]

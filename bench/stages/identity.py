@@ -31,8 +31,12 @@ CONNECTIONS = 4
 PAGE = 50_000
 STABLE_POLLS = 3
 
-LEAN = {"sessions_per_cookie": (1, 1), "sessions_per_device": (1, 1), "events_per_session": (1, 1),
-        "receipts_per_person": (1, 1)}
+LEAN = {
+    "sessions_per_cookie": (1, 1),
+    "sessions_per_device": (1, 1),
+    "events_per_session": (1, 1),
+    "receipts_per_person": (1, 1),
+}
 
 # The stitcher's identifier types -> the generator's truth key types (the generator folds advertising ids
 # into device_id).
@@ -43,8 +47,9 @@ def predicted_key(id_type: str, id_value: str) -> str:
     return f"{TYPE_MAP.get(id_type, id_type)}:{id_value}"
 
 
-async def _send_online(cdp: CdpClient, cfg: GeneratorConfig, tag: str, offline_path: Path, truth: dict[str, str]
-                       ) -> dict[str, int]:
+async def _send_online(
+    cdp: CdpClient, cfg: GeneratorConfig, tag: str, offline_path: Path, truth: dict[str, str]
+) -> dict[str, int]:
     """Stream the population: truth map, /v1/batch for online/mobile, a JSONL file for offline."""
     queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=CONNECTIONS * 4)
     stats = {"posted": 0, "accepted": 0, "rejected": 0, "offline": 0}
@@ -54,8 +59,12 @@ async def _send_online(cdp: CdpClient, cfg: GeneratorConfig, tag: str, offline_p
         while (item := await queue.get()) is not None:
             channel, body = item
             for attempt in range(5):
-                r = await http.post(f"{cdp.url}/v1/batch", content=body, auth=(cdp.write_keys[channel], ""),
-                                    headers={"content-type": "application/json"})
+                r = await http.post(
+                    f"{cdp.url}/v1/batch",
+                    content=body,
+                    auth=(cdp.write_keys[channel], ""),
+                    headers={"content-type": "application/json"},
+                )
                 if r.status_code == 200:
                     answer = r.json()
                     stats["accepted"] += answer.get("accepted", 0)
@@ -104,10 +113,17 @@ def _import_offline(ctx: Context, cdp: CdpClient, path: Path) -> int:
     """`cdp import FILE --write-key KEY`: the offline path, into the pipeline's broker and topics."""
     if path.stat().st_size == 0:
         return 0
-    env = child_env(CDP_KAFKA_BOOTSTRAP=cdp.bootstrap, CDP_TOPIC_PREFIX=cdp.topic_prefix,
-                    CDP_DATA_DIR=str(ctx.workdir / "import"))
-    r = subprocess.run([sys.executable, "-m", "cdp.cli", "import", str(path), "--write-key", cdp.write_keys["offline"]],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    env = child_env(
+        CDP_KAFKA_BOOTSTRAP=cdp.bootstrap, CDP_TOPIC_PREFIX=cdp.topic_prefix, CDP_DATA_DIR=str(ctx.workdir / "import")
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "cdp.cli", "import", str(path), "--write-key", cdp.write_keys["offline"]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     m = re.search(r"imported (\d+) events", r.stdout)
     if r.returncode != 0 or not m:
         raise StageError(f"cdp import failed ({r.returncode}): {(r.stdout + r.stderr)[-1000:]}")
@@ -121,16 +137,26 @@ def _wait_stable(ctx: Context, cdp: CdpClient, tag: str, expected: int, timeout:
     ops = OffsetCounter(cdp.bootstrap, [f"{cdp.topic_prefix}.identity.ops"])
     try:
         seen = 0
+        reported = started
         while time.monotonic() < deadline:
-            seen = int(cdp.scalar(f"SELECT uniqExact(message_id) FROM cdp.events_store "
-                                  f"WHERE startsWith(message_id, 'acc{tag}-')") or 0)
+            seen = int(
+                cdp.scalar(
+                    f"SELECT uniqExact(message_id) FROM cdp.events_store WHERE startsWith(message_id, 'acc{tag}-')"
+                )
+                or 0
+            )
             if seen >= expected:
                 break
+            if time.monotonic() - reported >= 15:
+                reported = time.monotonic()
+                ctx.log(f"identity accuracy: {seen:,} of {expected:,} events stored")
             time.sleep(1.0)
         else:
             raise StageError(f"only {seen} of {expected} events reached cdp.events in {timeout:.0f} s")
-        ctx.log(f"identity accuracy: all {expected:,} events stored after {time.monotonic() - started:.0f} s; "
-                "waiting for identities to settle")
+        ctx.log(
+            f"identity accuracy: all {expected:,} events stored after {time.monotonic() - started:.0f} s; "
+            "waiting for identities to settle"
+        )
         last: tuple[Any, ...] | None = None
         stable = 0
         while time.monotonic() < deadline:
@@ -150,8 +176,10 @@ def _read_identities(cdp: CdpClient) -> dict[str, str]:
     predicted: dict[str, str] = {}
     offset = 0
     while True:
-        rows = cdp.sql(f"SELECT id_type, id_value, profile_id FROM cdp.identities "
-                       f"ORDER BY id_type, id_value LIMIT {PAGE} OFFSET {offset}")
+        rows = cdp.sql(
+            f"SELECT id_type, id_value, profile_id FROM cdp.identities "
+            f"ORDER BY id_type, id_value LIMIT {PAGE} OFFSET {offset}"
+        )
         for id_type, id_value, profile_id in rows:
             predicted[predicted_key(id_type, id_value)] = profile_id
         if len(rows) < PAGE:
@@ -204,10 +232,21 @@ class IdentityAccuracyStage:
             "evidence_ceiling": ceiling.as_dict(),
             "generator": {"seed": cfg.seed, **{k: list(v) for k, v in knobs.items()}},
         }
-        rows = [("precision", scores.precision, ceiling.precision), ("recall", scores.recall, ceiling.recall),
-                ("F1", scores.f1, ceiling.f1)]
+        rows = [
+            ("precision", scores.precision, ceiling.precision),
+            ("recall", scores.recall, ceiling.recall),
+            ("F1", scores.f1, ceiling.f1),
+        ]
         return [
-            Result(self.name, f"pairwise {label} ({m.accuracy_people:,} people)", value, "fraction", base,
-                   "evidence ceiling", peak_rss_mb=peaks, details=details)
+            Result(
+                self.name,
+                f"pairwise {label} ({m.accuracy_people:,} people)",
+                value,
+                "fraction",
+                base,
+                "evidence ceiling",
+                peak_rss_mb=peaks,
+                details=details,
+            )
             for label, value, base in rows
         ]

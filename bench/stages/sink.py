@@ -43,8 +43,23 @@ class SinkStage:
         folder = ctx.workdir / "sink-chdb"
         watch = ctx.watch()
         ctx.log("sink: KafkaSink -> chDB, then the raw insert, in a child process")
-        cmd = [sys.executable, "-m", "bench.sink_child", "--bootstrap", ctx.bootstrap, "--topic", topic,
-               "--rows", str(produced), "--chdb", str(folder), "--batch-rows", "20000", "--flush-s", "0.25"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.sink_child",
+            "--bootstrap",
+            ctx.bootstrap,
+            "--topic",
+            topic,
+            "--rows",
+            str(produced),
+            "--chdb",
+            str(folder),
+            "--batch-rows",
+            "20000",
+            "--flush-s",
+            "0.25",
+        ]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         watch.add("sink process", proc.pid)
         while proc.poll() is None:
@@ -59,6 +74,14 @@ class SinkStage:
         if res["sink_rows_stored"] != produced:
             raise StageError(f"sink stored {res['sink_rows_stored']} rows, expected {produced}")
         return [
-            Result(self.name, "KafkaSink -> chDB events_store", res["sink_rows_per_s"], "rows/s",
-                   res["raw_rows_per_s"], "raw row insert", peak_rss_mb=peaks, details=res),
+            Result(
+                self.name,
+                "KafkaSink -> chDB events_store",
+                res["sink_rows_per_s"],
+                "rows/s",
+                res["raw_rows_per_s"],
+                "raw row insert",
+                peak_rss_mb=peaks,
+                details=res,
+            ),
         ]

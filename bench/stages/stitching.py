@@ -36,8 +36,13 @@ def _records(n: int, seed: int) -> list[tuple[str, bytes | None, bytes]]:
     return out
 
 
-def _wait_count(counter: OffsetCounter, target: int, timeout: float, series: list[tuple[float, int]] | None = None,
-                started: float | None = None) -> int:
+def _wait_count(
+    counter: OffsetCounter,
+    target: int,
+    timeout: float,
+    series: list[tuple[float, int]] | None = None,
+    started: float | None = None,
+) -> int:
     deadline = time.monotonic() + timeout
     last = counter.count()
     while last < target and time.monotonic() < deadline:
@@ -62,16 +67,22 @@ class StitchingStage:
         for workers in m.stitch_workers:
             prefix = ctx.prefix(f"stitch{workers}")
             records = [(f"{prefix}.events.{channel}", key, value) for channel, key, value in prepared]
-            procs = [ctx.start_cdp("worker", f"stitch{workers}-w{i}", prefix, wait=False, CDP_WORKER_ID=f"w{i}")
-                     for i in range(workers)]
+            procs = [
+                ctx.start_cdp("worker", f"stitch{workers}-w{i}", prefix, wait=False, CDP_WORKER_ID=f"w{i}")
+                for i in range(workers)
+            ]
             for proc in procs:
                 proc.wait_started()
             counter = OffsetCounter(ctx.bootstrap, [f"{prefix}.events.stitched", f"{prefix}.deadletter"])
             try:
                 warm = []
                 for i in range(WARMUP_EVENTS):
-                    event = {"type": "track", "event": "Bench Warm-up", "anonymousId": f"warm-{ctx.tag}-{i}",
-                             "messageId": f"warm-{ctx.tag}-{workers}-{i}"}
+                    event = {
+                        "type": "track",
+                        "event": "Bench Warm-up",
+                        "anonymousId": f"warm-{ctx.tag}-{i}",
+                        "messageId": f"warm-{ctx.tag}-{workers}-{i}",
+                    }
                     key, value = collector_record(event, "online")
                     warm.append((f"{prefix}.events.online", key, value))
                 produce_all(ctx.bootstrap, warm)
@@ -92,8 +103,9 @@ class StitchingStage:
                 elapsed = time.perf_counter() - started
                 peaks = watch.read()
                 if last < base + n:
-                    raise StageError(f"{workers} worker(s): {last - base} of {n} events stitched in "
-                                     f"{m.stitch_timeout_s:.0f} s")
+                    raise StageError(
+                        f"{workers} worker(s): {last - base} of {n} events stitched in {m.stitch_timeout_s:.0f} s"
+                    )
             finally:
                 counter.close()
                 for proc in procs:
@@ -109,9 +121,18 @@ class StitchingStage:
                 "raw_consumed": raw_got,
                 "progress": series[:: max(1, len(series) // 50)],
                 "note": "each cdp worker also runs its ClickHouse sinks (own chDB folder); counted on the "
-                        "stitched topic",
+                "stitched topic",
             }
-            results.append(Result(self.name, f"events stitched, {workers} worker process{'es' if workers > 1 else ''}",
-                                  n / elapsed, "events/s", raw_rate, "raw consume", peak_rss_mb=peaks,
-                                  details=details))
+            results.append(
+                Result(
+                    self.name,
+                    f"events stitched, {workers} worker process{'es' if workers > 1 else ''}",
+                    n / elapsed,
+                    "events/s",
+                    raw_rate,
+                    "raw consume",
+                    peak_rss_mb=peaks,
+                    details=details,
+                )
+            )
         return results
