@@ -43,7 +43,14 @@ class Context:
         self._processes.append(proc)
         proc.launch()
         if wait:
-            proc.wait_started()
+            try:
+                proc.wait_started()
+            except RuntimeError as exc:  # exited during start-up: one more try, then give up
+                self.log(f"cdp {parts} ({name}) failed to start, retrying once: {str(exc).splitlines()[0]}")
+                self.stop_cdp(proc)
+                proc = CdpProcess(self.bootstrap, self.workdir / name, topic_prefix, parts, **env)
+                self._processes.append(proc)
+                proc.launch().wait_started()
             if parts in ("run", "collector", "api"):
                 proc.wait_ready()
         return proc

@@ -193,7 +193,8 @@ FULL = Mode(
     stitch_timeout_s=1_800.0,
     freshness_s=60.0,
     accuracy_people=50_000,
-    accuracy_timeout_s=5_400.0,
+    accuracy_timeout_s=7_200.0,
+    accuracy_lean=True,  # 50,000 people with full journeys are ~2.2M events: hours at today's stitching rate
 )
 MODES: dict[str, Mode] = {"quick": QUICK, "full": FULL}
 

@@ -28,7 +28,7 @@ import orjson
 import bench.stages  # noqa: F401  (registers the built-in stages)
 from bench.context import Context
 from bench.core import MODES, STAGES, Mode, Result, format_table, report_json, selected_stages
-from bench.stack import ROOT, Broker, CdpClient, source_write_keys
+from bench.stack import ROOT, Broker, CdpClient, source_write_keys, warm_up_broker
 
 DEFAULT_JSON = ROOT / ".bench" / "results.json"
 WORKDIR = ROOT / ".bench" / "work"
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             _log("starting a Kafka broker on free ports")
             broker = Broker(WORKDIR / "kafka").start()
             bootstrap = broker.bootstrap
+            _log(f"broker up on {bootstrap}; coordinators ready after {warm_up_broker(bootstrap):.1f} s")
         environment["kafka"] = bootstrap
         environment["kafka_started_by_bench"] = broker is not None
         external = None

@@ -427,3 +427,29 @@ def consume_rate(bootstrap: str, topics: Iterable[str], count: int, timeout: flo
     finally:
         consumer.close()
     return (got / elapsed if elapsed > 0 else 0.0), got
+
+
+def warm_up_broker(bootstrap: str, timeout: float = 90.0) -> float:
+    """Wait until a fresh broker serves what every stage needs: a topic with a leader, an idempotent producer
+    (transaction coordinator) and a consumer group commit (group coordinator, `__consumer_offsets`). Without
+    this the first stage would measure the broker's own start-up. Returns the seconds it took."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    started = time.monotonic()
+    topic = "bench-warm-up"
+    create_topics(bootstrap, [topic], partitions=1)
+    produce_all(bootstrap, [(topic, b"k", b"warm-up")])
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-warm-up", "enable.auto.commit": False})
+    try:
+        deadline = started + timeout
+        while True:
+            try:
+                consumer.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+                break
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        consumer.close()
+    return time.monotonic() - started

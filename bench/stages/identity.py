@@ -166,6 +166,11 @@ def _wait_stable(ctx: Context, cdp: CdpClient, tag: str, expected: int, timeout:
             last = state
             if stable >= STABLE_POLLS:
                 return time.monotonic() - started
+            if time.monotonic() - reported >= 15:
+                reported = time.monotonic()
+                ctx.log(
+                    f"identity accuracy: still settling (identity messages {state[0]:,}, identity rows {state[1]:,})"
+                )
             time.sleep(1.0)
         raise StageError(f"identities still changing after {timeout:.0f} s")
     finally:
