@@ -152,6 +152,7 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
             services.extra["id_types"] = {"profile_id", *rules.types}
         if "collector" in parts:
             registry = await asyncio.to_thread(SourceRegistry(settings.kafka_bootstrap, topics.sources).start)
+            assert producer is not None
             await asyncio.to_thread(ensure_default_sources, registry, producer, topics.sources)
             services.sources = registry
         if "worker" in parts:

@@ -62,8 +62,13 @@ def receipt_event(row: dict[str, Any]) -> dict[str, Any]:
             props["items"] = raw
     timestamp = r.pop("timestamp", None)
     props.update(r)
-    event: dict[str, Any] = {"type": "track", "event": "Order Completed", "messageId": f"receipt-{receipt_id}",
-                             "properties": props, "context": {"traits": traits}}
+    event: dict[str, Any] = {
+        "type": "track",
+        "event": "Order Completed",
+        "messageId": f"receipt-{receipt_id}",
+        "properties": props,
+        "context": {"traits": traits},
+    }
     if user_id:
         event["userId"] = user_id
     if timestamp:

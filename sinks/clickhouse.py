@@ -34,7 +34,7 @@ class ClickHouse:
     ) -> tuple[list[str], list[tuple]]:
         with self._lock:
             result = self._client.query(sql, parameters=parameters, settings=settings)
-            return list(result.column_names), list(result.result_rows)
+            return list(result.column_names), [tuple(r) for r in result.result_rows]
 
     def scalar(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         _, rows = self.query(sql, parameters)
@@ -47,7 +47,9 @@ class ClickHouse:
         `non_replicated_deduplication_window`), so a retry after an unknown outcome never doubles rows."""
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         with self._lock:
-            self._client.insert(table, rows, column_names=list(columns), database=self.database, settings=settings)
+            self._client.insert(
+                table, [tuple(r) for r in rows], column_names=list(columns), database=self.database, settings=settings
+            )
 
     def ping(self) -> bool:
         try:

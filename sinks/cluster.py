@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from functools import partial
 
 from sinks.migrate import migration_files, statements
 
@@ -46,7 +47,7 @@ def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> lis
                 table = m.group(2)
                 local = f"{table}_local"
                 body = stmt.replace(f"{db}.{table}", f"{db}.{local} ON CLUSTER {cluster}", 1)
-                body = _ENGINE.sub(lambda e, t=local: _replicated(e, db, t), body, count=1)
+                body = _ENGINE.sub(partial(_replicated, db=db, table=local), body, count=1)
                 out.append(body)
                 key = SHARDING_KEYS.get(table, "rand()")
                 out.append(

@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Record:
+    """A consumed Kafka message, reduced to what the sink needs (and typed: no optional accessors)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass(frozen=True)
 class Route:
     table: str
     columns: tuple[str, ...]
@@ -73,7 +83,7 @@ class KafkaSink:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        buffer: list[Message] = []
+        buffer: list[Record] = []
         opened = time.monotonic()
         try:
             while True:
@@ -82,11 +92,11 @@ class KafkaSink:
                     want = self.batch_rows - len(buffer)
                     msgs = self._consumer.consume(num_messages=min(want, 5000), timeout=0.05)
                     for m in msgs:
-                        if m.error():
-                            if m.error().code() != KafkaError._PARTITION_EOF:
-                                log.warning("sink consume error: %s", m.error())
+                        if (err := m.error()) is not None:
+                            if err.code() != KafkaError._PARTITION_EOF:
+                                log.warning("sink consume error: %s", err)
                             continue
-                        buffer.append(m)
+                        buffer.append(_record(m))
                     if not buffer:
                         opened = time.monotonic()
                 due = len(buffer) >= self.batch_rows or time.monotonic() - opened >= self.flush_s
@@ -99,7 +109,7 @@ class KafkaSink:
         finally:
             self._consumer.close()
 
-    def _write_until_done(self, msgs: list[Message]) -> None:
+    def _write_until_done(self, msgs: list[Record]) -> None:
         delay = 0.2
         while True:
             try:
@@ -115,35 +125,39 @@ class KafkaSink:
                     log.error("sink stopping with an unwritten batch; it will be re-read on restart")
                     return
 
-    def _write(self, msgs: list[Message]) -> None:
-        by_topic: dict[str, list[Message]] = defaultdict(list)
+    def _write(self, msgs: list[Record]) -> None:
+        by_topic: dict[str, list[Record]] = defaultdict(list)
         for m in msgs:
-            by_topic[m.topic()].append(m)
+            by_topic[m.topic].append(m)
         for topic, items in by_topic.items():
             route = self.routes[topic]
             rows = []
             for m in items:
                 try:
-                    rows.append(route.row(orjson.loads(m.value())))
+                    rows.append(route.row(orjson.loads(m.value)))
                 except Exception as exc:  # a malformed record must not stall the sink forever
-                    log.error("dropping unreadable record %s[%d]@%d: %s", topic, m.partition(), m.offset(), exc)
+                    log.error("dropping unreadable record %s[%d]@%d: %s", topic, m.partition, m.offset, exc)
             if rows:
                 self.ch.insert(route.table, rows, route.columns, dedup_token=_token(topic, items))
                 self.rows_written += len(rows)
 
 
-def _token(topic: str, msgs: list[Message]) -> str:
+def _record(m: Message) -> Record:
+    return Record(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value() or b"")
+
+
+def _token(topic: str, msgs: list[Record]) -> str:
     spans: dict[int, list[int]] = {}
     for m in msgs:
-        lo_hi = spans.setdefault(m.partition(), [m.offset(), m.offset()])
-        lo_hi[0] = min(lo_hi[0], m.offset())
-        lo_hi[1] = max(lo_hi[1], m.offset())
+        lo_hi = spans.setdefault(m.partition, [m.offset, m.offset])
+        lo_hi[0] = min(lo_hi[0], m.offset)
+        lo_hi[1] = max(lo_hi[1], m.offset)
     return topic + "|" + ",".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(spans.items()))
 
 
-def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
+def _next_offsets(msgs: list[Record]) -> list[TopicPartition]:
     last: dict[tuple[str, int], int] = {}
     for m in msgs:
-        key = (m.topic(), m.partition())
-        last[key] = max(last.get(key, -1), m.offset())
+        key = (m.topic, m.partition)
+        last[key] = max(last.get(key, -1), m.offset)
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]

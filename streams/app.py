@@ -70,7 +70,7 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
         await stitched.send(key=event["messageId"].encode(), value=orjson.dumps(event))
 
     @app.agent(raw, concurrency=1)
-    async def ingest(stream: faust.Stream) -> None:
+    async def ingest(stream: faust.StreamT) -> None:
         async for value in stream:
             try:
                 event = orjson.loads(value)
@@ -93,7 +93,7 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
                 await ops.send(key=obs.node.encode(), value=orjson.dumps(obs.to_dict()))
 
     @app.agent(ops, concurrency=1)
-    async def stitch(stream: faust.Stream) -> None:
+    async def stitch(stream: faust.StreamT) -> None:
         async for value in stream:
             msg = message_from_dict(orjson.loads(value))
             current = nodes.get(msg.node)

@@ -28,12 +28,13 @@ class AudienceDefinitions:
         self._follower = TopicFollower(bootstrap, {topic: self._apply}, name="audiences")
 
     def _apply(self, msg: Message) -> None:
-        key = msg.key().decode()
+        key = (msg.key() or b"").decode()
+        value = msg.value()
         with self._lock:
-            if msg.value() is None:
+            if value is None:
                 self._defs.pop(key, None)
             else:
-                self._defs[key] = orjson.loads(msg.value())
+                self._defs[key] = orjson.loads(value)
             self.version += 1
 
     def start(self, wait: float = 30.0) -> AudienceDefinitions:
@@ -60,18 +61,19 @@ class AudienceDefinitions:
         description: str | None,
         timeout: float,
     ) -> dict[str, Any]:
-        definition = {
-            "id": new_audience_id(),
+        audience_id = new_audience_id()
+        definition: dict[str, Any] = {
+            "id": audience_id,
             "name": name,
             "scope": scope,
             "rule": rule,
             "description": description,
             "created_at_ms": int(time.time() * 1000),
         }
-        await producer.send_many([(self.topic, definition["id"].encode(), orjson.dumps(definition))], timeout)
-        wait_until(lambda: self.get(definition["id"]) is not None, 5.0)
+        await producer.send_many([(self.topic, audience_id.encode(), orjson.dumps(definition))], timeout)
+        wait_until(lambda: self.get(audience_id) is not None, 5.0)
         return definition
 
     async def delete(self, producer: AsyncProducer, audience_id: str, timeout: float) -> None:
-        await producer.send_many([(self.topic, audience_id.encode(), None)], timeout)  # type: ignore[list-item]
+        await producer.send_many([(self.topic, audience_id.encode(), None)], timeout)
         wait_until(lambda: self.get(audience_id) is None, 5.0)

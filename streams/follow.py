@@ -43,25 +43,25 @@ class TopicFollower:
     def _follow(self) -> None:
         assignment: list[TopicPartition] = []
         targets: dict[tuple[str, int], int] = {}
-        for topic in self._handlers:
-            meta = self._consumer.list_topics(topic, timeout=30).topics[topic]
+        for name in self._handlers:
+            meta = self._consumer.list_topics(name, timeout=30).topics[name]
             for p in meta.partitions:
-                tp = TopicPartition(topic, p, OFFSET_BEGINNING)
-                assignment.append(tp)
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                assignment.append(TopicPartition(name, p, OFFSET_BEGINNING))
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(name, p), timeout=30)
                 if high > 0:
-                    targets[(topic, p)] = high
+                    targets[(name, p)] = high
         self._consumer.assign(assignment)
         if not targets:
             self._caught_up.set()
         while not self._stop.is_set():
             for msg in self._consumer.consume(num_messages=5000, timeout=0.05):
-                if msg.error():
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                if msg.error() or topic is None or partition is None or offset is None:
                     continue
-                self._handlers[msg.topic()](msg)
+                self._handlers[topic](msg)
                 self.applied += 1
-                key = (msg.topic(), msg.partition())
-                if key in targets and msg.offset() + 1 >= targets[key]:
+                key = (topic, partition)
+                if key in targets and offset + 1 >= targets[key]:
                     del targets[key]
                     if not targets:
                         self._caught_up.set()

@@ -54,8 +54,9 @@ class AsyncProducer:
             except Exception:
                 log.exception("error in a delivery callback")
 
-    async def send_many(self, records: Iterable[tuple[str, bytes | None, bytes]], timeout: float) -> None:
-        """Produce (topic, key, value) records and wait until the broker acknowledged all of them."""
+    async def send_many(self, records: Iterable[tuple[str, bytes | None, bytes | None]], timeout: float) -> None:
+        """Produce (topic, key, value) records (value None: a tombstone) and wait until the broker acknowledged
+        all of them."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         futures: list[asyncio.Future[None]] = []

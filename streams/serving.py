@@ -51,6 +51,7 @@ class MembershipIndex:
         """Audiences of an identifier key ("email:a@b.c", "anonymous_id:x", "profile_id:p"): its own
         (anonymous scope) and those of the profile it belongs to (profile scope)."""
         found: set[str] = set()
+        profile: str | None
         if key.startswith("profile_id:"):
             profile = key[len("profile_id:") :]
         else:
@@ -75,12 +76,12 @@ class ServingIndex(MembershipIndex):
         )
 
     def _on_identity(self, msg: Message) -> None:
-        if msg.value() is not None:
-            self.apply_identity(orjson.loads(msg.value()))
+        if (value := msg.value()) is not None:
+            self.apply_identity(orjson.loads(value))
 
     def _on_change(self, msg: Message) -> None:
-        if msg.value() is not None:
-            v = orjson.loads(msg.value())
+        if (value := msg.value()) is not None:
+            v = orjson.loads(value)
             self.apply_change(v["member"], v["audience_id"], v["status"] == "entered")
 
     def start(self, wait: float = 120.0) -> ServingIndex:

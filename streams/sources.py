@@ -49,12 +49,13 @@ class SourceRegistry:
         self._follower = TopicFollower(bootstrap, {topic: self._apply}, name="sources")
 
     def _apply(self, msg: Message) -> None:
-        key = msg.key().decode() if msg.key() else ""
+        key = (msg.key() or b"").decode()
+        value = msg.value()
         with self._lock:
-            if msg.value() is None:
+            if value is None:
                 self._sources.pop(key, None)
             else:
-                self._sources[key] = Source(**orjson.loads(msg.value()))
+                self._sources[key] = Source(**orjson.loads(value))
 
     def start(self, wait: float = 30.0) -> SourceRegistry:
         self._follower.start(wait)

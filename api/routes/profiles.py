@@ -73,6 +73,7 @@ def _profile(services: Services, key: str) -> dict[str, Any] | None:
     assert ch is not None
     db = ch.database
     id_type, value = key.split(":", 1)
+    profile_id: str | None
     if id_type == "profile_id":
         profile_id = value
     else:
