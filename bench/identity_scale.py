@@ -1,0 +1,79 @@
+"""Stitch N identifiers through one real `cdp worker` (stitch-only) and report events/s and peak memory.
+
+    python -m bench.identity_scale --identifiers 1000000
+
+Each event carries a fresh cookie and a fresh device id, and every second event re-uses the previous event's
+device, so identifiers merge in pairs of events (2 cookies + 1 device per profile): the graph keeps growing
+with new nodes and merges, never settling into already-known ones. Uses its own broker and data folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from bench.stack import Broker, CdpProcess, create_topics, peak_rss_mb, produce_all
+
+
+def events(n_events: int, run: str):
+    for i in range(n_events):
+        device = f"{run}-d{i // 2}"
+        event = {"type": "track", "event": "Scale", "messageId": f"{run}-{i}", "anonymousId": f"{run}-c{i}",
+                 "context": {"device": {"id": device}}, "timestamp": "2026-11-01T10:00:00.000Z",
+                 "receivedAt": "2026-11-01T10:00:00.000Z", "channel": "online", "sourceId": "bench"}
+        yield event
+
+
+def count(consumer: Consumer, topic: str) -> int:
+    md = consumer.list_topics(topic, timeout=10).topics[topic]
+    return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--identifiers", type=int, default=1_000_000)
+    a = p.parse_args()
+    n_events = a.identifiers * 2 // 3  # 1 cookie per event + 1 device per 2 events
+    run = uuid.uuid4().hex[:6]
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Broker(Path(tmp) / "kafka").start()
+        prefix = f"scale{run}"
+        try:
+            worker = CdpProcess(broker.bootstrap, Path(tmp) / "w0", prefix, "worker", CDP_WORKER_SINKS="false")
+            worker.launch().wait_started()
+            time.sleep(5)
+            t0 = time.perf_counter()
+            produced = produce_all(broker.bootstrap, ((f"{prefix}.events.online", e["anonymousId"].encode(),
+                                                       orjson.dumps(e)) for e in events(n_events, run)))
+            produce_s = time.perf_counter() - t0
+            consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "scale"})
+            peak, started, last = 0.0, time.perf_counter(), 0
+            while True:
+                done = count(consumer, f"{prefix}.events.stitched")
+                peak = max(peak, peak_rss_mb(worker.pid) or 0.0)
+                if done != last:
+                    print(f"  {time.perf_counter() - started:7.1f} s  {done:>9,} events stitched  rss {peak:.0f} MiB",
+                          flush=True)
+                    last = done
+                if done >= produced:
+                    break
+                time.sleep(5)
+            elapsed = time.perf_counter() - started
+            ops = count(consumer, f"{prefix}.identity.ops")
+            print(f"identifiers {a.identifiers:,} in {produced:,} events (produced in {produce_s:.1f} s); "
+                  f"stitched in {elapsed:.1f} s = {produced / elapsed:,.0f} events/s, "
+                  f"{a.identifiers / elapsed:,.0f} identifiers/s; {ops:,} identity messages; "
+                  f"worker peak RSS {peak:.0f} MiB")
+            worker.stop()
+        finally:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
