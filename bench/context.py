@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core import Mode
-from bench.stack import CdpClient, CdpProcess, PeakWatch
+from bench.stack import CdpClient, CdpProcess, PeakWatch, prepare_cdp_topics
 
 
 def _log(message: str) -> None:
@@ -30,6 +30,7 @@ class Context:
     _processes: list[CdpProcess] = field(default_factory=list)
     _pipeline: CdpClient | None = None
     _pipeline_proc: CdpProcess | None = None
+    _prepared: set[str] = field(default_factory=set)
 
     def prefix(self, stage: str) -> str:
         """A fresh topic prefix (and so Faust app id and consumer groups) per use: stages never see each
@@ -39,6 +40,9 @@ class Context:
     def start_cdp(self, parts: str, name: str, topic_prefix: str, wait: bool = True, **env: str) -> CdpProcess:
         """Start `cdp PARTS` with its own data folder `workdir/NAME`; the runner stops it at the end. With
         ``wait=False`` call ``proc.wait_started()`` yourself (to start several side by side)."""
+        if topic_prefix not in self._prepared:
+            prepare_cdp_topics(self.bootstrap, topic_prefix)
+            self._prepared.add(topic_prefix)
         proc = CdpProcess(self.bootstrap, self.workdir / name, topic_prefix, parts, **env)
         self._processes.append(proc)
         proc.launch()
@@ -48,6 +52,7 @@ class Context:
             except RuntimeError as exc:  # exited during start-up: one more try, then give up
                 self.log(f"cdp {parts} ({name}) failed to start, retrying once: {str(exc).splitlines()[0]}")
                 self.stop_cdp(proc)
+                self._processes.remove(proc)
                 proc = CdpProcess(self.bootstrap, self.workdir / name, topic_prefix, parts, **env)
                 self._processes.append(proc)
                 proc.launch().wait_started()

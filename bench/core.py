@@ -26,6 +26,7 @@ __all__ = [
     "Stage",
     "StageError",
     "format_number",
+    "format_ratio",
     "format_rss",
     "format_table",
     "percentile",
@@ -176,8 +177,9 @@ QUICK = Mode(
     name="quick",
     collector_s=6.0,
     track_s=6.0,
-    stitch_events=4_000,
+    stitch_events=2_000,
     freshness_s=10.0,
+    accuracy_people=500,
     accuracy_lean=True,
 )
 FULL = Mode(
@@ -192,7 +194,7 @@ FULL = Mode(
     stitch_events=100_000,
     stitch_timeout_s=1_800.0,
     freshness_s=60.0,
-    accuracy_people=50_000,
+    accuracy_people=10_000,
     accuracy_timeout_s=7_200.0,
     accuracy_lean=True,  # 50,000 people with full journeys are ~2.2M events: hours at today's stitching rate
 )
@@ -235,6 +237,11 @@ def format_number(value: float | None) -> str:
     return f"{value:.{digits}f}"
 
 
+def format_ratio(ratio: float) -> str:
+    """Two decimals, or two significant digits below 0.1 (a stage at 0.0004 of its raw limit is not "0.00")."""
+    return f"{ratio:.2f}" if abs(ratio) >= 0.1 or ratio == 0 else f"{ratio:.2g}"
+
+
 def format_rss(peaks: Mapping[str, float]) -> str:
     if not peaks:
         return "-"
@@ -250,7 +257,7 @@ def table_rows(results: Sequence[Result]) -> list[list[str]]:
         baseline = format_number(r.baseline)
         if r.baseline is not None and r.baseline_label:
             baseline += f" ({r.baseline_label})"
-        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}" + (" (lower=better)" if r.lower_is_better else "")
+        ratio = "-" if r.ratio is None else format_ratio(r.ratio) + (" (lower=better)" if r.lower_is_better else "")
         rows.append([r.stage, r.figure, format_number(r.value), r.unit, baseline, ratio, format_rss(r.peak_rss_mb)])
     return rows
 

@@ -18,15 +18,23 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.stack import Broker, CdpProcess, create_topics, peak_rss_mb, produce_all
+from bench.stack import Broker, CdpProcess, peak_rss_mb, produce_all
 
 
 def events(n_events: int, run: str):
     for i in range(n_events):
         device = f"{run}-d{i // 2}"
-        event = {"type": "track", "event": "Scale", "messageId": f"{run}-{i}", "anonymousId": f"{run}-c{i}",
-                 "context": {"device": {"id": device}}, "timestamp": "2026-11-01T10:00:00.000Z",
-                 "receivedAt": "2026-11-01T10:00:00.000Z", "channel": "online", "sourceId": "bench"}
+        event = {
+            "type": "track",
+            "event": "Scale",
+            "messageId": f"{run}-{i}",
+            "anonymousId": f"{run}-c{i}",
+            "context": {"device": {"id": device}},
+            "timestamp": "2026-11-01T10:00:00.000Z",
+            "receivedAt": "2026-11-01T10:00:00.000Z",
+            "channel": "online",
+            "sourceId": "bench",
+        }
         yield event
 
 
@@ -49,8 +57,13 @@ def main() -> None:
             worker.launch().wait_started()
             time.sleep(5)
             t0 = time.perf_counter()
-            produced = produce_all(broker.bootstrap, ((f"{prefix}.events.online", e["anonymousId"].encode(),
-                                                       orjson.dumps(e)) for e in events(n_events, run)))
+            produced = produce_all(
+                broker.bootstrap,
+                (
+                    (f"{prefix}.events.online", e["anonymousId"].encode(), orjson.dumps(e))
+                    for e in events(n_events, run)
+                ),
+            )
             produce_s = time.perf_counter() - t0
             consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "scale"})
             peak, started, last = 0.0, time.perf_counter(), 0
@@ -58,18 +71,22 @@ def main() -> None:
                 done = count(consumer, f"{prefix}.events.stitched")
                 peak = max(peak, peak_rss_mb(worker.pid) or 0.0)
                 if done != last:
-                    print(f"  {time.perf_counter() - started:7.1f} s  {done:>9,} events stitched  rss {peak:.0f} MiB",
-                          flush=True)
+                    print(
+                        f"  {time.perf_counter() - started:7.1f} s  {done:>9,} events stitched  rss {peak:.0f} MiB",
+                        flush=True,
+                    )
                     last = done
                 if done >= produced:
                     break
                 time.sleep(5)
             elapsed = time.perf_counter() - started
             ops = count(consumer, f"{prefix}.identity.ops")
-            print(f"identifiers {a.identifiers:,} in {produced:,} events (produced in {produce_s:.1f} s); "
-                  f"stitched in {elapsed:.1f} s = {produced / elapsed:,.0f} events/s, "
-                  f"{a.identifiers / elapsed:,.0f} identifiers/s; {ops:,} identity messages; "
-                  f"worker peak RSS {peak:.0f} MiB")
+            print(
+                f"identifiers {a.identifiers:,} in {produced:,} events (produced in {produce_s:.1f} s); "
+                f"stitched in {elapsed:.1f} s = {produced / elapsed:,.0f} events/s, "
+                f"{a.identifiers / elapsed:,.0f} identifiers/s; {ops:,} identity messages; "
+                f"worker peak RSS {peak:.0f} MiB"
+            )
             worker.stop()
         finally:
             broker.stop()

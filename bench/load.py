@@ -15,7 +15,7 @@ import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -288,19 +288,3 @@ def raw_produce_latency(
         i += 1
     producer.flush(30)
     return {"latencies_ms": latencies, "errors": errors, "rss_mb": self_peak_rss_mb()}
-
-
-@dataclass
-class LoadSummary:
-    """Per-process results folded together."""
-
-    processes: int
-    rss_mb: float
-    errors: dict[str, int] = field(default_factory=dict)
-
-
-def summarise(results: Sequence[dict[str, Any]]) -> LoadSummary:
-    errors: Counter[str] = Counter()
-    for r in results:
-        errors.update(r.get("errors") or {})
-    return LoadSummary(len(results), max((r.get("rss_mb") or 0.0) for r in results) if results else 0.0, dict(errors))

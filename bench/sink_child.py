@@ -5,8 +5,8 @@ raw baseline run here, in their own folder, apart from any cdp process).
    taken from the first written batch to the last row (the group join before it is not the sink's speed),
    and also reported from the sink's start.
 2. The same records, read back from Kafka and turned into the same row tuples beforehand (not timed), are
-   inserted with clickhouse-connect into `raw.events_store` (same DDL) in blocks of the sink's batch size:
-   the raw limit of the engine for these rows. A column-oriented insert of the same rows is reported beside.
+   inserted through the same ClickHouse wrapper (column-oriented blocks) into `raw.events_store` (same DDL)
+   in blocks of the sink's batch size: the raw limit of the engine for these rows, without Kafka or mapping.
 
     python -m bench.sink_child --bootstrap HOST:PORT --topic T --rows N --chdb DIR [--batch-rows 20000]
                                [--flush-s 0.25] [--timeout 600]

@@ -78,7 +78,7 @@ class PeakWatch:
         self.sample()
 
     def record(self, label: str, mb: float | None) -> None:
-        """A peak reported by the process itself (load processes send their ru_maxrss)."""
+        """A peak reported by the process itself (load processes send their `self_peak_rss_mb()`)."""
         if mb is not None:
             self._last[label] = max(mb, self._last.get(label, 0.0))
 
@@ -94,7 +94,11 @@ class PeakWatch:
 
 
 def self_peak_rss_mb() -> float:
-    """This process's peak RSS in MiB (ru_maxrss is KiB on Linux)."""
+    """This process's peak RSS in MiB: VmHWM, which belongs to this program alone. (ru_maxrss would not do:
+    Linux carries it across fork+exec, so a spawned child would report its parent's size at fork time.)"""
+    value = peak_rss_mb(os.getpid())
+    if value is not None:
+        return value
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -400,10 +404,14 @@ def consume_sample(bootstrap: str, topic: str, limit: int, timeout: float = 20.0
     return out
 
 
-def consume_rate(bootstrap: str, topics: Iterable[str], count: int, timeout: float = 120.0) -> tuple[float, int]:
-    """The raw consume baseline: read ``count`` records from the start of ``topics`` with one confluent-kafka
-    consumer (partitions assigned, no group join); (records/s from the assignment to the last record, records)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+def consume_rate(
+    bootstrap: str, topics: Iterable[str], count: int, timeout: float = 120.0, min_seconds: float = 2.0
+) -> tuple[float, int]:
+    """The raw consume baseline: one confluent-kafka consumer (partitions assigned, no group join) reads the
+    ``count`` records of ``topics`` from the start, again and again until ``min_seconds`` have passed, so a
+    small topic still gives a steady rate; each pass is timed from its first returned batch (the first fetch's
+    round trip is latency, not throughput). Returns (records/s, records read in the first pass)."""
+    from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
         {
@@ -411,22 +419,39 @@ def consume_rate(bootstrap: str, topics: Iterable[str], count: int, timeout: flo
             "group.id": f"bench-raw-consume-{time.time_ns()}",
             "enable.auto.commit": False,
             "fetch.max.bytes": 52_428_800,
+            "fetch.wait.max.ms": 5,  # an emptied partition must not hold each pass for the default 500 ms
         }
     )
     metadata = consumer.list_topics(timeout=10)
-    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata.topics[t].partitions])
-    got = 0
+    tps = [(t, p) for t in topics for p in metadata.topics[t].partitions]
+    # Absolute start offsets: assigning OFFSET_BEGINNING would cost an offset lookup per partition and pass.
+    lows = {tp: consumer.get_watermark_offsets(TopicPartition(*tp), timeout=10)[0] for tp in tps}
+    counted = 0
+    busy = 0.0
+    first_pass = 0
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
     try:
-        while got < count and time.monotonic() < deadline:
-            for m in consumer.consume(num_messages=10_000, timeout=0.2):
-                if m.error() is None:
-                    got += 1
-        elapsed = time.perf_counter() - started
+        while time.monotonic() < deadline:
+            consumer.assign([TopicPartition(t, p, max(lows[(t, p)], 0)) for t, p in tps])
+            got = 0
+            first_at: float | None = None
+            while got < count and time.monotonic() < deadline:
+                batch = consumer.consume(num_messages=500, timeout=0.2)
+                n = sum(1 for m in batch if m.error() is None)
+                if n and first_at is None:
+                    first_at = time.perf_counter()  # the first fetch's round trip is latency, not throughput
+                elif n:
+                    counted += n
+                got += n
+            if first_at is not None:
+                busy += time.perf_counter() - first_at
+            first_pass = first_pass or got
+            if got < count or time.perf_counter() - started >= min_seconds:
+                break
     finally:
         consumer.close()
-    return (got / elapsed if elapsed > 0 else 0.0), got
+    return (counted / busy if busy > 0 else 0.0), first_pass
 
 
 def warm_up_broker(bootstrap: str, timeout: float = 90.0) -> float:
@@ -453,3 +478,46 @@ def warm_up_broker(bootstrap: str, timeout: float = 90.0) -> float:
     finally:
         consumer.close()
     return time.monotonic() - started
+
+
+def prepare_cdp_topics(bootstrap: str, topic_prefix: str, timeout: float = 60.0) -> None:
+    """Create a cdp deployment's topics (as `cdp` would, with its default partitions and durability) and wait
+    until every partition has a leader and answers offset requests, before any cdp process starts: a process
+    that creates its topics and reads them at once can race the broker's leader election on a fresh topic."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from cdp.settings import Settings
+    from streams.topics import ensure_topics
+
+    defaults = {
+        name: Settings.model_fields[name].default
+        for name in ("topic_partitions", "topic_replication", "topic_min_insync")
+    }
+    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, **defaults)
+    ensure_topics(settings)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-leaders-{time.time_ns()}"})
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            metadata = consumer.list_topics(timeout=10)
+            pending = [
+                TopicPartition(name, p)
+                for name, meta in metadata.topics.items()
+                if name.startswith(f"{topic_prefix}.")
+                for p, part in meta.partitions.items()
+                if part.leader < 0 or part.error is not None
+            ]
+            if not pending:
+                try:
+                    for name, meta in metadata.topics.items():
+                        if name.startswith(f"{topic_prefix}."):
+                            for p in meta.partitions:
+                                consumer.get_watermark_offsets(TopicPartition(name, p), timeout=5)
+                    return
+                except KafkaException:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topics of {topic_prefix} have no leader after {timeout:.0f} s: {pending[:5]}")
+            time.sleep(0.2)
+    finally:
+        consumer.close()

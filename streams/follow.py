@@ -7,14 +7,16 @@ are compacted, so reading from the beginning costs the current state, not the wh
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 Apply = Callable[[Message], None]
+log = logging.getLogger(__name__)
 
 
 class TopicFollower:
@@ -23,6 +25,7 @@ class TopicFollower:
         self._caught_up = threading.Event()
         self._stop = threading.Event()
         self.applied = 0
+        self._failed = False
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -36,18 +39,25 @@ class TopicFollower:
 
     def start(self, wait: float = 60.0) -> TopicFollower:
         self._thread.start()
-        if not self._caught_up.wait(wait):
+        if not self._caught_up.wait(wait) or self._failed:
             raise RuntimeError(f"could not read {', '.join(self._handlers)} within {wait} s")
         return self
 
     def _follow(self) -> None:
+        try:
+            self._follow_topics()
+        except Exception:  # a dead follower must be loud: start() then fails instead of waiting in silence
+            log.exception("follower %s stopped", self._thread.name)
+            self._failed = True
+            self._caught_up.set()
+
+    def _follow_topics(self) -> None:
         assignment: list[TopicPartition] = []
         targets: dict[tuple[str, int], int] = {}
         for name in self._handlers:
-            meta = self._consumer.list_topics(name, timeout=30).topics[name]
-            for p in meta.partitions:
+            for p in self._partitions(name):
                 assignment.append(TopicPartition(name, p, OFFSET_BEGINNING))
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(name, p), timeout=30)
+                high = self._high_watermark(name, p)
                 if high > 0:
                     targets[(name, p)] = high
         self._consumer.assign(assignment)
@@ -66,6 +76,33 @@ class TopicFollower:
                     if not targets:
                         self._caught_up.set()
         self._consumer.close()
+
+    def _partitions(self, topic: str, timeout: float = 60.0) -> list[int]:
+        """Partitions of a topic once each has a leader: a topic created a moment ago may not have one yet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            meta = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if (
+                meta is not None
+                and meta.error is None
+                and meta.partitions
+                and all(pm.leader >= 0 for pm in meta.partitions.values())
+            ):
+                return sorted(meta.partitions)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {topic} has no leader for every partition after {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def _high_watermark(self, topic: str, partition: int, timeout: float = 60.0) -> int:
+        """Retried: right after creation the broker can still answer NOT_LEADER_FOR_PARTITION."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return int(self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def stop(self) -> None:
         self._stop.set()

@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.context import Context
 from bench.core import Result, register
+from bench.stack import self_peak_rss_mb
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 PEOPLE = 200_000
@@ -100,9 +101,7 @@ def child(n: int, path: str) -> dict[str, Any]:
                 best = elapsed if best is None else min(best, elapsed)
             times[label] = best
         out[name] = times
-    import resource
-
-    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_mb"] = self_peak_rss_mb()
     return out
 
 

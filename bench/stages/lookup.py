@@ -24,7 +24,7 @@ import orjson
 
 from bench.context import Context
 from bench.core import Result, StageError, percentile, register
-from bench.stack import free_port, produce_all
+from bench.stack import free_port, produce_all, self_peak_rss_mb
 
 AUDIENCES = 5
 _CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
@@ -86,13 +86,11 @@ def load_process(
         await asyncio.gather(*(_connection(host, port, token, t, i, latencies, errors) for t, i in per_conn))
 
     asyncio.run(main())
-    import resource
-
     return {
         "latencies_ms": latencies,
         "errors": errors,
         "offered": n,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": self_peak_rss_mb(),
     }
 
 

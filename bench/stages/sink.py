@@ -80,7 +80,7 @@ class SinkStage:
                 res["sink_rows_per_s"],
                 "rows/s",
                 res["raw_rows_per_s"],
-                "raw row insert",
+                "raw chDB insert, same rows",
                 peak_rss_mb=peaks,
                 details=res,
             ),

@@ -15,6 +15,7 @@ from bench.core import (
     Result,
     StageError,
     format_number,
+    format_ratio,
     format_rss,
     format_table,
     percentile,
@@ -75,6 +76,14 @@ def test_percentile_rejects_out_of_range(q: float) -> None:
 )
 def test_format_number(value: float | None, text: str) -> None:
     assert format_number(value) == text
+
+
+def test_format_ratio() -> None:
+    assert format_ratio(1.6789) == "1.68"
+    assert format_ratio(0.1) == "0.10"
+    assert format_ratio(0.0503) == "0.05"
+    assert format_ratio(0.000414) == "0.00041"
+    assert format_ratio(0.0) == "0.00"
 
 
 def test_format_rss() -> None:
