@@ -59,35 +59,24 @@ class AsyncProducer:
         all of them."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        futures: list[asyncio.Future[None]] = []
-
-        def make_cb(fut: asyncio.Future[None]):  # one closure per record: delivery runs on the poll thread
-            def cb(err: KafkaError | None, _msg: object) -> None:
-                # RuntimeError: the loop is closed, so nobody is waiting for this answer any more.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_resolve, fut, None if err is None else KafkaException(err))
-
-            return cb
-
-        for topic, key, value in records:
-            fut: asyncio.Future[None] = loop.create_future()
-            futures.append(fut)
+        batch = list(records)
+        if not batch:
+            return
+        acks = _Acks(loop, len(batch))
+        for topic, key, value in batch:
             while True:
                 try:
-                    self._producer.produce(topic, value=value, key=key, on_delivery=make_cb(fut))
+                    self._producer.produce(topic, value=value, key=key, on_delivery=acks)
                     break
                 except BufferError:  # local queue full: back-pressure rather than drop, but only until the
                     # deadline: with the broker down the queue drains only as messages expire (message.timeout.ms),
                     # and the client must get its 503 within the bound, not hang.
                     if loop.time() >= deadline:
-                        for pending in futures:  # their late delivery reports are not waited for
-                            pending.cancel()
+                        acks.future.cancel()  # late delivery reports of this request are not waited for
                         raise ProduceTimeout(f"producer queue full for {timeout:.1f} s") from None
                     await asyncio.sleep(0.01)
-        if not futures:
-            return
         try:
-            await asyncio.wait_for(asyncio.gather(*futures), max(0.0, deadline - loop.time()))
+            await asyncio.wait_for(acks.future, max(0.0, deadline - loop.time()))
         except TimeoutError as exc:
             raise ProduceTimeout(f"broker did not acknowledge within {timeout:.1f} s") from exc
 
@@ -118,6 +107,30 @@ class AsyncProducer:
         if remaining:
             log.error("%d messages undelivered at producer close", remaining)
         return remaining
+
+
+class _Acks:
+    """The delivery reports of one request. Counted on the poll thread; the event loop is woken once, when the
+    last report arrives (waking it per message cost a self-pipe write per event)."""
+
+    __slots__ = ("error", "future", "loop", "pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pending: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.pending = pending
+        self.error: KafkaError | None = None
+
+    def __call__(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None and self.error is None:
+            self.error = err
+        self.pending -= 1
+        if self.pending == 0:
+            # RuntimeError: the loop is closed, so nobody is waiting for this answer any more.
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(
+                    _resolve, self.future, None if self.error is None else KafkaException(self.error)
+                )
 
 
 def _resolve(fut: asyncio.Future[None], exc: BaseException | None) -> None:
