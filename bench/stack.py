@@ -159,16 +159,17 @@ class CdpProcess:
         self.parts = parts
         self.topic_prefix = topic_prefix
         self.bootstrap = bootstrap
-        self.env = child_env(
-            CDP_KAFKA_BOOTSTRAP=bootstrap,
-            CDP_DATA_DIR=str(data_dir),
-            CDP_TOPIC_PREFIX=topic_prefix,
-            CDP_HTTP_PORT=str(self.port),
-            CDP_LOG_LEVEL="WARNING",
-            **env,
-        )
+        defaults = {
+            "CDP_KAFKA_BOOTSTRAP": bootstrap,
+            "CDP_DATA_DIR": str(data_dir),
+            "CDP_TOPIC_PREFIX": topic_prefix,
+            "CDP_HTTP_PORT": str(self.port),
+            "CDP_LOG_LEVEL": "WARNING",
+        }
+        self.env = child_env(**{**defaults, **env})
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        # One log per process: several processes may share a data folder (a stitch-only worker beside `cdp run`).
+        self.log_path = data_dir.parent / f"{data_dir.name}-{parts}-{self.port}.log"
         self.write_keys: dict[str, str] = {}
         self.admin_token = ""
         self.read_token = ""
@@ -218,23 +219,25 @@ class CdpProcess:
             self.read_token = m.group(1)
         return self
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds until /readyz answered 200."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
+                    return time.monotonic() - started
             time.sleep(0.1)
         raise TimeoutError(f"cdp {self.parts} not ready in {timeout:.0f} s")
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def stop(self, timeout: float = 60.0) -> int | None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 90.0) -> int | None:
+        """Signal the process (SIGTERM: clean shutdown; SIGKILL: a crash) and return its exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -104,10 +104,7 @@ def test_deflate_zlib_and_raw() -> None:
     raw = zlib.compressobj(wbits=-15)
     body = raw.compress(b"raw deflate") + raw.flush()
     assert read(body, "deflate") == b"raw deflate"
-    assert (
-        read([zlib.compress(b"one byte chunks")[i : i + 1] for i in range(30)], "deflate")
-        == b"one byte chunks"
-    )
+    assert read([zlib.compress(b"one byte chunks")[i : i + 1] for i in range(30)], "deflate") == b"one byte chunks"
 
 
 def test_decompressed_size_is_bounded() -> None:

@@ -15,8 +15,7 @@ from schemas.segment import parse_event
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)
 
 CHROME_DESKTOP = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/120.0.0.0 Safari/537.36"
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )
 IPHONE_SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -28,8 +27,7 @@ IPAD = (
     "Version/16.6 Mobile/15E148 Safari/604.1"
 )
 ANDROID_TABLET = (
-    "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/120.0.0.0 Safari/537.36"
+    "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )
 
 
@@ -135,9 +133,7 @@ def test_existing_message_id_kept() -> None:
 
 
 def test_channel_source_and_write_key() -> None:
-    out = run(
-        {"type": "track", "channel": "browser", "writeKey": "wk_secret"}, channel="mobile", source_id="app"
-    )
+    out = run({"type": "track", "channel": "browser", "writeKey": "wk_secret"}, channel="mobile", source_id="app")
     assert out["channel"] == "mobile"
     assert out["sourceId"] == "app"
     assert "writeKey" not in out

@@ -20,11 +20,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def cdp(kafka, tmp_path_factory):
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    service = CdpProcess(kafka.bootstrap, tmp_path_factory.mktemp("aud") / "data", prefix,
-                         CDP_AUDIENCE_WINDOW_REFRESH_S="1").start()
+    service = CdpProcess(
+        kafka.bootstrap, tmp_path_factory.mktemp("aud") / "data", prefix, CDP_AUDIENCE_WINDOW_REFRESH_S="1"
+    ).start()
     service.wait_ready()
-    service.prefix = prefix  # type: ignore[attr-defined]
-    service.bootstrap = kafka.bootstrap  # type: ignore[attr-defined]
     yield service
     assert service.stop() == 0, service.output()[-3000:]
 
@@ -34,8 +33,12 @@ def create(cdp: CdpProcess, body: dict) -> httpx.Response:
 
 
 def track(cdp: CdpProcess, anon: str, **event) -> None:
-    r = httpx.post(f"{cdp.url}/v1/batch", json={"batch": [{"anonymousId": anon, **event}]},
-                   auth=(cdp.write_keys["online"], ""), timeout=30)
+    r = httpx.post(
+        f"{cdp.url}/v1/batch",
+        json={"batch": [{"anonymousId": anon, **event}]},
+        auth=(cdp.write_keys["online"], ""),
+        timeout=30,
+    )
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
 
 
@@ -55,9 +58,10 @@ def wait_lookup(cdp: CdpProcess, id_type: str, value: str, audience: str, presen
 
 
 def changes(cdp: CdpProcess, audience: str, timeout: float = 20) -> list[dict]:
-    consumer = Consumer({"bootstrap.servers": cdp.bootstrap, "group.id": uuid.uuid4().hex,  # type: ignore[attr-defined]
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([f"{cdp.prefix}.audience.changes"])  # type: ignore[attr-defined]
+    consumer = Consumer(
+        {"bootstrap.servers": cdp.bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([f"{cdp.topic_prefix}.audience.changes"])
     found, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
         for m in consumer.consume(500, timeout=0.5):
@@ -72,9 +76,17 @@ def changes(cdp: CdpProcess, audience: str, timeout: float = 20) -> list[dict]:
 
 
 def test_enter_on_qualifying_event_exit_on_later_event(cdp: CdpProcess) -> None:
-    rule = {"all": [{"event": None, "type": "page", "where": [{"property": "path", "op": "eq", "value": "/pricing"}],
-                     "within_days": 7},
-                    {"not": {"event": "Order Completed", "type": "track"}}]}
+    rule = {
+        "all": [
+            {
+                "event": None,
+                "type": "page",
+                "where": [{"property": "path", "op": "eq", "value": "/pricing"}],
+                "within_days": 7,
+            },
+            {"not": {"event": "Order Completed", "type": "track"}},
+        ]
+    }
     r = create(cdp, {"name": "Pricing, no purchase", "scope": "profile", "rule": rule})
     assert r.status_code == 201, r.text
     audience = r.json()["id"]

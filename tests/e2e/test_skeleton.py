@@ -23,13 +23,18 @@ def cdp(kafka, data_dir, topic_prefix):
 
 def test_track_event_lands_in_clickhouse(cdp: CdpProcess) -> None:
     mid = str(uuid.uuid4())
-    r = httpx.post(f"{cdp.url}/v1/track", auth=(cdp.write_keys["online"], ""), json={
-        "messageId": mid, "anonymousId": "anon-1", "event": "Signed Up", "properties": {"plan": "pro"}})
+    r = httpx.post(
+        f"{cdp.url}/v1/track",
+        auth=(cdp.write_keys["online"], ""),
+        json={"messageId": mid, "anonymousId": "anon-1", "event": "Signed Up", "properties": {"plan": "pro"}},
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"success": True}
     cdp.wait_for(f"SELECT count() FROM cdp.events WHERE message_id = '{mid}'", 1, timeout=15)
-    row = cdp.sql(f"SELECT channel, type, event, anonymous_id, JSONExtractString(properties, 'plan'), "
-                  f"profile_id != '' FROM cdp.events WHERE message_id = '{mid}'")[0]
+    row = cdp.sql(
+        f"SELECT channel, type, event, anonymous_id, JSONExtractString(properties, 'plan'), "
+        f"profile_id != '' FROM cdp.events WHERE message_id = '{mid}'"
+    )[0]
     assert row == ["online", "track", "Signed Up", "anon-1", "pro", True]
 
 
@@ -48,9 +53,17 @@ def test_sigterm_after_burst_loses_nothing(kafka, data_dir, topic_prefix) -> Non
 
     async def burst() -> int:
         async with httpx.AsyncClient(auth=(key, ""), timeout=30) as client:
+
             async def post(i: int) -> int:
-                batch = [{"type": "track", "event": "Burst", "anonymousId": f"a-{run_id}-{i}-{j % 7}",
-                          "messageId": f"{run_id}-{i}-{j}"} for j in range(100)]
+                batch = [
+                    {
+                        "type": "track",
+                        "event": "Burst",
+                        "anonymousId": f"a-{run_id}-{i}-{j % 7}",
+                        "messageId": f"{run_id}-{i}-{j}",
+                    }
+                    for j in range(100)
+                ]
                 r = await client.post(f"{service.url}/v1/batch", json={"batch": batch})
                 assert r.status_code == 200, r.text
                 return r.json()["accepted"]

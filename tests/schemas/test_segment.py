@@ -102,9 +102,7 @@ def test_not_an_object() -> None:
 
 
 def test_numeric_ids_are_coerced_to_strings() -> None:
-    event = parse_event(
-        {"userId": 42, "anonymousId": 7.0, "groupId": 1.5, "messageId": 9, "traits": {}}, "group"
-    )
+    event = parse_event({"userId": 42, "anonymousId": 7.0, "groupId": 1.5, "messageId": 9, "traits": {}}, "group")
     assert (event.user_id, event.anonymous_id, event.group_id, event.message_id) == ("42", "7", "1.5", "9")
     assert event.to_segment()["userId"] == "42"
 
@@ -352,9 +350,7 @@ def test_items_carry_their_own_type() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
 field_names = st.sampled_from(
