@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from identity.extract import Identifier, extract_identifiers
@@ -348,13 +348,7 @@ class IdentityChange:
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id_type": self.id_type,
-            "id_value": self.id_value,
-            "profile_id": self.profile_id,
-            "ts_ms": self.ts_ms,
-            "version": self.version,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -373,12 +367,7 @@ class Merge:
     ts_ms: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "from_profile": self.from_profile,
-            "into_profile": self.into_profile,
-            "cause": self.cause,
-            "ts_ms": self.ts_ms,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -397,13 +386,7 @@ class Refusal:
     ts_ms: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "peer": self.peer,
-            "reason": self.reason,
-            "cause": self.cause,
-            "ts_ms": self.ts_ms,
-        }
+        return asdict(self)
 
 
 @dataclass
