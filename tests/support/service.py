@@ -11,7 +11,10 @@ from typing import Any
 
 import httpx
 
+from bench.stack import ROOT
 from bench.stack import CdpProcess as _CdpProcess
+
+__all__ = ["ROOT", "CdpProcess"]
 
 
 class CdpProcess(_CdpProcess):
