@@ -52,7 +52,13 @@ def run(
     from sinks.clickhouse import ClickHouse
     from sinks.migrate import migrate
     from sinks.rows import EVENT_COLUMNS, event_row
-    from sinks.writer import KafkaSink, Route
+    from sinks.writer import KafkaSink
+
+    def sink_routes_for_events(name: str):  # the route `cdp run` uses for the stitched topic
+        from cdp.runner import sink_routes
+        from cdp.settings import Settings
+
+        return sink_routes(Settings(topic_prefix="x"))["x.events.stitched"]
 
     url = f"chdb://{chdb}"
     ch = ClickHouse(url, "cdp")
@@ -61,7 +67,7 @@ def run(
         ch,
         bootstrap,
         f"bench-sink-{time.time_ns()}",
-        {topic: Route("events_store", EVENT_COLUMNS, event_row)},
+        {topic: sink_routes_for_events(topic)},
         batch_rows,
         flush_s,
     )

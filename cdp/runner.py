@@ -27,11 +27,9 @@ from cdp.settings import CHANNELS, Settings
 from sinks.clickhouse import ClickHouse
 from sinks.migrate import migrate
 from sinks.rows import (
-    EVENT_COLUMNS,
     IDENTITY_COLUMNS,
     MERGE_COLUMNS,
     REFUSAL_COLUMNS,
-    event_row,
     identity_row,
     merge_row,
     refusal_row,
@@ -70,7 +68,7 @@ def kafka_probe(bootstrap: str):
 def sink_routes(settings: Settings) -> dict[str, Route]:
     t = topics_for(settings)
     return {
-        t.stitched: Route("events_store", EVENT_COLUMNS, event_row),
+        t.stitched: Route("events_landing", json=True),
         t.identities: Route("identities_store", IDENTITY_COLUMNS, identity_row),
         t.merges: Route("merges", MERGE_COLUMNS, merge_row),
         t.refusals: Route("identity_refusals", REFUSAL_COLUMNS, refusal_row),

@@ -59,6 +59,23 @@ class ClickHouse:
                 column_oriented=True,
             )
 
+    def insert_json_lines(self, table: str, lines: Sequence[bytes], dedup_token: str | None = None) -> None:
+        """Insert JSON objects (one per line) and let the engine parse them: for landing tables whose
+        materialized views map the records (sinks/migrations/005_events_landing.sql)."""
+        settings: dict[str, Any] = {
+            "input_format_json_read_objects_as_strings": 1,
+            "input_format_json_read_numbers_as_strings": 1,
+            "input_format_json_read_bools_as_strings": 1,
+            "input_format_skip_unknown_fields": 1,
+        }
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+            settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
+        with self._lock:
+            self._client.raw_insert(
+                f"{self.database}.{table}", None, b"\n".join(lines), settings=settings, fmt="JSONEachRow"
+            )
+
     def ping(self) -> bool:
         try:
             return self.scalar("SELECT 1") == 1

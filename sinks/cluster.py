@@ -19,6 +19,7 @@ from sinks.migrate import migration_files, statements
 
 SHARDING_KEYS = {
     "events_store": "cityHash64(message_id)",
+    "events_landing": "cityHash64(messageId)",
     "identities_store": "cityHash64(id_type, id_value)",
     "merges": "cityHash64(from_profile)",
     "identity_refusals": "cityHash64(node)",
@@ -59,7 +60,7 @@ def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> lis
                 body = stmt.replace(f"{db}.{name}", f"{db}.{name} ON CLUSTER {cluster}", 1)
                 if m.group(1):  # materialized: read and write the shard-local tables
                     body = re.sub(rf"\bTO {db}\.(\w+)", rf"TO {db}.\1_local", body, count=1)
-                    body = re.sub(rf"\bFROM {db}\.(\w+_store)\b", rf"FROM {db}.\1_local", body)
+                    body = re.sub(rf"\bFROM {db}\.(\w+_(?:store|landing))\b", rf"FROM {db}.\1_local", body)
                 out.append(body)
             else:
                 raise ValueError(f"no cluster rule for statement: {stmt[:80]}")

@@ -36,9 +36,13 @@ class Record:
 
 @dataclass(frozen=True)
 class Route:
+    """Where a topic's records go: rows built by `row` into `columns`, or, with `json=True`, the records as
+    they are into a landing table whose materialized view maps them (the engine parses the JSON)."""
+
     table: str
-    columns: tuple[str, ...]
-    row: RowFn
+    columns: tuple[str, ...] = ()
+    row: RowFn | None = None
+    json: bool = False
 
 
 class KafkaSink:
@@ -131,6 +135,11 @@ class KafkaSink:
             by_topic[m.topic].append(m)
         for topic, items in by_topic.items():
             route = self.routes[topic]
+            if route.json:
+                self.ch.insert_json_lines(route.table, [m.value for m in items], dedup_token=_token(topic, items))
+                self.rows_written += len(items)
+                continue
+            assert route.row is not None
             rows = []
             for m in items:
                 try:

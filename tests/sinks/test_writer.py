@@ -9,7 +9,6 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sinks.rows import EVENT_COLUMNS, event_row
 from sinks.writer import KafkaSink, Route
 from streams.producer import AsyncProducer
 
@@ -58,7 +57,7 @@ def _wait_count(ch, expected: int, timeout: float = 60) -> None:
 
 def _sink(ch, bootstrap: str, topic: str, group: str) -> KafkaSink:
     return KafkaSink(
-        ch, bootstrap, group, {topic: Route("events_store", EVENT_COLUMNS, event_row)}, batch_rows=500, flush_s=0.1
+        ch, bootstrap, group, {topic: Route("events_landing", json=True)}, batch_rows=500, flush_s=0.1
     ).start()
 
 

@@ -1,0 +1,51 @@
+"""The events landing table: the engine parses the stitched topic's JSON and the view maps it into events_store."""
+
+import orjson
+
+from sinks.rows import EVENT_COLUMNS
+
+
+def _line(mid: str, **extra) -> bytes:
+    return orjson.dumps(
+        {
+            "messageId": mid,
+            "type": "track",
+            "event": "E",
+            "anonymousId": "a",
+            "channel": "online",
+            "sourceId": "web",
+            "profileId": "p",
+            "identityKey": "anonymous_id:a",
+            "timestamp": "2026-01-02T03:04:05.678Z",
+            "receivedAt": "2026-01-02T03:04:06.000Z",
+            "properties": {"revenue": 10, "items": [1, 2]},
+            "context": {"ip": "x"},
+            **extra,
+        }
+    )
+
+
+def test_records_map_like_the_row_builder(ch) -> None:
+    ch.insert_json_lines(
+        "events_landing",
+        [
+            _line("m1"),
+            _line("m2", type="page", event=None, name="Pricing", anonymousId=42, traits={"plan": "pro"}),
+            _line("m3", timestamp=None, unknownField={"x": 1}),
+        ],
+    )
+    cols, rows = ch.query(f"SELECT {', '.join(EVENT_COLUMNS)} FROM {ch.database}.events ORDER BY message_id")
+    got = [dict(zip(cols, r, strict=True)) for r in rows]
+    assert [g["message_id"] for g in got] == ["m1", "m2", "m3"]
+    assert got[0]["event"] == "E" and orjson.loads(got[0]["properties"]) == {"revenue": 10, "items": [1, 2]}
+    assert got[0]["timestamp"].isoformat().startswith("2026-01-02T03:04:05.678")
+    assert (got[1]["type"], got[1]["event"], got[1]["anonymous_id"]) == ("page", "Pricing", "42")
+    assert orjson.loads(got[1]["traits"]) == {"plan": "pro"} and got[0]["traits"] == "{}"
+    assert got[2]["timestamp"] == got[2]["received_at"]  # no timestamp: the receive time stands in
+
+
+def test_a_retried_block_is_stored_once(ch) -> None:
+    lines = [_line(f"r{i}") for i in range(500)]
+    ch.insert_json_lines("events_landing", lines, dedup_token="topic|0:0-499")
+    ch.insert_json_lines("events_landing", lines, dedup_token="topic|0:0-499")  # forced retry
+    assert ch.scalar(f"SELECT count() FROM {ch.database}.events_store") == 500
