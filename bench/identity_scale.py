@@ -10,6 +10,7 @@ with new nodes and merges, never settling into already-known ones. Uses its own 
 from __future__ import annotations
 
 import argparse
+import signal
 import tempfile
 import time
 import uuid
@@ -52,8 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         broker = Broker(Path(tmp) / "kafka").start()
         prefix = f"scale{run}"
+        worker = CdpProcess(broker.bootstrap, Path(tmp) / "w0", prefix, "worker", CDP_WORKER_SINKS="false")
         try:
-            worker = CdpProcess(broker.bootstrap, Path(tmp) / "w0", prefix, "worker", CDP_WORKER_SINKS="false")
             worker.launch().wait_started()
             time.sleep(5)
             t0 = time.perf_counter()
@@ -87,8 +88,9 @@ def main() -> None:
                 f"{a.identifiers / elapsed:,.0f} identifiers/s; {ops:,} identity messages; "
                 f"worker peak RSS {peak:.0f} MiB"
             )
-            worker.stop()
         finally:
+            # Stop the worker while its broker is still up (a worker that lost its broker is slow to stop).
+            worker.stop(signal.SIGKILL)
             broker.stop()
 
 
