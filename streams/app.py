@@ -117,9 +117,10 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
                 states[msg.node] = step.state
                 touched_by[msg.node] = event
                 await send_outputs(step, msg.node)
-            # Outputs first, state last: after a crash between the two the batch is replayed against the old
-            # states and the messages are sent again (duplicates are harmless), instead of persisted states
-            # whose messages were never sent.
+            # Outputs delivered before any state is written: after a crash the batch is replayed, and a replayed
+            # message whose state was already persisted must not owe a message that was lost. Without the flush
+            # the order is only that of the send calls; outputs and changelog go out in separate requests.
+            await app.producer.flush()
             # No await in this loop, so nothing else sees the borrowed current event.
             previous = stream.current_event
             for node, state in states.items():
