@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from schemas.timestamps import parse_ts
 
 EVENT_COLUMNS = (
     "message_id",
@@ -27,16 +28,6 @@ EVENT_COLUMNS = (
 IDENTITY_COLUMNS = ("id_type", "id_value", "profile_id", "first_seen", "updated_at", "version")
 MERGE_COLUMNS = ("from_profile", "into_profile", "cause", "merged_at")
 REFUSAL_COLUMNS = ("node", "peer", "reason", "cause", "refused_at")
-
-
-def parse_ts(value: Any) -> datetime:
-    """ISO-8601 (with Z) or epoch milliseconds -> aware UTC datetime."""
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    if isinstance(value, str) and value:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    return datetime.now(UTC)
 
 
 def _json(value: Any) -> str:

@@ -24,6 +24,7 @@ from cdp.settings import Settings
 from identity.extract import extract_identifiers
 from identity.graph import NodeState, Step, handle, message_from_dict, observes_for_event
 from identity.rules import IdentityRules
+from schemas.timestamps import parse_ts
 from schemas.validation import invalid_reason
 from streams.topics import topics_for
 
@@ -161,6 +162,4 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
 
 
 def _event_ms(event: dict[str, Any]) -> int:
-    from sinks.rows import parse_ts  # one timestamp parser for the whole pipeline
-
     return int(parse_ts(event.get("timestamp") or event.get("receivedAt")).timestamp() * 1000)

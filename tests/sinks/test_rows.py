@@ -1,7 +1,8 @@
 from datetime import UTC, datetime
 
+from schemas.timestamps import parse_ts
 from sinks.audience_eval import diff_members
-from sinks.rows import EVENT_COLUMNS, event_row, identity_row, parse_ts
+from sinks.rows import EVENT_COLUMNS, event_row, identity_row
 
 
 def test_event_row_maps_segment_fields() -> None:
