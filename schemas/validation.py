@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.errors import EventError, FieldError
-from schemas.segment import parse_event
+from schemas.segment import accept_event
 
 # Enrichment (receivedAt, context.ua, ...) may push an event that was just under the edge limit over it; the
 # worker must not dead-letter what the collector accepted.
@@ -23,7 +23,7 @@ def invalid_reason(event: Any) -> str | None:
     if not isinstance(event, dict):
         return "event: not a JSON object"
     try:
-        parse_event(event, None, max_bytes=WORKER_MAX_BYTES)
+        accept_event(event, None, max_bytes=WORKER_MAX_BYTES)
     except EventError as exc:
         errors = [e for e in exc.errors if not _satisfied_offline(event, e)]
         if errors:
@@ -39,7 +39,7 @@ def offline_invalid_reason(event: Any) -> str | None:
     if not isinstance(event, dict):
         return "row: not a JSON object"
     try:
-        parse_event(event, None)
+        accept_event(event, None)
     except EventError as exc:
         errors = [e for e in exc.errors if not _satisfied_offline(event, e)]
         if errors:

@@ -22,7 +22,7 @@ from api.deps import Services
 from api.enrich import client_ip, enrich
 from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
 from schemas.errors import EventError
-from schemas.segment import EventTooLarge, parse_batch, parse_event
+from schemas.segment import EventTooLarge, accept_batch, accept_event
 from streams.producer import ProduceTimeout
 
 router = APIRouter()
@@ -115,9 +115,9 @@ async def collect(request: Request, forced_type: str | None) -> JSONResponse:
     )
     topic = services.topics.raw(source.channel)
 
-    def prepare(model: Any) -> dict[str, Any]:
+    def prepare(event: dict[str, Any]) -> dict[str, Any]:
         return enrich(
-            model.model_dump(by_alias=True, exclude_none=True, mode="json"),
+            event,
             received_at=received,
             client_ip=ip,
             channel=source.channel,
@@ -126,7 +126,7 @@ async def collect(request: Request, forced_type: str | None) -> JSONResponse:
 
     if forced_type is not None:
         try:
-            event = prepare(parse_event(payload, forced_type, max_bytes=services.settings.max_event_bytes))
+            event = prepare(accept_event(payload, forced_type, max_bytes=services.settings.max_event_bytes))
         except EventTooLarge as exc:
             # Measured on what the client sent, not on the enriched event: an event the SDK kept under the
             # limit is not refused because we added receivedAt and a parsed user agent.
@@ -143,13 +143,13 @@ async def collect(request: Request, forced_type: str | None) -> JSONResponse:
         return JSONResponse({"success": True})
 
     try:
-        good, bad = parse_batch(payload, max_bytes=services.settings.max_event_bytes)
+        good, bad = accept_batch(payload, max_bytes=services.settings.max_event_bytes)
     except EventError as exc:
         EVENTS_REJECTED.labels("invalid_batch").inc()
         return _error(400, "invalid batch", _field_errors(exc))
     records: list[tuple[str, bytes | None, bytes]] = []
-    for model in good:
-        event = prepare(model)
+    for valid in good:
+        event = prepare(valid)
         records.append((topic, partition_key(event), orjson.dumps(event)))
     rejected = []
     items = payload.get("batch") or []
