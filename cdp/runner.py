@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,9 +112,15 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
     services = Services(settings=settings, topics=topics, kafka_ready=kafka_probe(settings.kafka_bootstrap))
 
     stop = asyncio.Event()
+    deadline = ShutdownDeadline(settings.shutdown_timeout_s)
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        stop.set()
+        deadline.arm()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
 
     ch: ClickHouse | None = None
     producer: AsyncProducer | None = None
@@ -208,6 +216,7 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
         await stop.wait()
         log.info("stopping")
     finally:
+        deadline.arm()
         if server is not None and server_task is not None:
             server.should_exit = True
             with contextlib.suppress(Exception):
@@ -228,8 +237,40 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
                 log.error("%d accepted events could not be delivered", undelivered)
         if ch is not None:
             ch.close()
+    deadline.cancel()
     log.info("stopped cleanly")
     return 0
+
+
+class ShutdownDeadline:
+    """Exits the process if shutting down takes longer than ``seconds``.
+
+    Why: Faust and the Kafka clients retry for ever when the broker is gone, and a chDB insert can wait on a
+    stuck disk; a stop must still end, or supervisors (and the next `make run`) meet a process that keeps a
+    core and the chDB folder. Exiting hard loses nothing acknowledged: the collector answered 200 only after
+    the broker had the event, and sinks and agents re-read what they had not committed.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._timer: threading.Timer | None = None
+
+    def arm(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.seconds, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        log.error(
+            "shutdown did not finish within %.0f s: exiting now (uncommitted work is re-read on restart)", self.seconds
+        )
+        logging.shutdown()
+        os._exit(3)
 
 
 def run(settings: Settings, parts: frozenset[str] = PARTS) -> int:

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = 500 * 1024
     produce_timeout_s: float = Field(4.0, description="Longest wait for the broker before answering 503.")
     trust_forwarded_for: bool = False
+    shutdown_timeout_s: float = Field(
+        45.0,
+        description="After SIGTERM/SIGINT the process exits within this bound even if Kafka or ClickHouse is gone "
+        "(what was not committed is read again after a restart).",
+    )
     cors_origins: str = "*"
 
     sink_batch_rows: int = 20_000

@@ -67,6 +67,8 @@ class ClickHouse:
             "input_format_json_read_numbers_as_strings": 1,
             "input_format_json_read_bools_as_strings": 1,
             "input_format_skip_unknown_fields": 1,
+            # The landing table feeds two views (events_store and the anonymous profiles): one thread each.
+            "parallel_view_processing": 1,
         }
         if dedup_token:
             settings["insert_deduplication_token"] = dedup_token

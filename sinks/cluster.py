@@ -29,6 +29,8 @@ SHARDING_KEYS = {
 }
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\s*\(", re.S)
 _CREATE_VIEW = re.compile(r"^CREATE (?:OR REPLACE )?(MATERIALIZED )?VIEW (?:IF NOT EXISTS )?(\w+)\.(\w+)", re.S)
+_DROP_VIEW = re.compile(r"^DROP VIEW IF EXISTS (\w+)\.(\w+)$")
+_ALTER_TABLE = re.compile(r"^ALTER TABLE (\w+)\.(\w+) ")
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*MergeTree)(\(([^)]*)\))?")
 
 
@@ -62,6 +64,11 @@ def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> lis
                     body = re.sub(rf"\bTO {db}\.(\w+)", rf"TO {db}.\1_local", body, count=1)
                     body = re.sub(rf"\bFROM {db}\.(\w+_(?:store|landing))\b", rf"FROM {db}.\1_local", body)
                 out.append(body)
+            elif m := _DROP_VIEW.match(stmt):
+                out.append(f"{stmt} ON CLUSTER {cluster}")
+            elif m := _ALTER_TABLE.match(stmt):  # table settings belong to the shard-local tables
+                table = m.group(2)
+                out.append(stmt.replace(f"{db}.{table}", f"{db}.{table}_local ON CLUSTER {cluster}", 1))
             else:
                 raise ValueError(f"no cluster rule for statement: {stmt[:80]}")
     return out

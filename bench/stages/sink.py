@@ -21,7 +21,10 @@ from bench.stack import ROOT, child_env, create_topics, produce_all
 
 
 def stitched_records(topic: str, rows: int, seed: int) -> Iterator[tuple[str, bytes, bytes]]:
-    cfg = GeneratorConfig(people=max(1, rows), seed=seed)  # ~40 events per person: far more than needed
+    # ~40 events per person: far more people than needed. The 30 days end today: older events would be past the
+    # anonymous profiles' retention, and rows the TTL drops at once would make that view look free.
+    start_ms = (int(time.time()) // 86_400 - 29) * 86_400_000
+    cfg = GeneratorConfig(people=max(1, rows), seed=seed, start_ms=start_ms, days=30)
     for event in itertools.islice(generate_events(cfg), rows):
         clean, truth = strip_truth(event)
         assert truth is not None

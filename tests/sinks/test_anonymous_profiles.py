@@ -2,7 +2,12 @@
 
 from datetime import UTC, datetime, timedelta
 
-from sinks.rows import EVENT_COLUMNS, event_row
+import orjson
+
+
+def _land(ch, events: list[dict]) -> None:
+    """Through the landing table, as the sink writes: both the events view and the anonymous view read it."""
+    ch.insert_json_lines("events_landing", [orjson.dumps(e) for e in events])
 
 
 def _event(mid: str, anon: str, when: datetime, **extra) -> dict:
@@ -26,13 +31,15 @@ def test_aggregates_behaviour_and_device_without_pii(ch) -> None:
         "ua": {"device_type": "mobile", "os": "iOS", "browser": "Mobile Safari"},
         "traits": {"email": "anna@example.com"},
     }
-    rows = [
-        event_row(_event("m1", "c1", now, properties={"path": "/pricing"}, context=ctx)),
-        event_row(
-            _event("m2", "c1", now, type="track", event="Product Viewed", properties={"category": "shoes"}, context=ctx)
-        ),
-    ]
-    ch.insert("events_store", rows, EVENT_COLUMNS)
+    _land(
+        ch,
+        [
+            _event("m1", "c1", now, properties={"path": "/pricing"}, context=ctx),
+            _event(
+                "m2", "c1", now, type="track", event="Product Viewed", properties={"category": "shoes"}, context=ctx
+            ),
+        ],
+    )
     cols, got = ch.query(
         f"SELECT * FROM {ch.database}.anonymous_profiles WHERE id_value IN ('c1', 'dev-1') ORDER BY id_type"
     )
@@ -47,11 +54,29 @@ def test_aggregates_behaviour_and_device_without_pii(ch) -> None:
 def test_rows_past_retention_disappear(ch) -> None:
     now = datetime.now(UTC)
     old = now - timedelta(days=200)  # retention is 90 days
-    ch.insert(
-        "events_store", [event_row(_event("old", "c-old", old)), event_row(_event("new", "c-new", now))], EVENT_COLUMNS
-    )
+    _land(ch, [_event("old", "c-old", old), _event("new", "c-new", now)])
     view = f"SELECT id_value FROM {ch.database}.anonymous_profiles WHERE id_type = 'anonymous_id' ORDER BY 1"
     assert [r[0] for r in ch.query(view)[1]] == ["c-new"]  # hidden at once
     store = f"SELECT DISTINCT id_value FROM {ch.database}.anonymous_profiles_store ORDER BY 1"
     ch.command(f"OPTIMIZE TABLE {ch.database}.anonymous_profiles_store FINAL")  # a merge applies the TTL
     assert [r[0] for r in ch.query(store)[1]] == ["c-new"]  # and physically removed
+
+
+def test_placeholder_ids_get_no_anonymous_profile(ch) -> None:
+    now = datetime.now(UTC)
+    junk = ["0", "00000000-0000-0000-0000-000000000000", " undefined ", "NULL", "-1", "[object Object]", ""]
+    events = [_event(f"j{i}", anon, now, context={"device": {"id": "0000-0000"}}) for i, anon in enumerate(junk)]
+    events.append(_event("real", "c-real", now, context={"device": {"id": "dev-real"}}))
+    _land(ch, events)
+    got = ch.query(f"SELECT id_type, id_value FROM {ch.database}.anonymous_profiles ORDER BY id_type")[1]
+    assert [tuple(r) for r in got] == [("anonymous_id", "c-real"), ("device_id", "dev-real")]
+    assert ch.scalar(f"SELECT count() FROM {ch.database}.events_store") == len(events)  # the events still land
+
+
+def test_a_retried_block_is_counted_once(ch) -> None:
+    now = datetime.now(UTC)
+    lines = [orjson.dumps(_event(f"r{i}", "c-retry", now)) for i in range(5)]
+    ch.insert_json_lines("events_landing", lines, dedup_token="topic|0:0-4")
+    ch.insert_json_lines("events_landing", lines, dedup_token="topic|0:0-4")  # the sink's retry after a timeout
+    events = ch.scalar(f"SELECT events FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-retry'")
+    assert events == 5

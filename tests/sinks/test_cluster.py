@@ -32,8 +32,15 @@ def test_every_table_becomes_replicated_plus_distributed() -> None:
 
 def test_materialized_views_write_shard_locally() -> None:
     mvs = [s for s in cluster_statements("prod") if "MATERIALIZED VIEW" in s]
-    assert any("TO cdp.anonymous_profiles_store_local" in mv and "FROM cdp.events_store_local" in mv for mv in mvs)
+    assert any("TO cdp.anonymous_profiles_store_local" in mv and "FROM cdp.events_landing_local" in mv for mv in mvs)
     assert any("TO cdp.events_store_local" in mv and "FROM cdp.events_landing_local" in mv for mv in mvs)
+
+
+def test_later_migrations_alter_and_drop_on_the_cluster() -> None:
+    stmts = cluster_statements("prod")
+    assert "DROP VIEW IF EXISTS cdp.anonymous_profiles_mv ON CLUSTER prod" in stmts
+    alter = next(s for s in stmts if s.startswith("ALTER TABLE"))
+    assert alter.startswith("ALTER TABLE cdp.anonymous_profiles_store_local ON CLUSTER prod MODIFY SETTING")
 
 
 def test_cluster_name_is_checked() -> None:
