@@ -10,6 +10,7 @@ redelivered event collapses in the ReplacingMergeTree behind the analysts' views
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from sinks.clickhouse import ClickHouse
 from sinks.rows import RowFn
@@ -47,6 +48,11 @@ class Route:
 
 
 class KafkaSink:
+    """Two threads in a pipeline: the reader consumes and fills the next batch while the writer inserts the
+    previous one (the engine releases the GIL during an insert, so the two overlap on two cores). At most one
+    batch waits between them, so a stalled ClickHouse stops consumption instead of filling memory. Offsets are
+    committed by the reader (a Kafka consumer belongs to one thread), only for batches the writer finished."""
+
     def __init__(
         self,
         ch: ClickHouse,
@@ -75,10 +81,14 @@ class KafkaSink:
                 "max.poll.interval.ms": 600_000,
             }
         )
-        self._thread = threading.Thread(target=self._run, name=f"sink-{group_id}", daemon=True)
+        self._pending: queue.Queue[list[Record] | None] = queue.Queue(maxsize=1)
+        self._written: queue.Queue[list[TopicPartition]] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, name=f"sink-{group_id}", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name=f"sink-{group_id}-writer", daemon=True)
 
     def start(self) -> KafkaSink:
         self._consumer.subscribe(list(self.routes))
+        self._writer.start()
         self._thread.start()
         return self
 
@@ -87,11 +97,12 @@ class KafkaSink:
         self._stop.set()
         self._thread.join(timeout)
 
-    def _run(self) -> None:
+    def _read(self) -> None:
         buffer: list[Record] = []
         opened = time.monotonic()
         try:
             while True:
+                self._commit_written()
                 stopping = self._stop.is_set()
                 if not stopping:
                     want = self.batch_rows - len(buffer)
@@ -101,34 +112,62 @@ class KafkaSink:
                             if err.code() != KafkaError._PARTITION_EOF:
                                 log.warning("sink consume error: %s", err)
                             continue
-                        buffer.append(_record(m))
+                        buffer.append(Record(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value() or b""))
                     if not buffer:
                         opened = time.monotonic()
                 due = len(buffer) >= self.batch_rows or time.monotonic() - opened >= self.flush_s
                 if buffer and (due or stopping):
-                    self._write_until_done(buffer)
+                    self._hand_over(buffer)
                     buffer = []
                     opened = time.monotonic()
                 if stopping:
                     break
         finally:
+            self._pending.put(None)  # the writer finishes what it holds, then ends
+            self._writer.join()
+            self._commit_written()
             self._consumer.close()
 
-    def _write_until_done(self, msgs: list[Record]) -> None:
+    def _hand_over(self, batch: list[Record]) -> None:
+        """Queue a batch for the writer; while the writer is busy keep committing, and keep the group membership
+        alive (a consumer that does not poll for max.poll.interval.ms is thrown out of its group)."""
+        while True:
+            try:
+                self._pending.put(batch, timeout=0.05)
+                return
+            except queue.Full:
+                self._commit_written()
+
+    def _commit_written(self) -> None:
+        while True:
+            try:
+                offsets = self._written.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            except Exception as exc:  # the batch is in ClickHouse; a lost commit means a redelivery, collapsed there
+                log.warning("sink commit failed (%s); the batch will be read again and deduplicated", exc)
+
+    def _write_loop(self) -> None:
+        while (batch := self._pending.get()) is not None:
+            if self._write_until_done(batch):
+                self._written.put(_next_offsets(batch))
+
+    def _write_until_done(self, msgs: list[Record]) -> bool:
         delay = 0.2
         while True:
             try:
                 self._write(msgs)
-                self._consumer.commit(offsets=_next_offsets(msgs), asynchronous=False)
-                return
-            except Exception as exc:  # ClickHouse down or commit failed: keep the batch, retry
+                return True
+            except Exception as exc:  # ClickHouse down: keep the batch, retry
                 log.warning("sink write failed (%s); retrying in %.1f s", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 if self._stop.is_set() and delay >= 5.0:
                     # On shutdown do not retry forever: uncommitted offsets are re-read after restart.
                     log.error("sink stopping with an unwritten batch; it will be re-read on restart")
-                    return
+                    return False
 
     def _write(self, msgs: list[Record]) -> None:
         by_topic: dict[str, list[Record]] = defaultdict(list)
@@ -150,10 +189,6 @@ class KafkaSink:
             if rows:
                 self.ch.insert(route.table, rows, route.columns, dedup_token=_token(topic, items))
                 self.rows_written += len(rows)
-
-
-def _record(m: Message) -> Record:
-    return Record(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value() or b"")
 
 
 def _token(topic: str, msgs: list[Record]) -> str:

@@ -79,11 +79,11 @@ class SinkStage:
         return [
             Result(
                 self.name,
-                "KafkaSink -> chDB events_store",
+                "KafkaSink -> chDB (events + anonymous profiles)",
                 res["sink_rows_per_s"],
                 "rows/s",
                 res["raw_rows_per_s"],
-                "raw chDB insert, same rows",
+                "raw chDB insert, same records",
                 peak_rss_mb=peaks,
                 details=res,
             ),
