@@ -177,6 +177,7 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
                 sink_routes(settings),
                 settings.sink_batch_rows,
                 settings.sink_flush_s,
+                writers=settings.sink_writers,
             ).start()
             sink_ref = sink
             evaluator = AudienceEvaluator(

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
 
     sink_batch_rows: int = 20_000
     sink_flush_s: float = 0.25
+    sink_writers: int = Field(2, ge=1, description="Parallel inserts into ClickHouse (about one core each).")
     anonymous_ttl_days: int = 90
     audience_refresh_s: float = Field(1.0, description="Debounce of event-driven audience re-evaluation.")
     audience_window_refresh_s: float = Field(30.0, description="Schedule for audiences with time windows.")
