@@ -194,7 +194,7 @@ FULL = Mode(
     stitch_events=100_000,
     stitch_timeout_s=1_800.0,
     freshness_s=60.0,
-    accuracy_people=10_000,
+    accuracy_people=5_000,  # ~44,000 events: about 8 minutes at today's stitching rate (2 cores)
     accuracy_timeout_s=7_200.0,
     accuracy_lean=True,  # 50,000 people with full journeys are ~2.2M events: hours at today's stitching rate
 )
