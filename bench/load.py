@@ -143,6 +143,7 @@ def track_load(
     tag: str,
     first_person: int | None = None,
     pool_size: int = 2000,
+    phase_s: float = 0.0,
 ) -> dict[str, Any]:
     """Open loop: one /v1/track request every ``1/rate`` s whatever the answers; latency is measured from the
     scheduled send time, so a slow server cannot hide its queueing (no coordinated omission)."""
@@ -150,11 +151,11 @@ def track_load(
 
     first = worker * 10_000 if first_person is None else first_person
     pool = [e for e in event_pool(seed, pool_size, first_person=first) if e.get("type") == "track"]
-    return asyncio.run(_track_load(url, write_key, window, rate, pool, f"{tag}-{worker}"))
+    return asyncio.run(_track_load(url, write_key, window, rate, pool, f"{tag}-{worker}", phase_s))
 
 
 async def _track_load(
-    url: str, write_key: str, window: Window, rate: float, pool: list[dict[str, Any]], tag: str
+    url: str, write_key: str, window: Window, rate: float, pool: list[dict[str, Any]], tag: str, phase_s: float = 0.0
 ) -> dict[str, Any]:
     import httpx
 
@@ -185,7 +186,7 @@ async def _track_load(
 
         i = 0
         while True:
-            scheduled = window.start_at + i / rate
+            scheduled = window.start_at + phase_s + i / rate
             if scheduled >= window.end:
                 break
             delay = scheduled - time.time()
