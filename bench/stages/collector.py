@@ -19,7 +19,7 @@ from bench.load import (
 )
 from bench.stack import consume_sample, create_topics
 
-TRACK_RATE_PER_PROCESS = 250.0
+TRACK_RATE_PER_PROCESS = 150.0
 
 
 @register
@@ -88,7 +88,7 @@ class CollectorStage:
         raw_events_s = raw["acked_in_window"] / m.collector_s
         batch_peaks["raw producer"] = round(raw["rss_mb"], 1)
 
-        # 2. /v1/track at a fixed offered rate (open loop). One Python HTTP client process sends ~250 requests/s
+        # 2. /v1/track at a fixed offered rate (open loop). One Python HTTP client process sends ~200 requests/s
         # before it becomes the bottleneck itself, so higher rates are split over interleaved processes.
         watch = ctx.watch(cdp=pid)
         window = Window(start_time(), min(m.warmup_s, 2.0), m.track_s)
