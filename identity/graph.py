@@ -38,9 +38,15 @@ include each other yet and can overshoot a limit. That is detected where the two
 reported as a ``Refusal`` with reason ``race:<type>`` (links are never undone: a label cannot be
 un-propagated); a component over a limit then accepts no further links.
 
-At-least-once: duplicated messages are harmless (every handler is idempotent). If a crash persisted a
-node's new state but lost the messages of that step, the node's neighbours miss that update;
-``resync(state)`` re-announces a node to its neighbours and is safe to call at any time. A lost
+At-least-once: duplicated messages are harmless (every handler is idempotent). A redelivery is more than a
+duplicate when a crash persisted a node's new state but lost the messages of that step: replaying the input
+finds the state already updated, so the handler alone would say nothing and the neighbours would never
+hear of the update. ``handle`` therefore takes the message's *position* in the node's input log (its
+Kafka offset; a node's messages all come from one partition, so positions only grow) and the state
+remembers the last one it applied. A message at or below that position is a replay: the step then also
+re-announces the node to every neighbour and repeats its current identity facts. Termination holds because
+only a rewound log triggers this, and the re-announcements are new messages, never replays themselves.
+``resync(state)`` does the same re-announcement on demand and is safe to call at any time. A lost
 ``Propose`` is retried by the next event that mentions the pair (the primary proposes to every peer it
 is not linked to yet).
 
@@ -48,12 +54,13 @@ For the agent
 -------------
 For each event: ``observes_for_event(event, rules, message_id, ts_ms)`` and produce each Observe keyed by
 ``obs.node``. For each message consumed from the identity topic: ``step = handle(table.get(msg.node),
-msg, rules)``; store ``step.state`` under ``msg.node``; produce every ``step.out`` keyed by its ``node``;
-write ``step.identity_changes`` / ``merges`` / ``refusals``; forward ``step.stitched_event`` (the event with
-``profileId``). ``ts_ms`` should be a trustworthy event time (a far-future client clock would otherwise
-make an identifier "oldest" for ever). Same-millisecond ties are broken by node key, so a brand-new
-person's first event is stamped with its primary's profile and a ``Merge`` may follow at once; sinks
-re-attribute by following ``Merge`` records (and ``IdentityChange`` for identifiers).
+msg, rules, position=offset)``; produce every ``step.out`` keyed by its ``node``, then store
+``step.state`` under ``msg.node``; write ``step.identity_changes`` / ``merges`` / ``refusals``; forward
+``step.stitched_event`` (the event with ``profileId``). ``ts_ms`` should be a trustworthy event time (a
+far-future client clock would otherwise make an identifier "oldest" for ever). Same-millisecond ties are
+broken by node key, so a brand-new person's first event is stamped with its primary's profile and a
+``Merge`` may follow at once; sinks re-attribute by following ``Merge`` records (and ``IdentityChange``
+for identifiers).
 """
 
 from __future__ import annotations
@@ -132,6 +139,8 @@ class NodeState:
     without seeing the component. Every type counts here: a type without a limit is capped by
     ``max_identifiers_per_profile``. ``version``/``changed_ms`` make ``IdentityChange`` records
     monotone per identifier, so a sink can keep the latest one even when events arrive late.
+    ``position`` is the input-log position of the last message applied (-1: none known), so a replay of
+    an already-applied message is recognised (see the module docstring, at-least-once).
     """
 
     key: str
@@ -142,6 +151,7 @@ class NodeState:
     refused: int = 0
     version: int = 0
     changed_ms: int = 0
+    position: int = -1
 
     @property
     def profile_id(self) -> str:
@@ -157,6 +167,7 @@ class NodeState:
             "refused": self.refused,
             "version": self.version,
             "changed_ms": self.changed_ms,
+            "position": self.position,
         }
 
     @classmethod
@@ -170,6 +181,8 @@ class NodeState:
             refused=int(data.get("refused", 0)),
             version=int(data.get("version", 0)),
             changed_ms=int(data.get("changed_ms", 0)),
+            # Rows written before positions were recorded: no replay can be recognised until the next message.
+            position=int(data.get("position", -1)),
         )
 
     def copy(self) -> NodeState:
@@ -182,6 +195,7 @@ class NodeState:
             refused=self.refused,
             version=self.version,
             changed_ms=self.changed_ms,
+            position=self.position,
         )
 
     @classmethod
@@ -565,28 +579,64 @@ def _on_offer(state: NodeState | None, msg: Offer, rules: IdentityRules) -> Step
     return ctx.finish()
 
 
-def handle(state: NodeState | None, msg: Message, rules: IdentityRules) -> Step:
+def handle(state: NodeState | None, msg: Message, rules: IdentityRules, position: int | None = None) -> Step:
     """Process one message addressed to ``msg.node`` (``state`` is that node's row, ``None`` if new).
 
     Pure: ``state`` is not modified, the new state is ``Step.state``. The agent stores it, produces
-    every ``Step.out`` message keyed by its ``node``, and records the facts.
+    every ``Step.out`` message keyed by its ``node``, and records the facts. ``position`` is the message's
+    offset in the node's input partition; with it, a replayed message (at or below the position the state
+    last applied) also repeats what the step that first applied it may have lost in a crash.
     """
     if state is not None and state.key != msg.node:
         raise ValueError(f"state of {state.key!r} given for a message to {msg.node!r}")
     if isinstance(msg, Observe):
-        return _on_observe(state, msg, rules)
-    if isinstance(msg, Propose):
-        return _on_propose(state, msg, rules)
-    if isinstance(msg, Offer):
-        return _on_offer(state, msg, rules)
-    raise TypeError(f"not an identity message: {msg!r}")
+        step = _on_observe(state, msg, rules)
+    elif isinstance(msg, Propose):
+        step = _on_propose(state, msg, rules)
+    elif isinstance(msg, Offer):
+        step = _on_offer(state, msg, rules)
+    else:
+        raise TypeError(f"not an identity message: {msg!r}")
+    if position is not None:
+        if state is not None and position <= state.position:
+            _repeat(step, msg)
+        # Set even when it goes down: a rewound log is then recognised once, not at every replayed message.
+        step.state.position = position
+    return step
+
+
+def _repeat(step: Step, msg: Message) -> None:
+    """Add to a replayed message's step what the neighbours and sinks may have missed.
+
+    The state already holds the effect of this message (and maybe of later ones), so the first pass over
+    it may have persisted that state and then lost its messages: the offers that carried the change, the
+    identity change and the merge. Offers of the current state to every neighbour (the ones this step does
+    not already tell) cover every lost offer, since labels only decrease and summaries only grow; the facts
+    are repeated with their original version and time, so sinks keep one row. Proposals need nothing: the
+    handlers send them again whenever the link they ask for does not exist yet.
+    """
+    s = step.state
+    told = {out.node for out in step.out if isinstance(out, Offer)}
+    step.out.extend(
+        Offer(n, s.key, s.label, _copy(s.summary), msg.cause, msg.ts_ms) for n in s.neighbors if n not in told
+    )
+    if not step.identity_changes and s.version:
+        ident = Identifier.from_key(s.key)
+        step.identity_changes.append(IdentityChange(ident.id_type, ident.value, s.profile_id, s.changed_ms, s.version))
+    if not step.merges and s.label[1] != s.key:
+        # The node has left its own label: if it ever named a profile (it does from its first Observe on), that
+        # profile was dissolved and its Merge may be the lost message. A node that never named one (created by
+        # a Propose or an Offer) makes this Merge name a profile that no identifier or event carries: harmless.
+        step.merges.append(Merge(profile_id_for((s.first_seen_ms, s.key)), s.profile_id, msg.cause, s.changed_ms))
 
 
 def resync(state: NodeState, cause: str = "resync", ts_ms: int = 0) -> list[Offer]:
     """Offers re-announcing ``state`` to all its neighbours.
 
-    Repairs the one thing at-least-once cannot: a step whose new state was persisted while its output
-    messages were lost. Harmless otherwise: neighbours that already agree do nothing.
+    Repairs a step whose new state was persisted while its output messages were lost. ``handle`` does it
+    by itself when such a step's input is replayed with its position; this is for repairs the input log
+    cannot drive (a state restored from elsewhere). Harmless otherwise: neighbours that already agree do
+    nothing.
     """
     return [Offer(n, state.key, state.label, _copy(state.summary), cause, ts_ms) for n in state.neighbors]
 

@@ -2,7 +2,8 @@
 
 Used by the tests to check the protocol's guarantees under adversarial but *Kafka-legal* schedules
 (FIFO within a partition, any interleaving across partitions, duplicates, restarts from serialised
-state) and by the benchmarks to count messages per event without a broker.
+state, crashes that persist states but lose a batch's outputs and replay its input) and by the benchmarks
+to count messages per event without a broker.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ def _roundtrip_message(msg: Message) -> Message:
 class GraphSimulator:
     """Runs ``identity.graph.handle`` over an in-memory set of partitions.
 
-    Each message goes to partition ``crc32(node) % partitions`` (stable, unlike ``hash``), is delivered
-    FIFO within its partition like a Kafka log, and ``run`` interleaves partitions in an order drawn
-    from ``seed``, like independent workers progressing at different speeds.
+    Each message goes to partition ``crc32(node) % partitions`` (stable, unlike ``hash``), gets the next
+    position (offset) of that partition, is delivered FIFO within its partition like a Kafka log, and
+    ``run`` interleaves partitions in an order drawn from ``seed``, like independent workers progressing at
+    different speeds. ``queues`` hold the not yet consumed ``(position, message)`` records.
     """
 
     def __init__(self, rules: IdentityRules, partitions: int = 1, seed: int | None = None) -> None:
@@ -66,7 +68,8 @@ class GraphSimulator:
         self.partitions = partitions
         self.rng = random.Random(seed)
         self.states: dict[str, NodeState] = {}
-        self.queues: list[deque[Message]] = [deque() for _ in range(partitions)]
+        self.queues: list[deque[tuple[int, Message]]] = [deque() for _ in range(partitions)]
+        self.next_position = [0] * partitions
         self.delivered: list[Message] = []
         self.identity_changes: list[IdentityChange] = []
         self.merges: list[Merge] = []
@@ -83,7 +86,9 @@ class GraphSimulator:
 
     def send(self, msg: Message) -> None:
         """Enqueue one message on its node's partition (what producing to the identity topic does)."""
-        self.queues[self.partition_of(msg.node)].append(msg)
+        partition = self.partition_of(msg.node)
+        self.queues[partition].append((self.next_position[partition], msg))
+        self.next_position[partition] += 1
 
     def submit(
         self,
@@ -119,18 +124,25 @@ class GraphSimulator:
     def pending(self) -> int:
         return sum(len(q) for q in self.queues)
 
-    def step(self) -> bool:
-        """Deliver one message from a random non-empty partition; False when everything is quiet."""
+    def take(self) -> tuple[int, Message] | None:
+        """Consume the next record of a random non-empty partition (``None`` when everything is quiet)."""
         busy = [i for i, q in enumerate(self.queues) if q]
         if not busy:
+            return None
+        return self.queues[self.rng.choice(busy)].popleft()
+
+    def step(self) -> bool:
+        """Deliver one message from a random non-empty partition; False when everything is quiet."""
+        record = self.take()
+        if record is None:
             return False
-        msg = self.queues[self.rng.choice(busy)].popleft()
-        self.deliver(msg)
+        position, msg = record
+        self.deliver(msg, position)
         return True
 
-    def deliver(self, msg: Message) -> None:
+    def deliver(self, msg: Message, position: int | None = None) -> None:
         """Handle one message now, as the partition's worker would, and enqueue its outputs."""
-        result = handle(self.states.get(msg.node), msg, self.rules)
+        result = handle(self.states.get(msg.node), msg, self.rules, position)
         self.states[msg.node] = result.state
         self.delivered.append(msg)
         self.steps += 1
@@ -165,10 +177,35 @@ class GraphSimulator:
         """
         self.states = {key: _roundtrip_state(state) for key, state in self.states.items()}
         for i, queue in enumerate(self.queues):
-            self.queues[i] = deque(_roundtrip_message(m) for m in queue)
+            self.queues[i] = deque((position, _roundtrip_message(m)) for position, m in queue)
         if redeliver and self.delivered:
             for msg in self.rng.choices(self.delivered, k=redeliver):
                 self.send(_roundtrip_message(msg))
+
+    def crash(self, batch: int = 1, partial: bool = False) -> int:
+        """Simulate a worker that dies after writing a batch's states but before producing its outputs.
+
+        Takes up to ``batch`` records from the head of one random non-empty partition and handles them in
+        order against a batch-local cache of states, as the agent does. Then the crash: the new states are
+        persisted (with ``partial``, each touched node's new state independently, as a store that got part
+        of its writes), every output message and fact of the batch is lost, and the records go back to the
+        head of their partition with their positions, as Kafka redelivers from the last committed offset.
+        Returns the number of records taken (0 when everything is quiet).
+        """
+        busy = [i for i, q in enumerate(self.queues) if q]
+        if not busy:
+            return 0
+        queue = self.queues[self.rng.choice(busy)]
+        taken = [queue.popleft() for _ in range(min(batch, len(queue)))]
+        cache: dict[str, NodeState] = {}
+        for position, msg in taken:
+            state = cache.get(msg.node, self.states.get(msg.node))
+            cache[msg.node] = handle(state, msg, self.rules, position).state
+        for key, state in cache.items():
+            if not partial or self.rng.random() < 0.5:
+                self.states[key] = _roundtrip_state(state)
+        queue.extendleft(reversed(taken))
+        return len(taken)
 
     # -------------------------------------------------------------------------------------- results
 

@@ -6,11 +6,15 @@ stitch   identity.ops -> node state in the `identity-nodes` table (RocksDB + com
 
 Agents run with concurrency 1: with more, Faust can commit an offset past a message still being processed
 (faust-streaming #606). Outputs are at-least-once (Faust flushes its producer before it commits offsets); the
-sinks are idempotent, so a redelivered message is never visible twice.
+sinks are idempotent, so a redelivered message is never visible twice. Two Faust defects would break that
+after a rebalance and are worked around here: the end of table recovery could drop input records
+(`_SeekFirstRecovery`), and the node table is kept co-partitioned with identity.ops explicitly (see the
+table's comment).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import asdict
@@ -19,6 +23,8 @@ from typing import Any
 
 import faust
 import orjson
+from faust.tables import TableManager
+from faust.tables.recovery import Recovery
 
 from cdp.settings import Settings
 from identity.extract import extract_identifiers
@@ -31,6 +37,63 @@ from streams.topics import topics_for
 log = logging.getLogger(__name__)
 STITCH_BATCH = 500
 STITCH_WITHIN_S = 0.02
+
+
+class _SeekFirstRecovery(Recovery):
+    """Faust's table recovery, with the hand-over to the streams reordered so that no input record is lost.
+
+    faust-streaming 0.15's ``on_recovery_completed`` resumes the stream partitions, seeks them to their
+    committed offsets, then resumes flow control, which empties every stream queue. The fetcher runs all the
+    while (table recovery started it), so records fetched after the resume sit in a queue when it is emptied,
+    and the fetch loop goes on past them: they are never fetched again. Seen in the kill test as raw events
+    whose Observes were never produced (a link missing from a chain). Worse, when the hole is one record just
+    after the committed offset, ``Consumer._new_offset`` (which tolerates a gap of one there) commits past it,
+    so not even a restart brings it back. Here the partitions are sought while they are still paused, the
+    queues emptied, and only then are the partitions resumed: everything fetched is delivered.
+    """
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        app = self.app
+        consumer = app.consumer
+        self.log.info("Restore complete!")
+        await app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(self.actives_for_table[table], self.standbys_for_table[table])
+            )
+            for table in self.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if app.consumer_generation_id != generation_id:
+            self.log.warning("Rebalancing again: generation %r, not %r", app.consumer_generation_id, generation_id)
+            return
+        if assignment:
+            self.log.info("Seek stream partitions to committed offsets.")
+            await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+        self.completed.set()
+        # Empties the stream queues; nothing in them was fetched after the seek, so all of it comes again.
+        app.flow_control.resume()
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        consumer.resume_flow()
+        await app._fetcher.maybe_start()  # type: ignore[attr-defined]
+        self.tables.on_actives_ready()
+        if not app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+
+class _TableManager(TableManager):
+    """Faust's table manager, recovering with `_SeekFirstRecovery`."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = _SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
 
 
 def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
@@ -53,6 +116,7 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
         broker_commit_interval=1.0,
         table_standby_replicas=0,
         stream_wait_empty=False,
+        TableManager=_TableManager,
     )
     raw_bytes: dict[str, Any] = {
         "key_type": bytes,
@@ -68,10 +132,13 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
     refusals = app.topic(t.refusals, **raw_bytes)
     deadletter = app.topic(t.deadletter, **raw_bytes)
     # Values are NodeState dicts, JSON in the changelog (Faust's default value serializer).
-    # use_partitioner: the changelog partition of a key is chosen by the same partitioner (murmur2) and key
-    # bytes as its identity.ops messages, so table and topic stay co-partitioned while the agent writes
-    # states in batches, outside Faust's per-event context.
-    nodes = app.Table("identity-nodes", partitions=settings.topic_partitions, key_type=str, use_partitioner=True)
+    # Co-partitioned with identity.ops by the partition of the event being handled, which the agent sets as
+    # Faust's current event for every read and write: a node's state lives in its messages' partition number, in
+    # RocksDB and in the changelog, so the worker that owns the partition recovers exactly its nodes. Not
+    # `use_partitioner`: that hashes the table's key bytes, JSON ('"email:a@b.c"'), not the raw identity.ops key,
+    # so 3 states in 4 went to another changelog partition than their messages' and a worker taking a partition
+    # over recovered other nodes' states instead of its own.
+    nodes = app.Table("identity-nodes", partitions=settings.topic_partitions, key_type=str)
 
     async def emit_stitched(event: dict[str, Any], profile_id: str, identity_key: str) -> None:
         event["profileId"] = profile_id
@@ -109,20 +176,30 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
         async for events in stream.take_events(STITCH_BATCH, within=STITCH_WITHIN_S):  # type: ignore[attr-defined]
             states: dict[str, NodeState] = {}
             touched_by: dict[str, faust.EventT] = {}
+            steps: list[tuple[Step, str]] = []
+            # No await in this loop, so nothing else sees the borrowed current event (take_events reads it).
+            previous = stream.current_event
             for event in events:
                 msg = message_from_dict(orjson.loads(event.value))
                 state = states.get(msg.node)
-                if state is None and (current := nodes.get(msg.node)) is not None:
-                    state = NodeState.from_dict(current)
-                step = handle(state, msg, rules)
+                if state is None:
+                    # The RocksDB store reads the partition of Faust's current event: the node's own.
+                    stream._set_current_event(event)  # type: ignore[attr-defined]
+                    if (current := nodes.get(msg.node)) is not None:
+                        state = NodeState.from_dict(current)
+                # The offset lets a replayed message (a crash after the state write) repeat what it may have lost.
+                step = handle(state, msg, rules, position=event.message.offset)
                 states[msg.node] = step.state
                 touched_by[msg.node] = event
-                await send_outputs(step, msg.node)
+                steps.append((step, msg.node))
+            stream._set_current_event(previous)  # type: ignore[attr-defined]
+            for step, node in steps:
+                await send_outputs(step, node)
             # Outputs delivered before any state is written: after a crash the batch is replayed, and a replayed
             # message whose state was already persisted must not owe a message that was lost. Without the flush
             # the order is only that of the send calls; outputs and changelog go out in separate requests.
             await app.producer.flush()
-            # No await in this loop, so nothing else sees the borrowed current event.
+            # No await in this loop either.
             previous = stream.current_event
             for node, state in states.items():
                 # The RocksDB store and the changelog pick the partition from Faust's current event; a node's

@@ -2,7 +2,8 @@
 
 Chains of identifiers (cookie c0 -device d0- cookie c1 -device d1- ...) are linked only transitively, so every
 chain must end as one profile even though its identifiers hash to different partitions, owned by different
-worker processes; a worker killed mid-stream and restarted must lose no link.
+worker processes; a worker killed mid-stream and restarted must lose no link, whether it gets its partitions
+back at once or after the survivor has taken them over (and recovered their node states from the changelog).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 
 import httpx
 import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tests.support.service import CdpProcess
@@ -90,17 +92,33 @@ def two_workers(kafka, data_dir, topic_prefix):
     assert main.stop() == 0, main.output()[-3000:]
 
 
-def group_members(bootstrap: str, group: str, timeout: float = 60) -> int:
+def group_members(bootstrap: str, group: str, want: int = 2, timeout: float = 60) -> int:
+    """Members of the group that own partitions, once there are ``want`` of them (else the last count seen)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
     members = 0
     while time.monotonic() < deadline:
         desc = admin.describe_consumer_groups([group])[group].result(10)
         members = sum(1 for m in desc.members if m.assignment.topic_partitions)
-        if members >= 2:
+        if members == want:
             return members
         time.sleep(1)
     return members
+
+
+def wait_committed(bootstrap: str, group: str, topic: str, partitions: int = 4, timeout: float = 60) -> None:
+    """Wait until the group has committed progress on every partition of ``topic`` (both workers are mid-stream)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])
+    deadline = time.monotonic() + timeout
+    offsets: list[int] = []
+    while time.monotonic() < deadline:
+        result = admin.list_consumer_group_offsets([request])[group].result(10)
+        offsets = [tp.offset for tp in result.topic_partitions]
+        if all(offset > 0 for offset in offsets):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no progress committed on every partition of {topic}: {offsets}")
 
 
 def test_transitive_merges_across_partitions_and_workers(two_workers) -> None:
@@ -117,20 +135,24 @@ def test_transitive_merges_across_partitions_and_workers(two_workers) -> None:
     assert merges > 0  # every merge is recorded with the event that caused it
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known: after a SIGKILL of a worker mid-stream, about one run in two leaves one chain of 40 split "
-    "(a link message lost between a persisted node state and its replay); issue #4 stays open on this",
-)
-def test_worker_killed_mid_stream_loses_no_link(two_workers) -> None:
+@pytest.mark.parametrize("takeover", [False, True], ids=["restart_at_once", "restart_after_takeover"])
+def test_worker_killed_mid_stream_loses_no_link(two_workers, takeover: bool) -> None:
     main, second, (bootstrap, data_dir, prefix, extra_env) = two_workers
-    assert group_members(bootstrap, f"{prefix}-stitch") == 2
+    group = f"{prefix}-stitch"
+    assert group_members(bootstrap, group) == 2
     run = uuid.uuid4().hex[:6]
     events, truth = chain_events(run, chains=40, seed=2)
     half = len(events) // 2
     post_all(main, events[:half])
+    # Killed once it has committed some of its work: what it did after its last commit is replayed, and the
+    # restarted worker starts from committed offsets and a RocksDB that may be ahead of them.
+    wait_committed(bootstrap, group, f"{prefix}.identity.ops")
     second.stop(signal.SIGKILL)  # no clean shutdown: uncommitted offsets and table changes are replayed
     post_all(main, events[half:])
+    if takeover:
+        # The broker drops the dead member after the session timeout (60 s): the survivor takes its partitions
+        # over, recovering their node states from the changelog, and hands them back to the restarted worker.
+        assert group_members(bootstrap, group, want=1, timeout=120) == 1
     restarted = CdpProcess(bootstrap, data_dir, prefix, parts="worker", **extra_env).start()
     try:
         wait_stitched(main, run, truth, timeout=180)

@@ -49,6 +49,11 @@ def resolve(merges: list[Merge], profile: str) -> str:
     return profile
 
 
+def knowledge(sim: GraphSimulator) -> dict[str, dict[str, Any]]:
+    """Every node's state minus its counters of messages seen (input position, refusals), which redeliveries move."""
+    return {k: {**s.to_dict(), "position": None, "refused": None} for k, s in sim.states.items()}
+
+
 def settle(sim: GraphSimulator, *events: tuple[dict[str, Any], int]) -> None:
     """Submit and run each event to quiescence before the next (sequential traffic)."""
     for event, ts in events:
@@ -297,8 +302,11 @@ def test_wire_roundtrip() -> None:
         assert wire["kind"] == msg.kind
         assert message_from_dict(wire) == msg
         assert type(msg).from_dict(wire) == msg
-    state = NodeState("user_id:u", 5, (3, "anonymous_id:a"), ["anonymous_id:a"], {"user_id": ["u"]}, 2, 3, 9)
+    state = NodeState("user_id:u", 5, (3, "anonymous_id:a"), ["anonymous_id:a"], {"user_id": ["u"]}, 2, 3, 9, 41)
     assert NodeState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    # Rows stored before positions were recorded read as "no position known".
+    legacy = {k: v for k, v in state.to_dict().items() if k != "position"}
+    assert NodeState.from_dict(legacy).position == -1
     with pytest.raises(ValueError):
         message_from_dict({"kind": "gossip"})
     for fact in (
@@ -334,15 +342,14 @@ def test_resync_repairs_lost_offers() -> None:
     for event, ts in events:
         sim.submit(event, ts_ms=ts)
     dropped = 0
-    while sim.pending():
-        busy = [q for q in sim.queues if q]
-        msg = sim.rng.choice(busy).popleft()
+    while (record := sim.take()) is not None:
+        position, msg = record
         if isinstance(msg, Offer) and sim.rng.random() < 0.3:
-            step = handle(sim.states.get(msg.node), msg, rules)
-            sim.states[msg.node] = step.state  # persisted state, outputs lost
+            step = handle(sim.states.get(msg.node), msg, rules, position)
+            sim.states[msg.node] = step.state  # persisted state, outputs lost, input never replayed
             dropped += 1
         else:
-            sim.deliver(msg)
+            sim.deliver(msg, position)
     assert dropped
     for state in list(sim.states.values()):
         for offer in resync(state):
@@ -350,13 +357,42 @@ def test_resync_repairs_lost_offers() -> None:
     sim.run()
     labels = expected_labels(events, rules)
     assert {k: s.label for k, s in sim.states.items()} == labels
-    # A second resync on a settled graph changes nothing.
-    before = {k: s.to_dict() for k, s in sim.states.items()}
+    # A second resync on a settled graph changes nothing (but the input positions the nodes have reached).
+    before = knowledge(sim)
     for state in list(sim.states.values()):
         for offer in resync(state):
             sim.send(offer)
     sim.run()
-    assert {k: s.to_dict() for k, s in sim.states.items()} == before
+    assert knowledge(sim) == before
+
+
+def test_replayed_message_repeats_what_a_crash_lost() -> None:
+    """The first pass persisted A's new label and lost its messages; the redelivered Propose (same offset) must
+    tell C too, although A's state already reflects it. A produced duplicate (new offset) stays quiet."""
+    rules = high_limit_rules()
+    a = NodeState(
+        "anonymous_id:a", 5, (5, "anonymous_id:a"), ["device_id:c"], {"anonymous_id": ["a"], "device_id": ["c"]}
+    )
+    a.position = 3
+    propose = Propose("anonymous_id:a", "email:b@x.io", (1, "email:b@x.io"), {"email": ["b@x.io"]}, "m3", 9)
+    first = handle(a, propose, rules, position=7)
+    news = {(m.node, m.label) for m in first.out if isinstance(m, Offer)}
+    assert news == {("email:b@x.io", (1, "email:b@x.io")), ("device_id:c", (1, "email:b@x.io"))}
+    assert first.state.position == 7 and first.identity_changes and first.merges
+
+    replay = handle(first.state, propose, rules, position=7)
+    assert {(m.node, m.label) for m in replay.out if isinstance(m, Offer)} == news
+    assert replay.identity_changes == first.identity_changes
+    assert [(m.from_profile, m.into_profile, m.ts_ms) for m in replay.merges] == [
+        (m.from_profile, m.into_profile, m.ts_ms) for m in first.merges
+    ]
+    # Without the position this is only a duplicate: the sender hears again (it may have missed the answer),
+    # the other neighbour does not.
+    assert [m.node for m in handle(first.state, propose, rules).out] == ["email:b@x.io"]
+    assert [m.node for m in handle(first.state, propose, rules, position=8).out] == ["email:b@x.io"]
+    # A rewound log is recognised once per node: the next replayed offset is past the lowered position.
+    later = Offer("anonymous_id:a", "email:b@x.io", (1, "email:b@x.io"), first.state.summary, "m3", 9)
+    assert handle(replay.state, later, rules, position=8).out == []
 
 
 def test_duplicated_deliveries_change_nothing() -> None:
@@ -366,11 +402,9 @@ def test_duplicated_deliveries_change_nothing() -> None:
     for event, ts in events:
         sim.submit(event, ts_ms=ts)
     sim.run()
-    settled = {k: s.to_dict() for k, s in sim.states.items()}
+    settled = knowledge(sim)
     for msg in list(sim.delivered):
         sim.send(msg)
     sim.run()
-    assert {k: {**s.to_dict(), "refused": 0} for k, s in sim.states.items()} == {
-        k: {**s, "refused": 0} for k, s in settled.items()
-    }
+    assert knowledge(sim) == settled
     check_matches_reference(sim, expected_labels(events, rules))

@@ -2,7 +2,8 @@
 
 The reference is a plain union-find over each event's identifiers, labelled with the component's
 smallest (first_seen, key). The simulator must reach exactly that for any event order, any partition
-count, any interleaving of partitions, with restarts from serialised state and duplicate deliveries.
+count, any interleaving of partitions, with restarts from serialised state, duplicate deliveries, and
+crashes that persist a batch's states but lose its outputs before the batch is replayed.
 """
 
 from __future__ import annotations
@@ -113,6 +114,52 @@ def test_restart_from_serialised_state_with_redelivery(
     # One more crash after everything settled, redelivering a lot: still the same answer.
     sim.restart(redeliver=redeliver)
     sim.run()
+    check_matches_reference(sim, expected_labels(events, HIGH))
+
+
+@PROPERTY
+@given(
+    raw=timed_events,
+    partitions=st.sampled_from([1, 4]),
+    seed=st.integers(0, 2**32 - 1),
+    budgets=st.lists(st.integers(0, 20), min_size=1, max_size=4),
+    every=st.integers(2, 12),
+    crashes=st.integers(1, 8),
+    batch=st.integers(1, 8),
+    partial=st.booleans(),
+)
+def test_crash_after_state_write_before_outputs_then_replay(
+    raw: list[tuple[dict[str, int], int]],
+    partitions: int,
+    seed: int,
+    budgets: list[int],
+    every: int,
+    crashes: int,
+    batch: int,
+    partial: bool,
+) -> None:
+    """At every ``every``-th delivery (``crashes`` times), a worker persists a batch's new states (all or some),
+    loses every message and fact of that batch, and its input is replayed from the last committed offset: the
+    replays must still reach the connected components, with the facts the sinks need."""
+    events = build(raw)
+    sim = GraphSimulator(HIGH, partitions=partitions, seed=seed)
+    deliveries = 0
+
+    def run(max_steps: int | None) -> None:
+        nonlocal deliveries
+        done = 0
+        while sim.pending() and (max_steps is None or done < max_steps):
+            deliveries += 1
+            done += 1
+            if deliveries % every == 0 and deliveries // every <= crashes:
+                sim.crash(batch, partial)
+            else:
+                sim.step()
+
+    for i, (event, ts) in enumerate(events):
+        sim.submit(event, ts_ms=ts)
+        run(budgets[i % len(budgets)])
+    run(None)
     check_matches_reference(sim, expected_labels(events, HIGH))
 
 
