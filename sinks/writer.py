@@ -63,16 +63,13 @@ class KafkaSink:
         routes: dict[str, Route],
         batch_rows: int = 20_000,
         flush_s: float = 0.25,
-        on_rows: object = None,
         writers: int = 2,
     ) -> None:
-        self.ch = ch
         self.routes = routes
         self.batch_rows = batch_rows
         self.flush_s = flush_s
         self.rows_written = 0
         self._count_lock = threading.Lock()
-        self._on_rows = on_rows
         self._stop = threading.Event()
         self._consumer = Consumer(
             {
