@@ -1,10 +1,13 @@
 """Stitch N identifiers through one real `cdp worker` (stitch-only) and report events/s and peak memory.
 
-    python -m bench.identity_scale --identifiers 1000000
+    python -m bench.identity_scale --identifiers 1000000 [--rate EVENTS_PER_S]
 
 Each event carries a fresh cookie and a fresh device id, and every second event re-uses the previous event's
 device, so identifiers merge in pairs of events (2 cookies + 1 device per profile): the graph keeps growing
 with new nodes and merges, never settling into already-known ones. Uses its own broker and data folder.
+
+Without --rate every event is produced first (a backlog, as after downtime); with --rate events are produced at
+that pace while the worker stitches (live traffic), and the lag (produced - stitched) is reported.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import argparse
 import signal
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import orjson
@@ -39,6 +44,20 @@ def events(n_events: int, run: str):
         yield event
 
 
+def paced(
+    records: Iterable[tuple[str, bytes, bytes]], rate: float, sent: list[int]
+) -> Iterator[tuple[str, bytes, bytes]]:
+    """The records at ``rate`` per second (checked every 100), counting them in ``sent[0]``."""
+    started = time.perf_counter()
+    for i, record in enumerate(records):
+        if rate and i % 100 == 0:
+            ahead = i / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        sent[0] = i + 1
+        yield record
+
+
 def count(consumer: Consumer, topic: str) -> int:
     md = consumer.list_topics(topic, timeout=10).topics[topic]
     return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions)
@@ -47,44 +66,54 @@ def count(consumer: Consumer, topic: str) -> int:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--identifiers", type=int, default=1_000_000)
+    p.add_argument("--rate", type=float, default=0.0, help="events/s to produce while stitching (0: all first)")
+    p.add_argument("--workdir", default=None, help="keep the broker, data and worker log here (default: a temp dir)")
+    p.add_argument("--log-level", default="WARNING", help="the worker's CDP_LOG_LEVEL")
     a = p.parse_args()
     n_events = a.identifiers * 2 // 3  # 1 cookie per event + 1 device per 2 events
     run = uuid.uuid4().hex[:6]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = a.workdir or scratch
         broker = Broker(Path(tmp) / "kafka").start()
         prefix = f"scale{run}"
-        worker = CdpProcess(broker.bootstrap, Path(tmp) / "w0", prefix, "worker", CDP_WORKER_SINKS="false")
+        worker = CdpProcess(
+            broker.bootstrap, Path(tmp) / "w0", prefix, "worker", CDP_WORKER_SINKS="false", CDP_LOG_LEVEL=a.log_level
+        )
         try:
             worker.launch().wait_started()
             time.sleep(5)
-            t0 = time.perf_counter()
-            produced = produce_all(
-                broker.bootstrap,
-                (
-                    (f"{prefix}.events.online", e["anonymousId"].encode(), orjson.dumps(e))
-                    for e in events(n_events, run)
-                ),
+            sent = [0]
+            records = (
+                (f"{prefix}.events.online", e["anonymousId"].encode(), orjson.dumps(e)) for e in events(n_events, run)
             )
-            produce_s = time.perf_counter() - t0
+            producer = threading.Thread(
+                target=produce_all, args=(broker.bootstrap, paced(records, a.rate, sent)), daemon=True
+            )
+            producer.start()
             consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "scale"})
-            peak, started, last = 0.0, time.perf_counter(), 0
+            peak, started, last, max_lag = 0.0, time.perf_counter(), 0, 0
             while True:
                 done = count(consumer, f"{prefix}.events.stitched")
                 peak = max(peak, peak_rss_mb(worker.pid) or 0.0)
+                max_lag = max(max_lag, sent[0] - done)
                 if done != last:
                     print(
-                        f"  {time.perf_counter() - started:7.1f} s  {done:>9,} events stitched  rss {peak:.0f} MiB",
+                        f"  {time.perf_counter() - started:7.1f} s  {done:>9,} events stitched  "
+                        f"produced {sent[0]:>9,}  rss {peak:.0f} MiB",
                         flush=True,
                     )
                     last = done
-                if done >= produced:
+                if done >= n_events:
                     break
                 time.sleep(5)
+            produced = sent[0]
             elapsed = time.perf_counter() - started
             ops = count(consumer, f"{prefix}.identity.ops")
+            consumer.close()
             print(
-                f"identifiers {a.identifiers:,} in {produced:,} events (produced in {produce_s:.1f} s); "
-                f"stitched in {elapsed:.1f} s = {produced / elapsed:,.0f} events/s, "
+                f"identifiers {a.identifiers:,} in {produced:,} events ("
+                + (f"produced at {a.rate:,.0f}/s, max lag {max_lag:,} events); " if a.rate else "produced first); ")
+                + f"stitched in {elapsed:.1f} s = {produced / elapsed:,.0f} events/s, "
                 f"{a.identifiers / elapsed:,.0f} identifiers/s; {ops:,} identity messages; "
                 f"worker peak RSS {peak:.0f} MiB"
             )

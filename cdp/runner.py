@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import io
 import logging
 import os
 import signal
@@ -104,6 +106,37 @@ def banner(settings: Settings, registry: SourceRegistry | None, parts: frozenset
     return "\n".join(lines)
 
 
+def _log_tasks() -> None:
+    """SIGUSR1: log where every asyncio task waits (what a stalled agent is blocked on)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"--- {task.get_name()}\n")
+        for where in _await_chain(task.get_coro()):
+            out.write(f"    {where}\n")
+    log.warning("asyncio tasks on SIGUSR1:\n%s", out.getvalue())
+
+
+def _await_chain(coro: Any, limit: int = 40) -> Iterator[str]:
+    """The frames a suspended coroutine waits in, outermost first (Task.get_stack only gives the top one).
+    Wrappers without a frame (an async generator's ``asend``, a coroutine's ``__await__``) are looked through
+    to the generator or coroutine they hold."""
+    while coro is not None and limit > 0:
+        limit -= 1
+        frame = _frame(coro)
+        if frame is None:
+            inner = next((r for r in gc.get_referents(coro) if _frame(r) is not None), None)
+            if inner is None:
+                yield repr(coro)[:200]
+                return
+            coro, frame = inner, _frame(inner)
+        yield f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) or getattr(coro, "gi_yieldfrom", None)
+
+
+def _frame(obj: Any) -> Any:
+    return getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None) or getattr(obj, "gi_frame", None)
+
+
 async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
     settings.ensure_tokens()
     sinks_here = "worker" in parts and settings.worker_sinks
@@ -121,6 +154,7 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    loop.add_signal_handler(signal.SIGUSR1, _log_tasks)
 
     ch: ClickHouse | None = None
     producer: AsyncProducer | None = None

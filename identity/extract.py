@@ -41,7 +41,7 @@ def _get(mapping: Any, *path: str) -> Any:
     """Nested lookup that tolerates missing keys and non-dict intermediates (events are untrusted)."""
     current = mapping
     for part in path:
-        if not isinstance(current, Mapping):
+        if type(current) is not dict and not isinstance(current, Mapping):  # dicts first: the common, cheap case
             return None
         current = current.get(part)
     return current
@@ -62,7 +62,7 @@ def _raw_sources(event: Mapping[str, Any], rules: IdentityRules) -> Iterator[tup
         yield "anonymous_id", previous_id
     # Identify calls carry traits at the top level, every other call in context.traits; both count.
     for traits in (event.get("traits"), _get(event, "context", "traits")):
-        if isinstance(traits, Mapping):
+        if type(traits) is dict or isinstance(traits, Mapping):
             yield "email", traits.get("email")
             yield "phone", traits.get("phone")
     yield "device_id", _get(event, "context", "device", "id")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import phonenumbers
@@ -62,16 +64,39 @@ class Blocklist(BaseModel):
         self._exact = frozenset(exact)
         self._compiled = tuple(re.compile(p, re.IGNORECASE) for p in self.patterns)
 
-    def matches(self, value: str) -> bool:
-        """True if ``value`` (or ``value`` with its quotes peeled) is a placeholder."""
-        for variant in _variants(value):
-            if not variant:
-                return True
-            if variant.casefold() in self._exact:
-                return True
-            if any(p.search(variant) for p in self._compiled):
-                return True
-        return False
+    @cached_property
+    def matches(self) -> Callable[[str], bool]:
+        """``matches(value)``: True if ``value`` (or ``value`` with its quotes peeled) is a placeholder.
+
+        A closure over plain locals, cached on the instance: it runs for every identifier of every event (twice,
+        before and after normalisation), and reading a pydantic private attribute per call cost more than the
+        check itself (5.6 -> under 1 us per value).
+        """
+        exact, quotes = self._exact, _QUOTES
+        search = _any_search(self._compiled)
+
+        def plain(variant: str) -> bool:
+            return not variant or variant.casefold() in exact or search(variant)
+
+        def matches(value: str) -> bool:
+            variant = value.strip()
+            if len(variant) < 2 or variant[0] not in quotes or variant[-1] != variant[0]:
+                return plain(variant)  # nothing to peel: the only variant
+            return any(plain(v) for v in _variants(value))
+
+        return matches
+
+
+def _any_search(patterns: tuple[re.Pattern[str], ...]) -> Callable[[str], bool]:
+    """One search for all patterns: their alternation when it compiles (a pattern with inline global flags
+    cannot be embedded), else each in turn."""
+    if not patterns:
+        return lambda _value: False
+    try:
+        combined = re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.IGNORECASE)
+    except re.error:
+        return lambda value: any(p.search(value) for p in patterns)
+    return lambda value: combined.search(value) is not None
 
 
 def _variants(value: str) -> list[str]:

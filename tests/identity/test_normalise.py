@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from identity.normalise import Blocklist, is_junk, normalise_email, normalise_phone, to_text
+from identity.normalise import Blocklist, _variants, is_junk, normalise_email, normalise_phone, to_text
 from identity.rules import IdentityRules
 
 
@@ -142,3 +144,24 @@ def test_blocklist_patterns_and_case() -> None:
 def test_blocklist_rejects_bad_pattern() -> None:
     with pytest.raises(ValueError, match="invalid blocklist pattern"):
         Blocklist(patterns=["("])
+
+
+def test_blocklist_patterns_with_inline_flags_still_match() -> None:
+    """A pattern with a global inline flag cannot be embedded in the combined alternation; each pattern is
+    then searched on its own, with the same result."""
+    blocklist = Blocklist(patterns=[r"(?x) ^ visitor - \d+ $", r"^n/?a$"])
+    assert is_junk("visitor-7", blocklist)
+    assert is_junk("N/A", blocklist)
+    assert is_junk('"na"', blocklist)
+    assert not is_junk("visitor-x", blocklist)
+
+
+@given(st.text(alphabet=" \"'`nulNUL0-x", max_size=8))
+def test_blocklist_fast_path_equals_every_variant(value: str) -> None:
+    """`matches` skips peeling quotes when there are none: same answer as checking every variant."""
+    blocklist = IdentityRules.load(None).blocklist
+    expected = any(
+        not v or v.casefold() in blocklist._exact or any(p.search(v) for p in blocklist._compiled)
+        for v in _variants(value)
+    )
+    assert blocklist.matches(value) == expected
