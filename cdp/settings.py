@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     worker_sinks: bool = Field(
         True, description="false: this worker only stitches (Faust agents), leaving ClickHouse to another process."
     )
+    identity_store_mb: int = Field(
+        32, ge=4, description="RocksDB memory (write buffers + block cache) per identity-table partition."
+    )
     worker_id: str = Field("w0", description="Names this worker's local state folder (RocksDB).")
     log_level: str = "INFO"
 
