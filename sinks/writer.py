@@ -15,7 +15,6 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -26,14 +25,36 @@ from sinks.rows import RowFn
 log = logging.getLogger(__name__)
 
 
-class Record(NamedTuple):
-    """A consumed Kafka message, reduced to what the sink needs (and typed: no optional accessors). A tuple:
-    one is built per consumed message, and a frozen dataclass cost several times more to build."""
+class Batch:
+    """The records of one insert, kept as the insert needs them: the values per topic in consumption order, and
+    per (topic, partition) the lowest and highest offset (for the deduplication token and the commit). Filled in
+    the reader's loop, so no object is built per record and the writer does not walk the records again."""
 
-    topic: str
-    partition: int
-    offset: int
-    value: bytes
+    __slots__ = ("rows", "spans", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[bytes]] = defaultdict(list)
+        self.spans: dict[tuple[str, int], list[int]] = {}
+        self.rows = 0
+
+    def add(self, topic: str, partition: int, offset: int, value: bytes) -> None:
+        self.values[topic].append(value)
+        span = self.spans.get((topic, partition))
+        if span is None:
+            self.spans[(topic, partition)] = [offset, offset]
+        elif offset > span[1]:
+            span[1] = offset
+        elif offset < span[0]:  # only after a rebalance re-delivered part of a partition
+            span[0] = offset
+        self.rows += 1
+
+    def token(self, topic: str) -> str:
+        """Names exactly these offsets of ``topic``: a retried insert of the same batch carries the same token."""
+        spans = sorted((p, lo_hi) for (t, p), lo_hi in self.spans.items() if t == topic)
+        return topic + "|" + ",".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in spans)
+
+    def next_offsets(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p, hi + 1) for (t, p), (_lo, hi) in self.spans.items()]
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,7 @@ class KafkaSink:
                 "max.poll.interval.ms": 600_000,
             }
         )
-        self._pending: queue.Queue[tuple[int, list[Record]] | None] = queue.Queue(maxsize=writers)
+        self._pending: queue.Queue[tuple[int, Batch] | None] = queue.Queue(maxsize=writers)
         self._written: queue.Queue[tuple[int, list[TopicPartition] | None]] = queue.Queue()
         self._next_seq = 0  # sequence number of the next batch handed over
         self._commit_seq = 0  # the next batch whose offsets may be committed
@@ -112,27 +133,28 @@ class KafkaSink:
         self._thread.join(timeout)
 
     def _read(self) -> None:
-        buffer: list[Record] = []
+        batch = Batch()
         opened = time.monotonic()
         try:
             while True:
                 self._commit_written()
                 stopping = self._stop.is_set()
                 if not stopping:
-                    want = self.batch_rows - len(buffer)
+                    want = self.batch_rows - batch.rows
                     msgs = self._consumer.consume(num_messages=min(want, 5000), timeout=0.05)
+                    add = batch.add
                     for m in msgs:
                         if (err := m.error()) is not None:
                             if err.code() != KafkaError._PARTITION_EOF:
                                 log.warning("sink consume error: %s", err)
                             continue
-                        buffer.append(Record(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value() or b""))
-                    if not buffer:
+                        add(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value() or b"")
+                    if not batch.rows:
                         opened = time.monotonic()
-                due = len(buffer) >= self.batch_rows or time.monotonic() - opened >= self.flush_s
-                if buffer and (due or stopping):
-                    self._hand_over(buffer)
-                    buffer = []
+                due = batch.rows >= self.batch_rows or time.monotonic() - opened >= self.flush_s
+                if batch.rows and (due or stopping):
+                    self._hand_over(batch)
+                    batch = Batch()
                     opened = time.monotonic()
                 if stopping:
                     break
@@ -146,7 +168,7 @@ class KafkaSink:
             for client in self._clients:
                 client.close()
 
-    def _hand_over(self, batch: list[Record]) -> None:
+    def _hand_over(self, batch: Batch) -> None:
         """Queue a batch for the writer; while the writer is busy keep committing, and keep the group membership
         alive (a consumer that does not poll for max.poll.interval.ms is thrown out of its group)."""
         item = (self._next_seq, batch)
@@ -185,13 +207,13 @@ class KafkaSink:
         while (item := self._pending.get()) is not None:
             seq, batch = item
             written = self._write_until_done(client, batch)
-            self._written.put((seq, _next_offsets(batch) if written else None))
+            self._written.put((seq, batch.next_offsets() if written else None))
 
-    def _write_until_done(self, client: ClickHouse, msgs: list[Record]) -> bool:
+    def _write_until_done(self, client: ClickHouse, batch: Batch) -> bool:
         delay = 0.2
         while True:
             try:
-                self._write(client, msgs)
+                self._write(client, batch)
                 return True
             except Exception as exc:  # ClickHouse down: keep the batch, retry
                 log.warning("sink write failed (%s); retrying in %.1f s", exc, delay)
@@ -202,44 +224,24 @@ class KafkaSink:
                     log.error("sink stopping with an unwritten batch; it will be re-read on restart")
                     return False
 
-    def _write(self, client: ClickHouse, msgs: list[Record]) -> None:
-        by_topic: dict[str, list[Record]] = defaultdict(list)
-        for m in msgs:
-            by_topic[m.topic].append(m)
-        for topic, items in by_topic.items():
+    def _write(self, client: ClickHouse, batch: Batch) -> None:
+        for topic, values in batch.values.items():
             route = self.routes[topic]
             if route.json:
-                client.insert_json_lines(route.table, [m.value for m in items], dedup_token=_token(topic, items))
-                self._count(len(items))
+                client.insert_json_lines(route.table, values, dedup_token=batch.token(topic))
+                self._count(len(values))
                 continue
             assert route.row is not None
             rows = []
-            for m in items:
+            for i, value in enumerate(values):
                 try:
-                    rows.append(route.row(orjson.loads(m.value)))
+                    rows.append(route.row(orjson.loads(value)))
                 except Exception as exc:  # a malformed record must not stall the sink forever
-                    log.error("dropping unreadable record %s[%d]@%d: %s", topic, m.partition, m.offset, exc)
+                    log.error("dropping unreadable record %d of a batch of %s: %s", i, topic, exc)
             if rows:
-                client.insert(route.table, rows, route.columns, dedup_token=_token(topic, items))
+                client.insert(route.table, rows, route.columns, dedup_token=batch.token(topic))
                 self._count(len(rows))
 
     def _count(self, rows: int) -> None:
         with self._count_lock:  # two writers add to it
             self.rows_written += rows
-
-
-def _token(topic: str, msgs: list[Record]) -> str:
-    spans: dict[int, list[int]] = {}
-    for m in msgs:
-        lo_hi = spans.setdefault(m.partition, [m.offset, m.offset])
-        lo_hi[0] = min(lo_hi[0], m.offset)
-        lo_hi[1] = max(lo_hi[1], m.offset)
-    return topic + "|" + ",".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(spans.items()))
-
-
-def _next_offsets(msgs: list[Record]) -> list[TopicPartition]:
-    last: dict[tuple[str, int], int] = {}
-    for m in msgs:
-        key = (m.topic, m.partition)
-        last[key] = max(last.get(key, -1), m.offset)
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
