@@ -151,7 +151,7 @@ class Mode:
     track_rate: float = 200.0  # offered single-event /v1/track requests per second
     track_s: float = 8.0
     # sink
-    sink_rows: int = 100_000
+    sink_rows: int = 300_000
     # stitching
     stitch_events: int = 10_000
     stitch_workers: tuple[int, ...] = (1, 2)

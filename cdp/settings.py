@@ -44,7 +44,12 @@ class Settings(BaseSettings):
     )
     cors_origins: str = "*"
 
-    sink_batch_rows: int = 20_000
+    sink_batch_rows: int = Field(
+        50_000,
+        ge=1,
+        description="Rows per insert at most. Bigger blocks mean fewer parts to merge: 50,000 gave 87-98k rows/s into "
+        "chDB where 20,000 gave 70-73k on 2 cores (the background merges took a third of a core less).",
+    )
     sink_flush_s: float = 0.25
     sink_writers: int = Field(2, ge=1, description="Parallel inserts into ClickHouse (about one core each).")
     anonymous_ttl_days: int = 90

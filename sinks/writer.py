@@ -82,7 +82,7 @@ class KafkaSink:
         bootstrap: str,
         group_id: str,
         routes: dict[str, Route],
-        batch_rows: int = 20_000,
+        batch_rows: int = 50_000,
         flush_s: float = 0.25,
         writers: int = 2,
     ) -> None:
@@ -90,6 +90,7 @@ class KafkaSink:
         self.batch_rows = batch_rows
         self.flush_s = flush_s
         self.rows_written = 0
+        self.first_read_at: float | None = None  # time.perf_counter() when the first records arrived
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._consumer = Consumer(
@@ -142,6 +143,8 @@ class KafkaSink:
                 if not stopping:
                     want = self.batch_rows - batch.rows
                     msgs = self._consumer.consume(num_messages=min(want, 5000), timeout=0.05)
+                    if msgs and self.first_read_at is None:
+                        self.first_read_at = time.perf_counter()
                     add = batch.add
                     for m in msgs:
                         if (err := m.error()) is not None:

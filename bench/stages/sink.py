@@ -18,6 +18,7 @@ from bench.core import Result, StageError, register
 from bench.data import stitched_record
 from bench.generator import GeneratorConfig, generate_events, strip_truth
 from bench.stack import ROOT, child_env, create_topics, produce_all
+from cdp.settings import Settings
 
 
 def stitched_records(topic: str, rows: int, seed: int) -> Iterator[tuple[str, bytes, bytes]]:
@@ -59,7 +60,7 @@ class SinkStage:
             "--chdb",
             str(folder),
             "--batch-rows",
-            "20000",
+            str(Settings().sink_batch_rows),  # what `cdp run` uses
             "--flush-s",
             "0.25",
         ]
