@@ -143,6 +143,7 @@ class Mode:
 
     name: str
     # collector
+    collector_processes: int = 2  # CDP_COLLECTOR_PROCESSES of the measured `cdp collector`
     load_processes: int = 2
     connections_per_process: int = 8
     batch_size: int = 100

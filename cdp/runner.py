@@ -26,6 +26,7 @@ from confluent_kafka.admin import AdminClient
 
 from api.app import create_app as create_http_app
 from api.deps import Services
+from cdp import collectors
 from cdp.logs import configure as configure_logging
 from cdp.settings import CHANNELS, Settings
 from sinks.clickhouse import ClickHouse
@@ -164,6 +165,7 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
     definitions = index = evaluator = None
     server: _Server | None = None
     server_task: asyncio.Task | None = None
+    children: list[Any] = []
     try:
         if "api" in parts or sinks_here:
             ch = ClickHouse(settings.clickhouse_url, settings.clickhouse_database)
@@ -241,17 +243,28 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
                 http="httptools",
             )
             server = _Server(config)
-            server_task = asyncio.create_task(server.serve())
+            sockets = None
+            if parts == {"collector"} and (settings.collector_processes > 1 or collectors.is_child()):
+                sockets = [collectors.reuse_port_socket(settings.http_host, settings.http_port)]
+            server_task = asyncio.create_task(server.serve(sockets=sockets))
             while not server.started and not server_task.done():
                 await asyncio.sleep(0.05)
             if server_task.done():
                 server_task.result()
                 raise SystemExit(f"HTTP server did not start on port {settings.http_port}")
-        print(banner(settings, registry, parts), flush=True)
+            if sockets is not None and not collectors.is_child():
+                port = sockets[0].getsockname()[1]
+                children = collectors.start_children(settings.collector_processes - 1, port)
+        elif settings.collector_processes > 1:
+            log.warning("CDP_COLLECTOR_PROCESSES applies to `cdp collector` only; this process runs one")
+        if not collectors.is_child():
+            print(banner(settings, registry, parts), flush=True)
         await stop.wait()
         log.info("stopping")
     finally:
         deadline.arm()
+        if children:
+            await asyncio.to_thread(collectors.stop_children, children, settings.shutdown_timeout_s / 2)
         if server is not None and server_task is not None:
             server.should_exit = True
             with contextlib.suppress(Exception):

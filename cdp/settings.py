@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         "(what was not committed is read again after a restart).",
     )
     cors_origins: str = "*"
+    collector_processes: int = Field(
+        1,
+        ge=1,
+        description="`cdp collector` only: processes sharing the HTTP port (SO_REUSEPORT), about one core each.",
+    )
 
     sink_batch_rows: int = Field(
         50_000,

@@ -35,7 +35,7 @@ class CollectorStage:
         else:
             prefix = ctx.prefix("collector")
             # The collector alone: the stitching backlog this load creates must not eat the CPU being measured.
-            proc = ctx.start_cdp("collector", "collector", prefix)
+            proc = ctx.start_cdp("collector", "collector", prefix, CDP_COLLECTOR_PROCESSES=str(m.collector_processes))
             url, keys, pid = proc.url, proc.write_keys, proc.pid
         key = keys.get("online")
         if not key:
@@ -163,10 +163,11 @@ class CollectorStage:
             "latency_from": "scheduled send time (open loop)",
         }
         rate_note = f"offered {offered:,.0f}/s, achieved {achieved:,.0f}/s"
+        procs = m.collector_processes if ctx.external is None else 1
         return [
             Result(
                 self.name,
-                f"/v1/batch accepted ({m.batch_size}-event batches)",
+                f"/v1/batch accepted ({m.batch_size}-event batches, {procs} collector process{'es' * (procs > 1)})",
                 events_s,
                 "events/s",
                 raw_events_s,
