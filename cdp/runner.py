@@ -255,7 +255,7 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
             if sockets is not None and not collectors.is_child():
                 port = sockets[0].getsockname()[1]
                 children = collectors.start_children(settings.collector_processes - 1, port)
-        elif settings.collector_processes > 1:
+        if settings.collector_processes > 1 and parts != {"collector"}:
             log.warning("CDP_COLLECTOR_PROCESSES applies to `cdp collector` only; this process runs one")
         if not collectors.is_child():
             print(banner(settings, registry, parts), flush=True)
