@@ -17,6 +17,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.test_collector_helpers import CHROME_UA, in_list, mid, now_iso, read_topic, wait_rows
+from tests.e2e.test_collector_helpers import CHROME_UA, in_list, iso, mid, now_iso, read_topic, wait_rows
 from tests.support.service import CdpProcess
 
 pytestmark = pytest.mark.e2e
@@ -321,6 +322,13 @@ def test_cors_preflight_and_simple_request(cdp: CdpProcess, http: httpx.Client) 
 def test_clock_skew_is_corrected_from_sent_at(cdp: CdpProcess, http: httpx.Client) -> None:
     """A device clock 1 h behind: the stored timestamp is receivedAt minus (sentAt - originalTimestamp)."""
     key = cdp.write_keys["mobile"]
+    # One clock reading for every client timestamp: separate now() calls can straddle a millisecond, and the
+    # expected differences would then be off by one.
+    base = datetime.now(UTC)
+
+    def device(delta_s: float) -> str:
+        return iso(base + timedelta(seconds=delta_s))
+
     single, first, second, plain = mid("skew"), mid("skew-b1"), mid("skew-b2"), mid("noskew")
     r = post(
         http,
@@ -329,8 +337,8 @@ def test_clock_skew_is_corrected_from_sent_at(cdp: CdpProcess, http: httpx.Clien
             "event": "Skewed",
             "anonymousId": "dev-skew",
             "messageId": single,
-            "originalTimestamp": now_iso(-3600 - 2),
-            "sentAt": now_iso(-3600),
+            "originalTimestamp": device(-3600 - 2),
+            "sentAt": device(-3600),
         },
         key=key,
     )
@@ -340,22 +348,22 @@ def test_clock_skew_is_corrected_from_sent_at(cdp: CdpProcess, http: httpx.Clien
         http,
         "/v1/batch",
         {
-            "sentAt": now_iso(-3600),
+            "sentAt": device(-3600),
             "batch": [
                 {
                     "type": "track",
                     "event": "Skewed",
                     "anonymousId": "dev-skew",
                     "messageId": first,
-                    "timestamp": now_iso(-3600 - 5),
+                    "timestamp": device(-3600 - 5),
                 },
                 {
                     "type": "track",
                     "event": "Skewed",
                     "anonymousId": "dev-skew",
                     "messageId": second,
-                    "timestamp": now_iso(-3600 - 7),
-                    "sentAt": now_iso(-3600 - 1),
+                    "timestamp": device(-3600 - 7),
+                    "sentAt": device(-3600 - 1),
                 },
             ],
         },
