@@ -1,10 +1,10 @@
 """More than one collector process on one port (`CDP_COLLECTOR_PROCESSES`, `cdp collector` only).
 
 A collector is stateless: it validates, enriches and produces, and follows the sources topic for write keys.
-One Python process validates on one core (about 15-19k events/s in 100-event batches on this 2-core machine,
-`make bench`), so a busy host runs several. Every process binds the same address with SO_REUSEPORT and the
-kernel spreads new connections over them; no process forwards to another, so one that dies only loses its own
-connections, and a client's retry lands on a live one.
+One Python process validates on one core (12-19k events/s in 100-event batches on a 2-core machine, 16-20k
+with two processes, `make bench`), so a busy host runs several. Every process binds the same address with
+SO_REUSEPORT and the kernel spreads new connections over them; no process forwards to another, so one that
+dies only loses its own connections, and a client's retry lands on a live one.
 
 The first process starts the others with the same settings and stops them when it stops. They die with it
 even when it is killed (PR_SET_PDEATHSIG), so no orphan keeps the port.

@@ -163,11 +163,16 @@ class CollectorStage:
             "latency_from": "scheduled send time (open loop)",
         }
         rate_note = f"offered {offered:,.0f}/s, achieved {achieved:,.0f}/s"
-        procs = m.collector_processes if ctx.external is None else 1
+        # The count is ours to tell only for the collector this stage started, not for a running deployment.
+        procs = (
+            ""
+            if ctx.external is not None
+            else f", {m.collector_processes} collector process" + ("es" if m.collector_processes > 1 else "")
+        )
         return [
             Result(
                 self.name,
-                f"/v1/batch accepted ({m.batch_size}-event batches, {procs} collector process{'es' * (procs > 1)})",
+                f"/v1/batch accepted ({m.batch_size}-event batches{procs})",
                 events_s,
                 "events/s",
                 raw_events_s,
