@@ -110,6 +110,8 @@ class KafkaSink:
         )
         self._pending: queue.Queue[tuple[int, Batch] | None] = queue.Queue(maxsize=writers)
         self._written: queue.Queue[tuple[int, list[TopicPartition] | None]] = queue.Queue()
+        self._idle_writers = 0
+        self._idle_lock = threading.Lock()
         self._next_seq = 0  # sequence number of the next batch handed over
         self._commit_seq = 0  # the next batch whose offsets may be committed
         self._done: dict[int, list[TopicPartition] | None] = {}
@@ -154,7 +156,12 @@ class KafkaSink:
                         add(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value() or b"")
                     if not batch.rows:
                         opened = time.monotonic()
-                due = batch.rows >= self.batch_rows or time.monotonic() - opened >= self.flush_s
+                # The time bound is for latency when records trickle in. Under a backlog every writer is busy, and
+                # a batch cut by the clock only makes smaller blocks (more parts to merge, more engine work per
+                # row): the batch keeps growing until it is full or a writer is free to take it.
+                due = batch.rows >= self.batch_rows or (
+                    time.monotonic() - opened >= self.flush_s and self._writer_free()
+                )
                 if batch.rows and (due or stopping):
                     self._hand_over(batch)
                     batch = Batch()
@@ -170,6 +177,10 @@ class KafkaSink:
             self._consumer.close()
             for client in self._clients:
                 client.close()
+
+    def _writer_free(self) -> bool:
+        with self._idle_lock:
+            return self._idle_writers > self._pending.qsize()
 
     def _hand_over(self, batch: Batch) -> None:
         """Queue a batch for the writer; while the writer is busy keep committing, and keep the group membership
@@ -207,7 +218,14 @@ class KafkaSink:
             log.warning("sink commit failed (%s); the batches will be read again and deduplicated", exc)
 
     def _write_loop(self, client: ClickHouse) -> None:
-        while (item := self._pending.get()) is not None:
+        while True:
+            with self._idle_lock:
+                self._idle_writers += 1
+            item = self._pending.get()
+            with self._idle_lock:
+                self._idle_writers -= 1
+            if item is None:
+                break
             seq, batch = item
             written = self._write_until_done(client, batch)
             self._written.put((seq, batch.next_offsets() if written else None))
