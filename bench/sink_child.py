@@ -64,17 +64,18 @@ def run(
         return sink_routes(Settings(topic_prefix="x"))["x.events.stitched"]
 
     url = f"chdb://{chdb}"
-    # The records, read back before anything is timed: the raw baseline's input, and the warm-up's.
-    values = _read_back(bootstrap, topic, rows, timeout)
-    # Warm-up, untimed, in a database of its own: the first inserts of a fresh engine are 1.5-2x slower (thread
-    # pools, allocator arenas, compiled expressions). A sink runs for days, so neither figure should include them;
-    # both the sink and the raw baseline run after it.
+    warm_values = _read_back(bootstrap, topic, min(rows, 2 * batch_rows), timeout)
+    # Warm-up, untimed, in a database of its own: a fresh engine's first 50k-row blocks took up to twice as long
+    # as later ones (thread pools, allocator arenas, compiled expressions). A sink runs for days, so neither
+    # figure should include them: the sink and the raw baseline both run after it.
     warm = ClickHouse(url, "warmup")
     migrate(warm)
     warm_t0 = time.perf_counter()
-    for i in range(0, min(len(values), 2 * batch_rows), batch_rows):
-        warm.insert_json_lines("events_landing", values[i : i + batch_rows])
+    for i in range(0, len(warm_values), batch_rows):
+        warm.insert_json_lines("events_landing", warm_values[i : i + batch_rows])
     warm_s = time.perf_counter() - warm_t0
+    warm_rows = len(warm_values)
+    del warm_values
     warm.command("DROP DATABASE warmup SYNC")
     warm.close()
 
@@ -99,8 +100,10 @@ def run(
     if written < rows:
         raise SystemExit(f"sink wrote {written} of {rows} rows in {timeout:.0f} s")
     stored = ch.scalar("SELECT count() FROM cdp.events_store")
+    sink_rss = self_peak_rss_mb()  # before the baseline below holds every record (and every row) in memory
     sink_rate = rows / (ended - first_at)
 
+    values = _read_back(bootstrap, topic, rows, timeout)
     raw = ClickHouse(url, "raw")
     migrate(raw)
     t0 = time.perf_counter()
@@ -139,8 +142,8 @@ def run(
         "sink_rows_per_s": sink_rate,
         "sink_rows_per_s_from_start": rows / (ended - started),
         "sink_seconds_to_first_records": (first_at - started),
-        "warmup_rows": min(len(values), 2 * batch_rows),
-        "warmup_rows_per_s": min(len(values), 2 * batch_rows) / warm_s if warm_s else None,
+        "warmup_rows": warm_rows,
+        "warmup_rows_per_s": warm_rows / warm_s if warm_s else None,
         "raw_rows": len(values),
         "raw_rows_stored": landing_count,
         "raw_rows_per_s": len(values) / landing_s if landing_s else None,
@@ -150,6 +153,7 @@ def run(
         "mean_value_bytes": sum(len(v) for v in values) / len(values) if values else 0,
         "batch_rows": batch_rows,
         "flush_s": flush_s,
+        "sink_peak_rss_mb": sink_rss,
         "rss_mb": self_peak_rss_mb(),
     }
 
