@@ -55,7 +55,12 @@ class Settings(BaseSettings):
         description="Rows per insert at most. Bigger blocks mean fewer parts to merge: 50,000 gave 87-98k rows/s into "
         "chDB where 20,000 gave 70-73k on 2 cores (the background merges took a third of a core less).",
     )
-    sink_flush_s: float = 0.25
+    sink_flush_s: float = Field(
+        0.25,
+        gt=0,
+        description="A batch older than this is inserted as it is, if a writer is free to take it; while all "
+        "writers are busy it grows to sink_batch_rows (a cut block is only one more part to write and merge).",
+    )
     sink_writers: int = Field(2, ge=1, description="Parallel inserts into ClickHouse (about one core each).")
     anonymous_ttl_days: int = 90
     audience_refresh_s: float = Field(1.0, description="Debounce of event-driven audience re-evaluation.")
