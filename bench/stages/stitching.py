@@ -165,8 +165,7 @@ class StitchingStage:
                 "identity_messages_per_event": ops_messages / n if n else None,
                 "raw_consumed": raw_got,
                 "progress": series[:: max(1, len(series) // 50)],
-                "note": "workers run stitch-only (CDP_WORKER_SINKS=false); counted on the "
-                "stitched topic",
+                "note": "workers run stitch-only (CDP_WORKER_SINKS=false); counted on the stitched topic",
             }
             results.append(
                 Result(
