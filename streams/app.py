@@ -1,7 +1,6 @@
 """The Faust app: topics, the identity table and the agents that own it.
 
-ingest   raw channel topics -> one Observe per identifier of the event, to the identifier's partition of
-         identity.ops (bundled per partition, streams/bundles.py)
+ingest   raw channel topics -> one Observe per identifier of the event, keyed by identifier (identity.ops)
 stitch   identity.ops -> node state in the `identity-nodes` table (RocksDB + compacted changelog),
          messages to neighbour nodes (bundled per partition, streams/bundles.py), identifier->profile
          changes, merges, refusals, stitched events
@@ -167,34 +166,26 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
 
     @app.agent(raw, concurrency=1)
     async def ingest(stream: faust.StreamT) -> None:
-        # Batches, like stitch: the Observes of a batch of events go out bundled per partition (one record each
-        # instead of one per identifier). take_events acks a batch only after this loop body has finished.
-        async for events in stream.take_events(STITCH_BATCH, within=STITCH_WITHIN_S):  # type: ignore[attr-defined]
-            outgoing: list[tuple[str, dict[str, Any]]] = []
-            for record in events:
-                value = record.value
-                try:
-                    event = orjson.loads(value)
-                except orjson.JSONDecodeError:
-                    await deadletter.send(
-                        value=orjson.dumps({"reason": "not JSON", "raw": value.decode("utf-8", "replace")})
-                    )
-                    continue
-                reason = invalid_reason(event)
-                if reason:
-                    await deadletter.send(value=orjson.dumps({"reason": reason, "event": event}))
-                    continue
-                ids = extract_identifiers(event, rules)
-                if not ids:
-                    # Only junk identifiers: the event is kept, attached to no profile.
-                    await emit_stitched(event, "", "")
-                    continue
-                ts_ms = _event_ms(event)
-                outgoing.extend(
-                    (obs.node, obs.to_dict()) for obs in observes_for_event(event, rules, event["messageId"], ts_ms)
+        async for value in stream:
+            try:
+                event = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                await deadletter.send(
+                    value=orjson.dumps({"reason": "not JSON", "raw": value.decode("utf-8", "replace")})
                 )
-            for partition, key, bundled in bundle(outgoing, partitions):
-                await ops.send(key=key, value=bundled, partition=partition)
+                continue
+            reason = invalid_reason(event)
+            if reason:
+                await deadletter.send(value=orjson.dumps({"reason": reason, "event": event}))
+                continue
+            ids = extract_identifiers(event, rules)
+            if not ids:
+                # Only junk identifiers: the event is kept, attached to no profile.
+                await emit_stitched(event, "", "")
+                continue
+            ts_ms = _event_ms(event)
+            for obs in observes_for_event(event, rules, event["messageId"], ts_ms):
+                await ops.send(key=obs.node.encode(), value=orjson.dumps(obs.to_dict()))
 
     @app.agent(ops, concurrency=1)
     async def stitch(stream: faust.StreamT) -> None:

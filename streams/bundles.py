@@ -1,5 +1,5 @@
-"""Identity messages travel in bundles: one Kafka record per partition per batch (of raw events in ingest, of
-identity messages in stitch), holding every message the batch sends to nodes of that partition.
+"""Identity messages travel in bundles: one Kafka record per partition per stitch batch, holding every message
+the batch sends to nodes of that partition.
 
 Why: a record costs Faust about as much to send and to consume as the protocol's own work on the message it
 carries (measured: ~100 us per record through the consumer path, ~150 us per message handled and sent), and
@@ -8,13 +8,13 @@ stitch agent unpacks it.
 
 A node's messages must all arrive in its own partition, in order. A bundle is sent to an explicit partition,
 computed for each message's node key with the partitioner Faust's producer (aiokafka) uses for keyed sends, so
-a bundled message lands where the same message sent alone with its node as key would, and where its node's
-state lives. The order inside a bundle is the order of the sends.
+a bundled message lands where the same message sent alone (an Observe from ingest) would. The order inside a
+bundle is the order of the sends.
 
 Positions: ``handle`` recognises a replayed message by its position in the node's input log, which must grow
 along the partition. A message's position is ``offset * POSITION_SPAN + index in its record``; a single
-message (a record written before bundles) is index 0. States stored before bundles carried the bare offset;
-``load_position`` scales such a position up, marking every index of that offset as applied.
+message (an Observe) is index 0. States stored before bundles carried the bare offset; ``load_position``
+scales such a position up, marking every index of that offset as applied.
 """
 
 from __future__ import annotations
