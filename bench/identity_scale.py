@@ -114,7 +114,7 @@ def main() -> None:
                 f"identifiers {a.identifiers:,} in {produced:,} events ("
                 + (f"produced at {a.rate:,.0f}/s, max lag {max_lag:,} events); " if a.rate else "produced first); ")
                 + f"stitched in {elapsed:.1f} s = {produced / elapsed:,.0f} events/s, "
-                f"{a.identifiers / elapsed:,.0f} identifiers/s; {ops:,} identity records; "
+                f"{a.identifiers / elapsed:,.0f} identifiers/s; {ops:,} identity messages; "
                 f"worker peak RSS {peak:.0f} MiB"
             )
         finally:

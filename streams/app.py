@@ -2,8 +2,7 @@
 
 ingest   raw channel topics -> one Observe per identifier of the event, keyed by identifier (identity.ops)
 stitch   identity.ops -> node state in the `identity-nodes` table (RocksDB + compacted changelog),
-         messages to neighbour nodes (bundled per partition, streams/bundles.py), identifier->profile
-         changes, merges, refusals, stitched events
+         messages to neighbour nodes, identifier->profile changes, merges, refusals, stitched events
 
 Agents run with concurrency 1: with more, Faust can commit an offset past a message still being processed
 (faust-streaming #606). Outputs are at-least-once (Faust flushes its producer before it commits offsets); the
@@ -33,7 +32,6 @@ from identity.graph import NodeState, Step, handle, message_from_dict, observes_
 from identity.rules import IdentityRules
 from schemas.timestamps import parse_ts
 from schemas.validation import invalid_reason
-from streams.bundles import SCALED, bundle, load_position, unbundle
 from streams.topics import topics_for
 
 log = logging.getLogger(__name__)
@@ -149,9 +147,6 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
     # `use_partitioner`: that hashes the table's key bytes, JSON ('"email:a@b.c"'), not the raw identity.ops key,
     # so 3 states in 4 went to another changelog partition than their messages' and a worker taking a partition
     # over recovered other nodes' states instead of its own.
-    # Bundles are sent to explicit partitions, computed like the producer's keyed sends; the ops topic is created
-    # with this many partitions (streams/topics.py), as the node table's co-partitioning already requires.
-    partitions = settings.topic_partitions
     nodes = app.Table(
         "identity-nodes",
         partitions=settings.topic_partitions,
@@ -199,29 +194,21 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
             # No await in this loop, so nothing else sees the borrowed current event (take_events reads it).
             previous = stream.current_event
             for event in events:
-                # A record holds one message (an Observe from ingest) or a bundle (streams/bundles.py).
-                for position, data in unbundle(event.value, event.message.offset):
-                    msg = message_from_dict(data)
-                    state = states.get(msg.node)
-                    if state is None:
-                        # The RocksDB store reads the partition of Faust's current event: the node's own.
-                        stream._set_current_event(event)  # type: ignore[attr-defined]
-                        if (current := nodes.get(msg.node)) is not None:
-                            state = NodeState.from_dict(current)
-                            state.position = load_position(current, state.position)
-                    # The position lets a replayed message (a crash after the state write) repeat what it may
-                    # have lost.
-                    step = handle(state, msg, rules, position=position)
-                    states[msg.node] = step.state
-                    touched_by[msg.node] = event
-                    steps.append((step, msg.node))
+                msg = message_from_dict(orjson.loads(event.value))
+                state = states.get(msg.node)
+                if state is None:
+                    # The RocksDB store reads the partition of Faust's current event: the node's own.
+                    stream._set_current_event(event)  # type: ignore[attr-defined]
+                    if (current := nodes.get(msg.node)) is not None:
+                        state = NodeState.from_dict(current)
+                # The offset lets a replayed message (a crash after the state write) repeat what it may have lost.
+                step = handle(state, msg, rules, position=event.message.offset)
+                states[msg.node] = step.state
+                touched_by[msg.node] = event
+                steps.append((step, msg.node))
             stream._set_current_event(previous)  # type: ignore[attr-defined]
-            outgoing: list[tuple[str, dict[str, Any]]] = []
             for step, node in steps:
-                outgoing.extend((out.node, out.to_dict()) for out in step.out)
                 await send_outputs(step, node)
-            for partition, key, value in bundle(outgoing, partitions):
-                await ops.send(key=key, value=value, partition=partition)
             # Outputs delivered before any state is written: after a crash the batch is replayed, and a replayed
             # message whose state was already persisted must not owe a message that was lost. Without the flush
             # the order is only that of the send calls; outputs and changelog go out in separate requests.
@@ -232,14 +219,12 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
                 # The RocksDB store and the changelog pick the partition from Faust's current event; a node's
                 # messages all arrive on its own partition, so the event that touched it is the right one.
                 stream._set_current_event(touched_by[node])  # type: ignore[attr-defined]
-                stored = state.to_dict()
-                stored[SCALED] = 1
-                nodes[node] = stored
+                nodes[node] = state.to_dict()
             stream._set_current_event(previous)  # type: ignore[attr-defined]
 
     async def send_outputs(step: Step, node: str) -> None:
-        """The step's facts (identities, merges, refusals, the stitched event); its identity messages go out in
-        bundles, after the whole batch."""
+        for out in step.out:
+            await ops.send(key=out.node.encode(), value=orjson.dumps(out.to_dict()))
         now_ms = int(time.time() * 1000)
         for ch in step.identity_changes:
             await identities.send(

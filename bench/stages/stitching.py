@@ -161,8 +161,8 @@ class StitchingStage:
                 "produce_seconds": produced_s,
                 "stitched_plus_deadletter": last - base,
                 "seconds_until_identity_graph_quiet": quiet_s,
-                "identity_records": ops_messages,  # a record holds one message or a bundle (streams/bundles.py)
-                "identity_records_per_event": ops_messages / n if n else None,
+                "identity_messages": ops_messages,
+                "identity_messages_per_event": ops_messages / n if n else None,
                 "raw_consumed": raw_got,
                 "progress": series[:: max(1, len(series) // 50)],
                 "note": "workers run stitch-only (CDP_WORKER_SINKS=false); counted on the stitched topic",
