@@ -188,13 +188,11 @@ def create_app(settings: Settings, rules: IdentityRules) -> faust.App:
         # times in a batch is written to the table (and its changelog) once. take_events acks a batch after this
         # loop body, and also when it is closed mid-batch: an unfinished batch's acks are withheld.
         async for events in stream.take_events(STITCH_BATCH, within=STITCH_WITHIN_S):  # type: ignore[attr-defined]
-            finished = False
             try:
                 await stitch_batch(stream, events)
-                finished = True
-            finally:
-                if not finished:
-                    _withhold_acks(events)
+            except BaseException:  # cancelled at shutdown included
+                _withhold_acks(events)
+                raise
 
     async def stitch_batch(stream: faust.StreamT, events: list[faust.EventT]) -> None:
         states: dict[str, NodeState] = {}
