@@ -154,7 +154,11 @@ class Mode:
     # sink
     sink_rows: int = 300_000
     # stitching
-    stitch_events: int = 10_000
+    stitch_events: int = 10_000  # the journeys shape
+    stitch_shapes: tuple[str, ...] = ("journeys", "steady", "cold")
+    steady_people: int = 1_000  # the steady shape: this many people's journeys in time order (~42 events each)
+    cold_events: int = 20_000
+    catchup_events: int = 100_000  # 0: no catch-up row
     stitch_workers: tuple[int, ...] = (1, 2)
     stitch_timeout_s: float = 300.0
     # freshness
@@ -193,6 +197,9 @@ FULL = Mode(
     track_s=30.0,
     sink_rows=1_000_000,
     stitch_events=100_000,
+    steady_people=5_000,
+    cold_events=100_000,
+    catchup_events=1_000_000,
     stitch_timeout_s=1_800.0,
     freshness_s=60.0,
     accuracy_people=5_000,  # ~44,000 events: about 8 minutes at today's stitching rate (2 cores)

@@ -48,8 +48,9 @@ def apply_overrides(mode: Mode, assignments: list[str] | None) -> Mode:
         kind = types[name]
         value: Any
         if kind is tuple or getattr(mode, name) is None:
-            parts = [p for p in raw.split(",") if p.strip()]
-            value = tuple(int(p) for p in parts) if parts else None
+            parts = [p.strip() for p in raw.split(",") if p.strip()]
+            default = getattr(mode, name) or (0,)
+            value = tuple(type(default[0])(p) for p in parts) if parts else None
         elif kind is bool:
             value = raw.strip().lower() in ("1", "true", "yes", "on")
         else:

@@ -47,6 +47,12 @@ def peak_rss_mb(pid: int) -> float | None:
     return None if kib is None else kib / 1024
 
 
+def rss_mb(pid: int | None) -> float | None:
+    """Current resident set size (VmRSS) of a live process in MiB, None when it is gone or unreadable."""
+    kib = None if pid is None else _status_kib(pid, "VmRSS")
+    return None if kib is None else kib / 1024
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Reset a process's VmHWM to its current RSS (Linux >= 4.0, `echo 5 > /proc/PID/clear_refs`), so a peak
     read later belongs to the stage being measured. False when not permitted (then the peak is lifelong)."""
@@ -320,9 +326,11 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 4, tim
 
 
 class OffsetCounter:
-    """Messages written to some topics so far: the sum of their partitions' end offsets (high watermarks).
+    """The sum of some topics' partitions' end offsets (high watermarks): grows whenever anything is written.
 
-    Exact for non-transactional producers (Faust's default, the collector's producer), which is all we count.
+    Counts records exactly only for non-transactional producers (the collector's); on topics written in
+    transactions (the stitcher's outputs) it also counts the transaction markers, so use it there only to see
+    whether anything is still being written, and count records with :class:`RecordCounter`.
     """
 
     def __init__(self, bootstrap: str, topics: Iterable[str], timeout: float = 10.0) -> None:
@@ -345,6 +353,46 @@ class OffsetCounter:
             _, high = self._consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
             total += max(high, 0)
         return total
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class RecordCounter:
+    """Committed records written to some topics since the counter was created, counted by reading them, as a
+    downstream reader sees them (read_committed)."""
+
+    def __init__(self, bootstrap: str, topics: Iterable[str], timeout: float = 10.0) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-records-{os.getpid()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        metadata = self._consumer.list_topics(timeout=timeout)
+        start = []
+        for topic in topics:
+            meta = metadata.topics.get(topic)
+            if meta is None or meta.error is not None:
+                raise RuntimeError(f"topic {topic} does not exist")
+            for p in sorted(meta.partitions):
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                start.append(TopicPartition(topic, p, max(high, 0)))
+        self._consumer.assign(start)
+        self._count = 0
+
+    def count(self) -> int:
+        """Read what has arrived (without waiting for more) and return the total so far."""
+        while True:
+            batch = self._consumer.consume(num_messages=10_000, timeout=0)
+            self._count += sum(1 for m in batch if m.error() is None)
+            if not batch:
+                return self._count
 
     def close(self) -> None:
         self._consumer.close()

@@ -69,7 +69,7 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
     from schemas.offline import RowError, row_event
     from schemas.segment import SegmentEvent
     from schemas.validation import offline_invalid_reason
-    from streams.producer import AsyncProducer
+    from streams.producer import CHECKED_HEADER, AsyncProducer
     from streams.sources import SourceRegistry
     from streams.topics import ensure_topics, topics_for
 
@@ -124,10 +124,10 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
             chunk.append((topic, str(key).encode(), orjson.dumps(enriched)))
             accepted += 1
             if len(chunk) >= CHUNK:
-                producer.send_sync(chunk)
+                producer.send_sync(chunk, headers=[CHECKED_HEADER])
                 chunk = []
         if chunk:
-            producer.send_sync(chunk)
+            producer.send_sync(chunk, headers=[CHECKED_HEADER])
     producer.close()
     print(
         f"imported {accepted} events into {source.channel} ({source.name}); {rejected} rejected"

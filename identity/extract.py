@@ -7,14 +7,15 @@ normalised ``type:value`` keys, so a new source field is a change here and nowhe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from identity.normalise import normalise_value, to_text
+from identity.normalise import to_text
 from identity.rules import IdentityRules
 
-__all__ = ["Identifier", "extract_identifiers", "primary_identifier"]
+__all__ = ["Identifier", "extract_identifiers", "identifier_keys", "primary_identifier"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,21 +38,15 @@ class Identifier:
         return cls(id_type, value)
 
 
-def _get(mapping: Any, *path: str) -> Any:
-    """Nested lookup that tolerates missing keys and non-dict intermediates (events are untrusted)."""
-    current = mapping
-    for part in path:
-        if type(current) is not dict and not isinstance(current, Mapping):  # dicts first: the common, cheap case
-            return None
-        current = current.get(part)
-    return current
+def _mapping(value: Any) -> Mapping[str, Any] | None:
+    """``value`` if it is a mapping (dicts first: the common, cheap case), else None (events are untrusted)."""
+    return value if type(value) is dict or isinstance(value, Mapping) else None
 
 
-def _raw_sources(event: Mapping[str, Any], rules: IdentityRules) -> Iterator[tuple[str, Any]]:
-    """(type, raw value) for every place an identifier may sit in the event."""
+def _raw_values(event: Mapping[str, Any], rules: IdentityRules) -> tuple[tuple[str, Any], ...]:
+    """(type, raw value) for every place an identifier sits in the event (absent places left out)."""
     user_id = event.get("userId")
-    yield "user_id", user_id
-    yield "anonymous_id", event.get("anonymousId")
+    found: list[tuple[str, Any]] = [("user_id", user_id), ("anonymous_id", event.get("anonymousId"))]
     # An alias call says "previousId and userId are the same person". previousId is usually the
     # anonymous id (or an old guest id) the person had before signing up, so it is treated as an
     # anonymous_id; when a client sends previousId == userId it is the user id itself and adds nothing.
@@ -59,20 +54,37 @@ def _raw_sources(event: Mapping[str, Any], rules: IdentityRules) -> Iterator[tup
     # traits, never silently merging two user_ids (which the user_id limit exists to prevent).
     previous_id = event.get("previousId")
     if previous_id is not None and to_text(previous_id) != to_text(user_id):
-        yield "anonymous_id", previous_id
+        found.append(("anonymous_id", previous_id))
+    context = _mapping(event.get("context"))
     # Identify calls carry traits at the top level, every other call in context.traits; both count.
-    for traits in (event.get("traits"), _get(event, "context", "traits")):
-        if type(traits) is dict or isinstance(traits, Mapping):
-            yield "email", traits.get("email")
-            yield "phone", traits.get("phone")
-    yield "device_id", _get(event, "context", "device", "id")
-    yield "advertising_id", _get(event, "context", "device", "advertisingId")
-    for spec in rules.types.values():
-        if spec.source == "builtin":
+    all_traits = [t for t in (_mapping(event.get("traits")), context and _mapping(context.get("traits"))) if t]
+    for traits in all_traits:
+        found.append(("email", traits.get("email")))
+        found.append(("phone", traits.get("phone")))
+    device = context and _mapping(context.get("device"))
+    if device:
+        found.append(("device_id", device.get("id")))
+        found.append(("advertising_id", device.get("advertisingId")))
+    for id_type, trait in rules.trait_types:
+        for traits in all_traits:
+            found.append((id_type, traits.get(trait)))
+    return tuple(pair for pair in found if pair[1] is not None)
+
+
+def _identifiers(raw: tuple[tuple[str, Any], ...], rules: IdentityRules) -> list[Identifier]:
+    found: set[Identifier] = set()
+    types = rules.types
+    identifier_value = rules.identifier_value
+    for id_type, value in raw:
+        if id_type not in types:
             continue
-        for traits in (event.get("traits"), _get(event, "context", "traits")):
-            if isinstance(traits, Mapping):
-                yield spec.name, traits.get(spec.source)
+        text = to_text(value)
+        if text is None:
+            continue
+        normalised = identifier_value(id_type, text)
+        if normalised is not None:
+            found.add(Identifier(id_type, normalised))
+    return sorted(found, key=lambda ident: (rules.priority(ident.id_type), ident.id_type, ident.value))
 
 
 def extract_identifiers(event: Mapping[str, Any], rules: IdentityRules) -> list[Identifier]:
@@ -84,19 +96,36 @@ def extract_identifiers(event: Mapping[str, Any], rules: IdentityRules) -> list[
     Sorted by (priority, value) so the first element is the event's primary identifier and the order
     is deterministic for the same event, whatever the field order in the JSON.
     """
-    found: set[Identifier] = set()
-    for id_type, raw in _raw_sources(event, rules):
-        spec = rules.types.get(id_type)
-        if spec is None:
-            continue
-        text = to_text(raw)
-        if text is None or rules.is_blocked(text):
-            continue
-        value = normalise_value(text, spec.normalise, rules.default_phone_region)
-        if value is None or rules.is_blocked(value):
-            continue
-        found.add(Identifier(id_type, value))
-    return sorted(found, key=lambda ident: (rules.priority(ident.id_type), ident.id_type, ident.value))
+    return _identifiers(_raw_values(event, rules), rules)
+
+
+def identifier_keys(event: Mapping[str, Any], rules: IdentityRules) -> tuple[str, ...]:
+    """The keys of ``extract_identifiers(event, rules)``, strongest first: the stitcher's form.
+
+    Cached on the event's raw identifier values: a person's events repeat the same few, and the lookups are
+    cheaper than normalising, checking and sorting them again.
+    """
+    raw = _raw_values(event, rules)
+    try:
+        return _keys_of(rules)(raw)
+    except TypeError:  # an unhashable value (an object where an id belongs): nothing to cache
+        return tuple(ident.key for ident in _identifiers(raw, rules))
+
+
+_KEY_CACHES: dict[int, tuple[IdentityRules, Callable[[tuple[tuple[str, Any], ...]], tuple[str, ...]]]] = {}
+
+
+def _keys_of(rules: IdentityRules) -> Callable[[tuple[tuple[str, Any], ...]], tuple[str, ...]]:
+    """The cached raw-values -> keys function of one rule set (the rule set is kept alive with it)."""
+    entry = _KEY_CACHES.get(id(rules))
+    if entry is None or entry[0] is not rules:
+
+        @lru_cache(maxsize=1 << 16)
+        def keys(raw: tuple[tuple[str, Any], ...]) -> tuple[str, ...]:
+            return tuple(ident.key for ident in _identifiers(raw, rules))
+
+        entry = _KEY_CACHES[id(rules)] = (rules, keys)
+    return entry[1]
 
 
 def primary_identifier(ids: list[Identifier]) -> Identifier | None:

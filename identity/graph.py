@@ -16,9 +16,17 @@ one's id whatever order the messages arrive in.
 
 Protocol (messages are routed to ``msg.node``)
 ----------------------------------------------
-* ``Observe`` - one per identifier of an event (``observes_for_event``). Creates the node or lowers its
-  ``first_seen_ms``. Only the event's *primary* (strongest identifier, ``primary=True``, carrying the
-  event) starts linking, so an event makes one handshake, not one per pair.
+* ``Observe`` - an event mentioned the identifier. Creates the node or lowers its ``first_seen_ms``. An
+  event becomes one message, its *primary*'s Observe (strongest identifier, ``primary=True``, carrying the
+  event and the other identifiers as ``peers``: ``event_message``), routed to the primary's node, and only
+  the primary starts linking, so an event makes one handshake, not one per pair.
+  *Fast path*: when the primary already knows every peer as a member of its component (each peer's value is
+  in its summary) and the event is not older than anything it could relabel (``(ts_ms, peer)`` not below the
+  component's label for every peer, and ``ts_ms`` not below the primary's own first_seen), the event can
+  change nothing: it is stamped with the primary's profile and the step changes no state and sends nothing.
+  (A peer's own first_seen is then not lowered: it can never name the component, and only labels matter.)
+  Otherwise the primary sends every peer that is not settled so an Observe of its own (creating it, or
+  lowering its first_seen) and starts the link chain below with the peers outside its component.
 * ``Propose`` - "sender wants an edge to node". The receiver checks the identifier limits on the union of
   both components' summaries; it refuses (``Refusal``, no edge) or accepts (edge, union, min label,
   ``Offer`` back). The primary does not propose to all peers at once: the proposals of one event form a
@@ -38,39 +46,36 @@ include each other yet and can overshoot a limit. That is detected where the two
 reported as a ``Refusal`` with reason ``race:<type>`` (links are never undone: a label cannot be
 un-propagated); a component over a limit then accepts no further links.
 
-At-least-once: duplicated messages are harmless (every handler is idempotent). A redelivery is more than a
-duplicate when a crash persisted a node's new state but lost the messages of that step: replaying the input
-finds the state already updated, so the handler alone would say nothing and the neighbours would never
-hear of the update. ``handle`` therefore takes the message's *position* in the node's input log (its
-Kafka offset; a node's messages all come from one partition, so positions only grow) and the state
-remembers the last one it applied. A message at or below that position is a replay: the step then also
-re-announces the node to every neighbour and repeats its current identity facts. Termination holds because
-only a rewound log triggers this, and the re-announcements are new messages, never replays themselves.
-``resync(state)`` does the same re-announcement on demand and is safe to call at any time. A lost
-``Propose`` is retried by the next event that mentions the pair (the primary proposes to every peer it
-is not linked to yet).
+Delivery: duplicated messages are harmless (every handler is idempotent). What the handlers cannot repair
+is a node state persisted while the messages of the step that made it were lost, so the agent commits a
+step's new state, its messages and its facts together or not at all (one Kafka transaction per batch,
+streams.stitcher). ``resync(state)`` re-announces a node to its neighbours, for a state restored from
+somewhere else than the changelog. A lost ``Propose`` is retried by the next event that mentions the pair
+(the primary proposes to every peer it is not linked to yet).
 
 For the agent
 -------------
-For each event: ``observes_for_event(event, rules, message_id, ts_ms)`` and produce each Observe keyed by
-``obs.node``. For each message consumed from the identity topic: ``step = handle(table.get(msg.node),
-msg, rules, position=offset)``; produce every ``step.out`` keyed by its ``node``, then store
-``step.state`` under ``msg.node``; write ``step.identity_changes`` / ``merges`` / ``refusals``; forward
-``step.stitched_event`` (the event with ``profileId``). ``ts_ms`` should be a trustworthy event time (a
-far-future client clock would otherwise make an identifier "oldest" for ever). Same-millisecond ties are
-broken by node key, so a brand-new person's first event is stamped with its primary's profile and a
-``Merge`` may follow at once; sinks re-attribute by following ``Merge`` records (and ``IdentityChange``
-for identifiers).
+For each event: ``event_message(keys, event, message_id, ts_ms)`` (``keys`` from
+``identity.extract.extract_identifiers``) and route it to the partition of its ``node``. For each message
+addressed to a node: ``step = handle(store.get(msg.node), msg, rules)``; route every ``step.out`` to its
+``node``, store ``step.state`` under ``msg.node`` unless it is the state given (nothing changed), write
+``step.identity_changes`` / ``merges`` / ``refusals``, forward ``step.stitched_event`` (the event with
+``profileId``). ``ts_ms`` should be a trustworthy event time (a far-future client clock would otherwise make
+an identifier "oldest" for ever). Same-millisecond ties are broken by node key, so a brand-new person's first
+event is stamped with its primary's profile and a ``Merge`` may follow at once; sinks re-attribute by
+following ``Merge`` records (and ``IdentityChange`` for identifiers).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, ClassVar
 
-from identity.extract import Identifier, extract_identifiers
+from identity.extract import Identifier
 from identity.rules import IdentityRules
 
 __all__ = [
@@ -85,9 +90,9 @@ __all__ = [
     "Propose",
     "Refusal",
     "Step",
+    "event_message",
     "handle",
     "message_from_dict",
-    "observes_for_event",
     "profile_id_for",
     "resync",
 ]
@@ -105,7 +110,13 @@ def profile_id_for(label: Label) -> str:
     Depends on the node key only, not on ``first_seen_ms``: a late event that lowers the oldest
     node's first_seen changes the label but must not rename the profile.
     """
-    return str(uuid.uuid5(PROFILE_NAMESPACE, label[1]))
+    return _profile_id(label[1])
+
+
+@lru_cache(maxsize=1 << 16)
+def _profile_id(key: str) -> str:
+    # Cached: every stitched event needs its profile's id, and a UUID5 is a SHA-1 and an object each time.
+    return str(uuid.uuid5(PROFILE_NAMESPACE, key))
 
 
 def _label(raw: Any) -> Label:
@@ -115,11 +126,6 @@ def _label(raw: Any) -> Label:
 
 def _summary(raw: Mapping[str, Any] | None) -> dict[str, list[str]]:
     return {str(t): sorted({str(v) for v in values}) for t, values in (raw or {}).items() if values}
-
-
-def _copy(summary: Mapping[str, list[str]]) -> dict[str, list[str]]:
-    """Messages get their own lists: a state and a message in flight must never share mutable data."""
-    return {t: list(v) for t, v in summary.items()}
 
 
 def _own_summary(key: str) -> dict[str, list[str]]:
@@ -132,15 +138,15 @@ def _own_summary(key: str) -> dict[str, list[str]]:
 
 @dataclass
 class NodeState:
-    """What one identifier node remembers (one Faust table row, keyed by ``key``).
+    """What one identifier node remembers (one row of the node store, keyed by ``key``).
 
     ``summary`` holds, per identifier type, the sorted distinct values known in this node's component,
     capped at the type's limit + 1 (see ``IdentityRules.union``): just enough to decide a link locally
     without seeing the component. Every type counts here: a type without a limit is capped by
-    ``max_identifiers_per_profile``. ``version``/``changed_ms`` make ``IdentityChange`` records
-    monotone per identifier, so a sink can keep the latest one even when events arrive late.
-    ``position`` is the input-log position of the last message applied (-1: none known), so a replay of
-    an already-applied message is recognised (see the module docstring, at-least-once).
+    ``max_identifiers_per_profile``. A summary is never changed in place (a change is a new one, from
+    ``IdentityRules.union``), so states and messages share them without copying. ``version``/``changed_ms``
+    make ``IdentityChange`` records monotone per identifier, so a sink can keep the latest one even when
+    events arrive late.
     """
 
     key: str
@@ -151,7 +157,6 @@ class NodeState:
     refused: int = 0
     version: int = 0
     changed_ms: int = 0
-    position: int = -1
 
     @property
     def profile_id(self) -> str:
@@ -163,11 +168,10 @@ class NodeState:
             "first_seen_ms": self.first_seen_ms,
             "label": [self.label[0], self.label[1]],
             "neighbors": list(self.neighbors),
-            "summary": {t: list(v) for t, v in self.summary.items()},
+            "summary": self.summary,
             "refused": self.refused,
             "version": self.version,
             "changed_ms": self.changed_ms,
-            "position": self.position,
         }
 
     @classmethod
@@ -181,8 +185,6 @@ class NodeState:
             refused=int(data.get("refused", 0)),
             version=int(data.get("version", 0)),
             changed_ms=int(data.get("changed_ms", 0)),
-            # Rows written before positions were recorded: no replay can be recognised until the next message.
-            position=int(data.get("position", -1)),
         )
 
     def copy(self) -> NodeState:
@@ -191,11 +193,10 @@ class NodeState:
             first_seen_ms=self.first_seen_ms,
             label=self.label,
             neighbors=list(self.neighbors),
-            summary=_copy(self.summary),
+            summary=self.summary,
             refused=self.refused,
             version=self.version,
             changed_ms=self.changed_ms,
-            position=self.position,
         )
 
     @classmethod
@@ -362,7 +363,7 @@ class IdentityChange:
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -381,7 +382,7 @@ class Merge:
     ts_ms: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -400,7 +401,7 @@ class Refusal:
     ts_ms: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -432,7 +433,7 @@ class _Ctx:
 
     def offer(self, to: str) -> None:
         s = self.state
-        self.out.append(Offer(to, s.key, s.label, _copy(s.summary), self.cause, self.ts_ms))
+        self.out.append(Offer(to, s.key, s.label, s.summary, self.cause, self.ts_ms))
 
     def broadcast(self, exclude: str | None = None) -> None:
         for neighbor in self.state.neighbors:
@@ -452,6 +453,11 @@ class _Ctx:
         race gives a handful of records, not one per node of the component.
         """
         s = self.state
+        if summary == s.summary:  # the common echo: nothing new to join, so no race can surface here
+            if label < s.label:
+                s.label = label
+                return True
+            return False
         merged = rules.union(s.summary, summary)
         raced = rules.violations(merged)
         if raced and not rules.violations(s.summary) and not rules.violations(summary):
@@ -488,7 +494,40 @@ def _next_in_chain(chain: list[str], skip: set[str]) -> tuple[str | None, list[s
     return None, []
 
 
+def _in_summary(summary: Mapping[str, list[str]], key: str) -> bool:
+    """Whether the identifier ``key`` is a known member of the component with this summary (values are sorted)."""
+    id_type, _, value = key.partition(":")
+    values = summary.get(id_type)
+    if not values:
+        return False
+    i = bisect_left(values, value)
+    return i < len(values) and values[i] == value
+
+
+def _settled_peer(state: NodeState, peer: str, ts_ms: int) -> bool:
+    """The peer is in the primary's component already, and an Observe at ``ts_ms`` could not relabel it (equal to
+    the label: the peer is the label's node and was first seen at ``ts_ms``)."""
+    return (ts_ms, peer) >= state.label and _in_summary(state.summary, peer)
+
+
+def _fast(state: NodeState | None, msg: Observe) -> Step | None:
+    """The fast path: every peer is a member already and nothing can move, so the full protocol would only stamp
+    the event (and add redundant edges inside the component). The step keeps ``state`` itself."""
+    if (
+        msg.primary
+        and state is not None
+        and msg.ts_ms >= state.first_seen_ms
+        and all(_settled_peer(state, peer, msg.ts_ms) for peer in msg.peers)
+    ):
+        stitched = None if msg.event is None else {**msg.event, "profileId": state.profile_id}
+        return Step(state, stitched_event=stitched)
+    return None
+
+
 def _on_observe(state: NodeState | None, msg: Observe, rules: IdentityRules) -> Step:
+    fast = _fast(state, msg)
+    if fast is not None:
+        return fast
     ctx = _Ctx(state, msg.node, msg.ts_ms, msg.cause)
     s = ctx.state
     if not ctx.created and msg.ts_ms < s.first_seen_ms:
@@ -503,12 +542,17 @@ def _on_observe(state: NodeState | None, msg: Observe, rules: IdentityRules) -> 
         linked = set(s.neighbors)
         chain: list[str] = []
         for peer in dict.fromkeys(msg.peers):
-            if peer == s.key or peer in linked:
+            if peer == s.key:
                 continue
             try:
                 peer_summary = _own_summary(peer)
             except ValueError:
                 continue
+            if not _settled_peer(s, peer, msg.ts_ms):
+                # Creates the peer's node, or lowers its first_seen (which may relabel the component).
+                ctx.out.append(Observe(peer, msg.ts_ms, [], msg.cause))
+            if peer in linked or _in_summary(s.summary, peer):
+                continue  # in the component already: an edge would add nothing
             # Cheap local pre-check: if even the peer's own value breaks a limit of our component,
             # refuse here instead of sending a proposal that is bound to be refused.
             broken = rules.link_violations(s.summary, peer_summary)
@@ -520,7 +564,7 @@ def _on_observe(state: NodeState | None, msg: Observe, rules: IdentityRules) -> 
                 chain.append(peer)
         if chain:
             first, rest = chain[0], chain[1:]
-            ctx.out.append(Propose(first, s.key, s.label, _copy(s.summary), msg.cause, msg.ts_ms, rest))
+            ctx.out.append(Propose(first, s.key, s.label, s.summary, msg.cause, msg.ts_ms, rest))
     return ctx.finish(msg.event)
 
 
@@ -542,7 +586,7 @@ def _on_propose(state: NodeState | None, msg: Propose, rules: IdentityRules) -> 
             # The rest of the event's chain still gets its chance to link with the original sender.
             nxt, rest = _next_in_chain(msg.then, {s.key, sender})
             if nxt is not None:
-                forward = Propose(nxt, sender, msg.label, _copy(msg.summary), msg.cause, msg.ts_ms, rest)
+                forward = Propose(nxt, sender, msg.label, msg.summary, msg.cause, msg.ts_ms, rest)
                 ctx.out.append(forward)
             return ctx.finish()
     if not already:
@@ -555,7 +599,7 @@ def _on_propose(state: NodeState | None, msg: Propose, rules: IdentityRules) -> 
         ctx.broadcast(exclude=sender)
     nxt, rest = _next_in_chain(msg.then, {s.key, *s.neighbors})
     if nxt is not None:
-        ctx.out.append(Propose(nxt, s.key, s.label, _copy(s.summary), msg.cause, msg.ts_ms, rest))
+        ctx.out.append(Propose(nxt, s.key, s.label, s.summary, msg.cause, msg.ts_ms, rest))
     return ctx.finish()
 
 
@@ -579,82 +623,117 @@ def _on_offer(state: NodeState | None, msg: Offer, rules: IdentityRules) -> Step
     return ctx.finish()
 
 
-def handle(state: NodeState | None, msg: Message, rules: IdentityRules, position: int | None = None) -> Step:
+def handle(state: NodeState | None, msg: Message, rules: IdentityRules) -> Step:
     """Process one message addressed to ``msg.node`` (``state`` is that node's row, ``None`` if new).
 
-    Pure: ``state`` is not modified, the new state is ``Step.state``. The agent stores it, produces
-    every ``Step.out`` message keyed by its ``node``, and records the facts. ``position`` is the message's
-    offset in the node's input partition; with it, a replayed message (at or below the position the state
-    last applied) also repeats what the step that first applied it may have lost in a crash.
+    Pure: ``state`` is not modified, the new state is ``Step.state``; when the message changes nothing that
+    the fast path can prove (see the module docstring), ``Step.state`` is ``state`` itself, so the caller
+    need not write it. The agent stores the state, routes every ``Step.out`` message to its ``node``, and
+    records the facts.
     """
     if state is not None and state.key != msg.node:
         raise ValueError(f"state of {state.key!r} given for a message to {msg.node!r}")
     if isinstance(msg, Observe):
-        step = _on_observe(state, msg, rules)
-    elif isinstance(msg, Propose):
-        step = _on_propose(state, msg, rules)
-    elif isinstance(msg, Offer):
-        step = _on_offer(state, msg, rules)
-    else:
-        raise TypeError(f"not an identity message: {msg!r}")
-    if position is not None:
-        if state is not None and position <= state.position:
-            _repeat(step, msg)
-        # Set even when it goes down: a rewound log is then recognised once, not at every replayed message.
-        step.state.position = position
-    return step
-
-
-def _repeat(step: Step, msg: Message) -> None:
-    """Add to a replayed message's step what the neighbours and sinks may have missed.
-
-    The state already holds the effect of this message (and maybe of later ones), so the first pass over
-    it may have persisted that state and then lost its messages: the offers that carried the change, the
-    identity change and the merge. Offers of the current state to every neighbour (the ones this step does
-    not already tell) cover every lost offer, since labels only decrease and summaries only grow; the facts
-    are repeated with their original version and time, so sinks keep one row. Proposals need nothing: the
-    handlers send them again whenever the link they ask for does not exist yet.
-    """
-    s = step.state
-    told = {out.node for out in step.out if isinstance(out, Offer)}
-    step.out.extend(
-        Offer(n, s.key, s.label, _copy(s.summary), msg.cause, msg.ts_ms) for n in s.neighbors if n not in told
-    )
-    if not step.identity_changes and s.version:
-        ident = Identifier.from_key(s.key)
-        step.identity_changes.append(IdentityChange(ident.id_type, ident.value, s.profile_id, s.changed_ms, s.version))
-    if not step.merges and s.label[1] != s.key:
-        # The node has left its own label: if it ever named a profile (it does from its first Observe on), that
-        # profile was dissolved and its Merge may be the lost message. A node that never named one (created by
-        # a Propose or an Offer) makes this Merge name a profile that no identifier or event carries: harmless.
-        step.merges.append(Merge(profile_id_for((s.first_seen_ms, s.key)), s.profile_id, msg.cause, s.changed_ms))
+        return _on_observe(state, msg, rules)
+    if isinstance(msg, Propose):
+        return _on_propose(state, msg, rules)
+    if isinstance(msg, Offer):
+        return _on_offer(state, msg, rules)
+    raise TypeError(f"not an identity message: {msg!r}")
 
 
 def resync(state: NodeState, cause: str = "resync", ts_ms: int = 0) -> list[Offer]:
     """Offers re-announcing ``state`` to all its neighbours.
 
-    Repairs a step whose new state was persisted while its output messages were lost. ``handle`` does it
-    by itself when such a step's input is replayed with its position; this is for repairs the input log
-    cannot drive (a state restored from elsewhere). Harmless otherwise: neighbours that already agree do
-    nothing.
+    Repairs a state whose output messages were lost (a state restored from somewhere else than the
+    changelog, which the agent writes in the same transaction as the messages). Harmless otherwise:
+    neighbours that already agree do nothing.
     """
-    return [Offer(n, state.key, state.label, _copy(state.summary), cause, ts_ms) for n in state.neighbors]
+    return [Offer(n, state.key, state.label, state.summary, cause, ts_ms) for n in state.neighbors]
 
 
-def observes_for_event(event: Mapping[str, Any], rules: IdentityRules, message_id: str, ts_ms: int) -> list[Observe]:
-    """The Observe messages for one event: one per identifier, the primary first, carrying the event.
+def link_locally(msg: Observe, lookup: Callable[[str], NodeState | None], rules: IdentityRules) -> list[Step] | None:
+    """An event's whole effect in one step, for a worker that holds the state of every node it names.
 
-    An event without any usable identifier yields ``[]``: it has no profile.
+    ``lookup(key)`` is the state of any of the event's identifiers (``msg.node`` and ``msg.peers``), None for a
+    node that does not exist yet. Decided here, because the outcome is known without asking anyone:
+
+    * the fast path (see the module docstring);
+    * every identifier is new: they form a new component, labelled with their smallest ``(ts_ms, key)``;
+    * the primary exists, and each peer is either a settled member of its component or new, joining it without
+      breaking a limit and without being older than its label.
+
+    The returned steps (the primary's first) hold the states the protocol's handshakes would reach, minus what
+    only brand-new nodes would have said on the way (their own short-lived profiles, and the merges of those):
+    new nodes are linked to the primary (a star), get the component's label and summary and one identity change
+    each, the primary learns the new members and offers the grown summary to its other neighbours, and the event
+    is stamped with the component's profile. Anything else (a link between existing components, a limit, a late
+    event) returns None, and the event goes through ``handle`` and the protocol.
     """
-    keys = [ident.key for ident in extract_identifiers(event, rules)]
-    return [
-        Observe(
-            node=key,
-            ts_ms=ts_ms,
-            peers=[k for k in keys if k != key],
-            cause=message_id,
-            event=dict(event) if i == 0 else None,
-            primary=i == 0,
-        )
-        for i, key in enumerate(keys)
-    ]
+    if not msg.primary or msg.event is None:
+        return None
+    primary = lookup(msg.node)
+    fast = _fast(primary, msg)
+    if fast is not None:
+        return [fast]
+    ts = msg.ts_ms
+    peers = [p for p in dict.fromkeys(msg.peers) if p != msg.node]
+    if primary is None:
+        new = peers
+    elif ts < primary.first_seen_ms:
+        return None
+    else:
+        new = [p for p in peers if not _settled_peer(primary, p, ts)]
+    if any(lookup(p) is not None for p in new):
+        return None  # an existing node outside the primary's component: a link between components
+    try:
+        own = {key: _own_summary(key) for key in [msg.node, *new]}
+    except ValueError:
+        return None
+    if primary is None:
+        summary: dict[str, list[str]] = {}
+        for key in [msg.node, *new]:
+            summary = rules.union(summary, own[key])
+        if rules.violations(summary):
+            return None
+        label = min((ts, key) for key in [msg.node, *new])
+        head = NodeState(msg.node, ts, label, list(new), summary)
+        offers: list[Message] = []
+    else:
+        if len(primary.neighbors) + len(new) > rules.max_identifiers_per_profile:
+            return None
+        label = primary.label
+        summary = primary.summary
+        for key in new:
+            if (ts, key) <= label:
+                return None  # the new identifier would name the component: the protocol relabels it
+            summary = rules.union(summary, own[key])
+        if rules.violations(summary):
+            return None
+        head = primary.copy()
+        head.neighbors.extend(new)
+        head.summary = summary
+        offers = [Offer(n, head.key, label, summary, msg.cause, ts) for n in primary.neighbors]
+    profile = profile_id_for(label)
+    steps = [Step(head, offers, stitched_event={**msg.event, "profileId": profile})]
+    for key in new if primary is not None else [msg.node, *new]:
+        state = head if key == msg.node else NodeState(key, ts, label, [msg.node], summary)
+        state.version, state.changed_ms = 1, ts
+        ident = Identifier.from_key(key)
+        change = IdentityChange(ident.id_type, ident.value, profile, ts, 1)
+        if key == msg.node:
+            steps[0].identity_changes.append(change)
+        else:
+            steps.append(Step(state, identity_changes=[change]))
+    return steps
+
+
+def event_message(keys: Sequence[str], event: Mapping[str, Any], message_id: str, ts_ms: int) -> Observe | None:
+    """The one message an event becomes: its primary's Observe, carrying the event and the other identifiers.
+
+    ``keys`` are the event's identifier keys, strongest first (``extract_identifiers``); an event without any
+    usable identifier has no message (and no profile).
+    """
+    if not keys:
+        return None
+    return Observe(keys[0], ts_ms, list(keys[1:]), message_id, dict(event), primary=True)

@@ -7,14 +7,15 @@ silent over-merge weeks later.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from identity.normalise import Blocklist
+from identity.normalise import Blocklist, normalise_value
 
 __all__ = ["BUILTIN_TYPES", "DEFAULT_RULES_PATH", "IdentifierType", "IdentityRules", "Summary"]
 
@@ -124,9 +125,40 @@ class IdentityRules(BaseModel):
 
     def effective_limit(self, id_type: str) -> int:
         """The limit actually enforced: the type's own limit, never above the global cap."""
-        limit = self.limit(id_type)
+        return self._limits.get(id_type, self.max_identifiers_per_profile)
+
+    @cached_property
+    def _limits(self) -> dict[str, int]:
+        # Read on every link decision and summary union: a dict lookup, not two model lookups per call.
         cap = self.max_identifiers_per_profile
-        return cap if limit is None else min(limit, cap)
+        return {name: cap if spec.limit is None else min(spec.limit, cap) for name, spec in self.types.items()}
+
+    @cached_property
+    def trait_types(self) -> tuple[tuple[str, str], ...]:
+        """(type, trait name) of every custom identifier type, the ones read from an event's traits."""
+        return tuple((name, spec.source) for name, spec in self.types.items() if spec.source != "builtin")
+
+    @cached_property
+    def identifier_value(self) -> Callable[[str, str], str | None]:
+        """``identifier_value(id_type, text)``: the canonical value of an identifier of a known type, or None when
+        it is a placeholder or cannot be normalised (checked before and after normalisation).
+
+        Cached per rule set: a person's few identifiers come back with every one of their events, and an e-mail
+        or phone normalisation plus two blocklist checks cost more than the lookup."""
+        kinds = {name: spec.normalise for name, spec in self.types.items()}
+        blocked = self.blocklist.matches
+        region = self.default_phone_region
+
+        @lru_cache(maxsize=1 << 16)
+        def identifier_value(id_type: str, text: str) -> str | None:
+            if blocked(text):
+                return None
+            value = normalise_value(text, kinds[id_type], region)
+            if value is None or blocked(value):
+                return None
+            return value
+
+        return identifier_value
 
     def is_blocked(self, value: str) -> bool:
         """True if ``value`` is a placeholder that must never identify anybody."""
@@ -134,10 +166,16 @@ class IdentityRules(BaseModel):
 
     def violations(self, summary: Summary) -> list[str]:
         """The limits a component summary breaks: type names, plus ``max_identifiers`` for the total."""
-        broken = [t for t, values in summary.items() if len(values) > self.effective_limit(t)]
-        if sum(len(values) for values in summary.values()) > self.max_identifiers_per_profile:
+        limits, cap = self._limits, self.max_identifiers_per_profile
+        broken = []
+        total = 0
+        for id_type, values in summary.items():
+            total += len(values)
+            if len(values) > limits.get(id_type, cap):
+                broken.append(id_type)
+        if total > cap:
             broken.append("max_identifiers")
-        return sorted(broken)
+        return sorted(broken) if broken else broken
 
     def link_violations(self, summary_a: Summary, summary_b: Summary) -> list[str]:
         """The limits that joining the two components would break (empty list = the link is allowed)."""
@@ -158,9 +196,17 @@ class IdentityRules(BaseModel):
         so every node of a component converges to the same summary in any delivery order, and one value
         beyond the limit is kept so that a violation is still detectable.
         """
+        limits, cap = self._limits, self.max_identifiers_per_profile
         out: dict[str, list[str]] = {}
-        for id_type in sorted(set(summary_a) | set(summary_b)):
-            merged = sorted(set(summary_a.get(id_type, ())) | set(summary_b.get(id_type, ())))
+        for id_type in sorted(summary_a.keys() | summary_b.keys()):
+            a, b = summary_a.get(id_type), summary_b.get(id_type)
+            # Both sides are sorted (every summary is), so a type on one side only needs no sort.
+            if not b or a == b:
+                merged = list(a or ())
+            elif not a:
+                merged = list(b)
+            else:
+                merged = sorted(set(a) | set(b))
             if merged:
-                out[id_type] = merged[: self.effective_limit(id_type) + 1]
+                out[id_type] = merged[: limits.get(id_type, cap) + 1]
         return out

@@ -1,9 +1,10 @@
-"""In-memory driver for the stitching protocol: Kafka partitions and a Faust table, minus the I/O.
+"""In-memory driver for the stitching protocol: Kafka partitions and the workers' node store, minus the I/O.
 
 Used by the tests to check the protocol's guarantees under adversarial but *Kafka-legal* schedules
 (FIFO within a partition, any interleaving across partitions, duplicates, restarts from serialised
-state, crashes that persist states but lose a batch's outputs and replay its input) and by the benchmarks
-to count messages per event without a broker.
+state, workers that own several partitions and handle a batch with the messages it causes among them at
+once, batches lost in a crash before their transaction committed) and by the benchmarks to count messages
+per event without a broker.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import json
 import random
 import zlib
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from identity.extract import extract_identifiers
 from identity.graph import (
     IdentityChange,
     Merge,
@@ -23,9 +25,11 @@ from identity.graph import (
     NodeState,
     Observe,
     Refusal,
+    Step,
+    event_message,
     handle,
+    link_locally,
     message_from_dict,
-    observes_for_event,
     profile_id_for,
 )
 from identity.rules import IdentityRules
@@ -55,10 +59,10 @@ def _roundtrip_message(msg: Message) -> Message:
 class GraphSimulator:
     """Runs ``identity.graph.handle`` over an in-memory set of partitions.
 
-    Each message goes to partition ``crc32(node) % partitions`` (stable, unlike ``hash``), gets the next
-    position (offset) of that partition, is delivered FIFO within its partition like a Kafka log, and
-    ``run`` interleaves partitions in an order drawn from ``seed``, like independent workers progressing at
-    different speeds. ``queues`` hold the not yet consumed ``(position, message)`` records.
+    Each message goes to partition ``crc32(node) % partitions`` (stable, unlike ``hash``), is delivered FIFO
+    within its partition like a Kafka log, and ``run`` interleaves partitions in an order drawn from
+    ``seed``, like independent workers progressing at different speeds. ``batch`` is one worker's batch as
+    the stitcher runs it. ``queues`` hold the not yet consumed messages.
     """
 
     def __init__(self, rules: IdentityRules, partitions: int = 1, seed: int | None = None) -> None:
@@ -68,14 +72,14 @@ class GraphSimulator:
         self.partitions = partitions
         self.rng = random.Random(seed)
         self.states: dict[str, NodeState] = {}
-        self.queues: list[deque[tuple[int, Message]]] = [deque() for _ in range(partitions)]
-        self.next_position = [0] * partitions
+        self.queues: list[deque[Message]] = [deque() for _ in range(partitions)]
         self.delivered: list[Message] = []
         self.identity_changes: list[IdentityChange] = []
         self.merges: list[Merge] = []
         self.refusals: list[Refusal] = []
         self.stitched_events: list[dict[str, Any]] = []
         self.steps = 0
+        self.fast = 0
         self._clock = 0
         self._events = 0
 
@@ -86,9 +90,7 @@ class GraphSimulator:
 
     def send(self, msg: Message) -> None:
         """Enqueue one message on its node's partition (what producing to the identity topic does)."""
-        partition = self.partition_of(msg.node)
-        self.queues[partition].append((self.next_position[partition], msg))
-        self.next_position[partition] += 1
+        self.queues[self.partition_of(msg.node)].append(msg)
 
     def submit(
         self,
@@ -96,7 +98,8 @@ class GraphSimulator:
         ts_ms: int | None = None,
         message_id: str | None = None,
     ) -> list[Observe]:
-        """Enqueue an event (as its Observes) or ready-made Observes; returns what was enqueued.
+        """Enqueue an event (as its one message, see ``event_message``) or ready-made Observes; returns what was
+        enqueued.
 
         For an event, the time is ``ts_ms``, else its ISO ``timestamp``, else a counter that increases
         with each submission; the cause is ``message_id``, else ``messageId``, else a counter.
@@ -112,7 +115,9 @@ class GraphSimulator:
                 self._clock += 1
                 ts_ms = self._clock
             cause = message_id or str(event.get("messageId") or f"sim-{self._events}")
-            observes = observes_for_event(event, self.rules, cause, ts_ms)
+            keys = [ident.key for ident in extract_identifiers(event, self.rules)]
+            msg = event_message(keys, event, cause, ts_ms)
+            observes = [] if msg is None else [msg]
         else:
             observes = list(event_or_observes)
         for obs in observes:
@@ -124,7 +129,7 @@ class GraphSimulator:
     def pending(self) -> int:
         return sum(len(q) for q in self.queues)
 
-    def take(self) -> tuple[int, Message] | None:
+    def take(self) -> Message | None:
         """Consume the next record of a random non-empty partition (``None`` when everything is quiet)."""
         busy = [i for i, q in enumerate(self.queues) if q]
         if not busy:
@@ -133,26 +138,46 @@ class GraphSimulator:
 
     def step(self) -> bool:
         """Deliver one message from a random non-empty partition; False when everything is quiet."""
-        record = self.take()
-        if record is None:
+        msg = self.take()
+        if msg is None:
             return False
-        position, msg = record
-        self.deliver(msg, position)
+        self.deliver(msg)
         return True
 
-    def deliver(self, msg: Message, position: int | None = None) -> None:
-        """Handle one message now, as the partition's worker would, and enqueue its outputs."""
-        result = handle(self.states.get(msg.node), msg, self.rules, position)
-        self.states[msg.node] = result.state
+    def deliver(self, msg: Message) -> None:
+        """Handle one message now, as the worker of the node's partition would, and enqueue its outputs."""
+        results = self._handle(msg, {self.partition_of(msg.node)}, self.states.get)
+        self._record(msg, results)
+        for _, result in results:
+            self.states[result.state.key] = result.state
+            for out in result.out:
+                self.send(out)
+
+    def _handle(
+        self, msg: Message, owned: Collection[int], lookup: Callable[[str], NodeState | None]
+    ) -> list[tuple[NodeState | None, Step]]:
+        """(state before, step) of every node a message changes: an event whose every identifier lives on the
+        worker's partitions may be linked there in one step (``link_locally``), anything else is ``handle``."""
+        if isinstance(msg, Observe) and msg.event is not None:
+            keys = [msg.node, *msg.peers]
+            if all(self.partition_of(key) in owned for key in keys):
+                steps = link_locally(msg, lookup, self.rules)
+                if steps is not None:
+                    return [(lookup(step.state.key), step) for step in steps]
+        state = lookup(msg.node)
+        return [(state, handle(state, msg, self.rules))]
+
+    def _record(self, msg: Message, results: list[tuple[NodeState | None, Step]]) -> None:
+        """Count one handled message (``steps``; ``fast``: it changed nothing) and keep the facts of its steps."""
         self.delivered.append(msg)
         self.steps += 1
-        self.identity_changes.extend(result.identity_changes)
-        self.merges.extend(result.merges)
-        self.refusals.extend(result.refusals)
-        if result.stitched_event is not None:
-            self.stitched_events.append(result.stitched_event)
-        for out in result.out:
-            self.send(out)
+        self.fast += len(results) == 1 and results[0][1].state is results[0][0]
+        for _, result in results:
+            self.identity_changes.extend(result.identity_changes)
+            self.merges.extend(result.merges)
+            self.refusals.extend(result.refusals)
+            if result.stitched_event is not None:
+                self.stitched_events.append(result.stitched_event)
 
     def run(self, max_steps: int | None = None, safety: int = 5_000_000) -> int:
         """Deliver until quiet (or ``max_steps``); returns the number delivered.
@@ -168,44 +193,69 @@ class GraphSimulator:
                 raise RuntimeError(f"identity protocol did not settle after {done} messages")
         return done
 
+    def batch(self, owned: Collection[int], size: int, budget: int | None = None, commit: bool = True) -> int:
+        """One batch of a worker that owns the partitions ``owned``, as streams.stitcher runs it.
+
+        Takes up to ``size`` records from the heads of the owned partitions (interleaved at random), handles
+        them against a batch-local view of the states, and handles at once every message they cause to a node
+        on an owned partition, up to ``budget`` of them; the others are queued like messages to the partitions
+        of other workers. With ``commit`` the batch's states, messages and facts are kept together (the
+        stitcher's transaction); without, the worker crashed before the commit: nothing of the batch persists
+        and its records go back to the head of their partitions, to be read again. Returns the records taken.
+        """
+        owned = set(owned)
+        taken: list[tuple[int, Message]] = []
+        while len(taken) < size:
+            busy = [p for p in owned if self.queues[p]]
+            if not busy:
+                break
+            partition = self.rng.choice(busy)
+            taken.append((partition, self.queues[partition].popleft()))
+        view: dict[str, NodeState] = {}
+        results: list[tuple[Message, list[tuple[NodeState | None, Step]]]] = []
+        outbox: list[Message] = []
+        local: deque[Message] = deque(msg for _, msg in taken)
+        spare = budget
+
+        def lookup(key: str) -> NodeState | None:
+            return view[key] if key in view else self.states.get(key)
+
+        while local:
+            msg = local.popleft()
+            handled = self._handle(msg, owned, lookup)
+            results.append((msg, handled))
+            for _, result in handled:
+                view[result.state.key] = result.state
+                for out in result.out:
+                    if self.partition_of(out.node) in owned and (spare is None or spare > 0):
+                        local.append(out)
+                        spare = None if spare is None else spare - 1
+                    else:
+                        outbox.append(out)
+        if not commit:
+            for partition, msg in reversed(taken):
+                self.queues[partition].appendleft(msg)
+            return len(taken)
+        self.states.update(view)
+        for msg, handled in results:
+            self._record(msg, handled)
+        for out in outbox:
+            self.send(out)
+        return len(taken)
+
     def restart(self, redeliver: int = 0) -> None:
         """Simulate a crash and recovery of every worker.
 
-        All node states are rebuilt from their JSON form (a Faust table restored from its changelog),
+        All node states are rebuilt from their JSON form (the node store restored from its changelog),
         queued messages are re-read from their JSON form (the Kafka log), and ``redeliver`` randomly
-        chosen already-delivered messages are produced again (at-least-once: uncommitted offsets).
+        chosen already-delivered messages are produced again (duplicates).
         """
         self.states = {key: _roundtrip_state(state) for key, state in self.states.items()}
         for i, queue in enumerate(self.queues):
-            self.queues[i] = deque((position, _roundtrip_message(m)) for position, m in queue)
+            self.queues[i] = deque(_roundtrip_message(m) for m in queue)
         if redeliver and self.delivered:
             for msg in self.rng.choices(self.delivered, k=redeliver):
                 self.send(_roundtrip_message(msg))
-
-    def crash(self, batch: int = 1, partial: bool = False) -> int:
-        """Simulate a worker that dies after writing a batch's states but before producing its outputs.
-
-        Takes up to ``batch`` records from the head of one random non-empty partition and handles them in
-        order against a batch-local cache of states, as the agent does. Then the crash: the new states are
-        persisted (with ``partial``, each touched node's new state independently, as a store that got part
-        of its writes), every output message and fact of the batch is lost, and the records go back to the
-        head of their partition with their positions, as Kafka redelivers from the last committed offset.
-        Returns the number of records taken (0 when everything is quiet).
-        """
-        busy = [i for i, q in enumerate(self.queues) if q]
-        if not busy:
-            return 0
-        queue = self.queues[self.rng.choice(busy)]
-        taken = [queue.popleft() for _ in range(min(batch, len(queue)))]
-        cache: dict[str, NodeState] = {}
-        for position, msg in taken:
-            state = cache.get(msg.node, self.states.get(msg.node))
-            cache[msg.node] = handle(state, msg, self.rules, position).state
-        for key, state in cache.items():
-            if not partial or self.rng.random() < 0.5:
-                self.states[key] = _roundtrip_state(state)
-        queue.extendleft(reversed(taken))
-        return len(taken)
 
     # -------------------------------------------------------------------------------------- results
 

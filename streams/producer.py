@@ -15,7 +15,16 @@ from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from streams.partitioner import PARTITIONER
+
 log = logging.getLogger(__name__)
+
+
+Headers = list[tuple[str, str | bytes | None]]
+
+CHECKED_HEADER: tuple[str, str | bytes | None] = ("cdp-checked", b"1")
+"""On a raw event that passed the collector's (or the importer's) validation: the stitcher does not validate it
+again. Records without it (any other producer may write the raw topics) are validated there."""
 
 
 class ProduceTimeout(Exception):
@@ -30,6 +39,9 @@ def producer_config(bootstrap: str, **extra: object) -> dict[str, object]:
         "linger.ms": 5,
         "batch.size": 1_000_000,
         "compression.type": "lz4",
+        # Kafka's (and aiokafka's) murmur2, not librdkafka's CRC32 default: one key, one partition, whichever
+        # client wrote it; the stitcher computes partitions with the same function (streams.partitioner).
+        "partitioner": PARTITIONER,
         # Bounded: an event the broker never saw fails here rather than hanging forever in the queue.
         "message.timeout.ms": 30_000,
         "queue.buffering.max.messages": 1_000_000,
@@ -54,9 +66,14 @@ class AsyncProducer:
             except Exception:
                 log.exception("error in a delivery callback")
 
-    async def send_many(self, records: Iterable[tuple[str, bytes | None, bytes | None]], timeout: float) -> None:
-        """Produce (topic, key, value) records (value None: a tombstone) and wait until the broker acknowledged
-        all of them."""
+    async def send_many(
+        self,
+        records: Iterable[tuple[str, bytes | None, bytes | None]],
+        timeout: float,
+        headers: Headers | None = None,
+    ) -> None:
+        """Produce (topic, key, value) records (value None: a tombstone), each with ``headers``, and wait until the
+        broker acknowledged all of them."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         batch = list(records)
@@ -66,7 +83,7 @@ class AsyncProducer:
         for topic, key, value in batch:
             while True:
                 try:
-                    self._producer.produce(topic, value=value, key=key, on_delivery=acks)
+                    self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=acks)
                     break
                 except BufferError:  # local queue full: back-pressure rather than drop, but only until the
                     # deadline: with the broker down the queue drains only as messages expire (message.timeout.ms),
@@ -80,7 +97,12 @@ class AsyncProducer:
         except TimeoutError as exc:
             raise ProduceTimeout(f"broker did not acknowledge within {timeout:.1f} s") from exc
 
-    def send_sync(self, records: Iterable[tuple[str, bytes | None, bytes]], timeout: float = 30.0) -> None:
+    def send_sync(
+        self,
+        records: Iterable[tuple[str, bytes | None, bytes]],
+        timeout: float = 30.0,
+        headers: Headers | None = None,
+    ) -> None:
         """Blocking variant for CLIs (import, sources): produce, flush, and fail loudly on any loss."""
         errors: list[KafkaError] = []
 
@@ -91,7 +113,7 @@ class AsyncProducer:
         for topic, key, value in records:
             while True:
                 try:
-                    self._producer.produce(topic, value=value, key=key, on_delivery=cb)
+                    self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=cb)
                     break
                 except BufferError:
                     self._producer.poll(0.05)

@@ -32,6 +32,20 @@ class Topics:
         return f"{self.prefix}.identity.ops"
 
     @property
+    def identity_nodes(self) -> str:
+        """Compacted changelog of the identity graph's node states, keyed by node, on the node's partition.
+
+        The name is the one Faust gave the changelog of the table these states lived in before, so a store
+        written by earlier versions is read as it is."""
+        return f"{self.prefix}-stitch-identity-nodes-changelog"
+
+    @property
+    def identity_owners(self) -> str:
+        """Carries no records: the stitch workers' Faust consumer group assigns its partitions, and the worker
+        assigned partition p owns partition p of the identity graph (its messages, node states and raw events)."""
+        return f"{self.prefix}.identity.owners"
+
+    @property
     def stitched(self) -> str:
         """Events carrying their profile_id, for the events sink."""
         return f"{self.prefix}.events.stitched"
@@ -79,6 +93,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     wanted += [
         NewTopic(t.deadletter, p, r, config={**durable, "retention.ms": str(30 * 86400_000)}),
         NewTopic(t.identity_ops, p, r, config=durable),
+        NewTopic(t.identity_nodes, p, r, config=compacted),
+        NewTopic(t.identity_owners, p, r, config=durable),
         NewTopic(t.stitched, p, r, config=durable),
         # Compacted: the latest profile per identifier is what the serving index rebuilds from.
         NewTopic(t.identities, p, r, config=compacted),

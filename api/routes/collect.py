@@ -23,7 +23,7 @@ from api.enrich import client_ip, enrich
 from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
 from schemas.errors import EventError
 from schemas.segment import EventTooLarge, accept_batch, accept_event
-from streams.producer import ProduceTimeout
+from streams.producer import CHECKED_HEADER, ProduceTimeout
 
 router = APIRouter()
 SINGLE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -91,7 +91,9 @@ async def _produce(services: Services, records: list[tuple[str, bytes | None, by
     assert services.producer is not None
     started = time.perf_counter()
     try:
-        await services.producer.send_many(records, timeout=services.settings.produce_timeout_s)
+        await services.producer.send_many(
+            records, timeout=services.settings.produce_timeout_s, headers=[CHECKED_HEADER]
+        )
     except ProduceTimeout:
         return _error(503, "event log unavailable, retry later", headers={"Retry-After": "5"})
     except Exception as exc:  # a broker-side refusal: still the client's signal to retry, never a 500

@@ -16,9 +16,9 @@ from identity.graph import (
     Offer,
     Propose,
     Refusal,
+    event_message,
     handle,
     message_from_dict,
-    observes_for_event,
     profile_id_for,
     resync,
 )
@@ -50,8 +50,8 @@ def resolve(merges: list[Merge], profile: str) -> str:
 
 
 def knowledge(sim: GraphSimulator) -> dict[str, dict[str, Any]]:
-    """Every node's state minus its counters of messages seen (input position, refusals), which redeliveries move."""
-    return {k: {**s.to_dict(), "position": None, "refused": None} for k, s in sim.states.items()}
+    """Every node's state minus its count of refusals, which redeliveries move."""
+    return {k: {**s.to_dict(), "refused": None} for k, s in sim.states.items()}
 
 
 def settle(sim: GraphSimulator, *events: tuple[dict[str, Any], int]) -> None:
@@ -65,6 +65,7 @@ def settle(sim: GraphSimulator, *events: tuple[dict[str, Any], int]) -> None:
 
 
 def test_single_event_creates_one_profile_and_stamps_the_event() -> None:
+    """One worker holds every identifier (one partition): the new person is linked in one step."""
     sim = GraphSimulator(DEFAULT)
     event = make_event({"user_id": "u1", "anonymous_id": "a1", "email": "Ann@X.io"}, messageId="m1")
     sim.submit(event, ts_ms=100)
@@ -74,11 +75,72 @@ def test_single_event_creates_one_profile_and_stamps_the_event() -> None:
     # Same-millisecond tie: the smallest key names the profile.
     assert profile == profile_id_for((100, "anonymous_id:a1"))
     (stamped,) = sim.stitched_events
-    assert stamped["messageId"] == "m1"
-    # Stamped at once with the primary's profile; Merges (possibly a chain) say where it went.
+    assert (stamped["messageId"], stamped["profileId"]) == ("m1", profile)
+    assert sim.steps == 1 and not sim.merges and not sim.refusals
+    assert sorted((c.id_type, c.profile_id, c.version) for c in sim.identity_changes) == [
+        ("anonymous_id", profile, 1),
+        ("email", profile, 1),
+        ("user_id", profile, 1),
+    ]
+    # A star around the primary.
+    assert sorted(sim.states["user_id:u1"].neighbors) == ["anonymous_id:a1", "email:ann@x.io"]
+    check_matches_reference(sim, expected_labels([(event, 100)], DEFAULT))
+
+
+def test_single_event_across_workers_goes_through_the_protocol() -> None:
+    """Identifiers on partitions of other workers: the primary stamps the event with its own profile at once, and
+    a Merge records that this profile was dissolved (the event follows its identifier to the survivor)."""
+    sim = GraphSimulator(DEFAULT, partitions=8, seed=2)
+    event = make_event({"user_id": "u1", "anonymous_id": "a1", "email": "Ann@X.io"}, messageId="m1")
+    keys = ["user_id:u1", "anonymous_id:a1", "email:ann@x.io"]
+    assert len({sim.partition_of(k) for k in keys}) > 1
+    sim.submit(event, ts_ms=100)
+    sim.run()
+    (profile,) = sim.profiles()
+    assert profile == profile_id_for((100, "anonymous_id:a1"))
+    (stamped,) = sim.stitched_events
     assert stamped["profileId"] == profile_id_for((100, "user_id:u1"))
-    assert resolve(sim.merges, stamped["profileId"]) == profile
-    assert not sim.refusals
+    assert stamped["profileId"] in {m.from_profile for m in sim.merges}
+    assert sim.profile_of("user_id:u1") == profile
+    assert sim.steps > 1 and not sim.refusals
+
+
+def test_new_identifier_of_a_known_person_is_linked_in_one_step() -> None:
+    sim = GraphSimulator(DEFAULT)
+    settle(sim, (make_event({"user_id": "u1", "anonymous_id": "a1", "email": "ann@x.io"}), 100))
+    steps = sim.steps
+    settle(sim, (make_event({"user_id": "u1", "anonymous_id": "a2"}, messageId="m2"), 200))
+    profile = profile_id_for((100, "anonymous_id:a1"))
+    # One step for the link; the grown summary reaches the other two members by an Offer each.
+    assert sim.steps - steps == 3
+    assert sim.stitched_events[-1]["profileId"] == profile == sim.profile_of("anonymous_id:a2")
+    assert all("a2" in s.summary["anonymous_id"] for s in sim.states.values())
+    assert not sim.merges
+
+
+@pytest.mark.parametrize(
+    ("ids", "ts", "why"),
+    [
+        ({"user_id": "u1", "anonymous_id": "a0"}, 50, "the new cookie is older than the component: it names it"),
+        ({"user_id": "u1", "anonymous_id": "a2", "email": "x@y.io"}, 200, "a second cookie breaks the limit of 1"),
+        ({"email": "new@x.io", "anonymous_id": "a1"}, 200, "the primary is new, the peer is not"),
+    ],
+)
+def test_events_that_may_relabel_or_refuse_are_left_to_the_protocol(ids: dict[str, str], ts: int, why: str) -> None:
+    one_cookie = {**DEFAULT.model_dump()["types"], "anonymous_id": {"priority": 8, "limit": 1}}
+    rules = IdentityRules.model_validate({**DEFAULT.model_dump(), "types": one_cookie}) if "a2" in str(ids) else DEFAULT
+    sim = GraphSimulator(rules)
+    first = (make_event({"user_id": "u1", "anonymous_id": "a1"}), 100)
+    settle(sim, first)
+    steps = sim.steps
+    settle(sim, (make_event(ids), ts))
+    # More than the one step of a local link plus an Offer per neighbour: the protocol's handshakes ran.
+    assert sim.steps - steps > 1 + len(sim.states["user_id:u1"].neighbors), why
+    if "a2" in str(ids):
+        assert [r.reason for r in sim.refusals] == ["limit:anonymous_id"]
+        assert sim.profile_of("email:x@y.io") == sim.profile_of("user_id:u1")
+    else:
+        check_matches_reference(sim, expected_labels([first, (make_event(ids), ts)], rules))
 
 
 def test_login_joins_the_older_anonymous_profile() -> None:
@@ -111,17 +173,63 @@ def test_late_event_moves_the_label_but_versions_stay_monotone() -> None:
     assert any(m.from_profile == profile_id_for((10, "anonymous_id:b")) for m in sim.merges)
 
 
-def test_event_without_identifiers_has_no_observes() -> None:
-    assert observes_for_event({"type": "track", "userId": "null"}, DEFAULT, "m", 1) == []
+def test_event_without_identifiers_has_no_message() -> None:
+    assert event_message([], {"type": "track", "userId": "null"}, "m", 1) is None
 
 
-def test_observes_for_event_marks_the_primary() -> None:
+def test_an_event_is_one_message_to_its_primary() -> None:
     event = make_event({"user_id": "u", "anonymous_id": "a"})
-    primary, other = observes_for_event(event, DEFAULT, "m1", 7)
-    assert (primary.node, primary.primary, primary.event) == ("user_id:u", True, event)
-    assert primary.peers == ["anonymous_id:a"]
-    assert (other.node, other.primary, other.event, other.peers) == ("anonymous_id:a", False, None, ["user_id:u"])
-    assert primary.cause == other.cause == "m1" and primary.ts_ms == other.ts_ms == 7
+    msg = event_message(["user_id:u", "anonymous_id:a"], event, "m1", 7)
+    assert msg == Observe("user_id:u", 7, ["anonymous_id:a"], "m1", event, primary=True)
+    sim = GraphSimulator(DEFAULT, partitions=4, seed=0)
+    assert sim.submit(event, ts_ms=7, message_id="m1") == [msg]
+
+
+# ------------------------------------------------------------------------------------ the fast path
+
+
+def test_event_on_a_settled_profile_costs_one_step_and_no_message() -> None:
+    sim = GraphSimulator(DEFAULT, partitions=4, seed=3)
+    ids = {"user_id": "u1", "anonymous_id": "a1", "email": "ann@x.io"}
+    settle(sim, (make_event(ids), 10))
+    before, states = sim.steps, knowledge(sim)
+    settle(sim, (make_event(ids, messageId="again"), 20), (make_event({"anonymous_id": "a1"}, messageId="one"), 30))
+    assert sim.steps - before == 2 and sim.fast == 2
+    assert knowledge(sim) == states
+    assert [e["profileId"] for e in sim.stitched_events[-2:]] == [sim.profile_of("user_id:u1")] * 2
+
+
+@pytest.mark.parametrize(
+    ("ids", "ts", "why"),
+    [
+        ({"user_id": "u1", "device_id": "new"}, 20, "a peer the component does not know"),
+        ({"user_id": "u1", "anonymous_id": "a1"}, 5, "older than the component's label: may relabel it"),
+        ({"anonymous_id": "a1"}, 8, "older than the primary's own first_seen"),
+    ],
+)
+def test_fast_path_is_not_taken_when_the_event_may_change_something(ids: dict[str, str], ts: int, why: str) -> None:
+    sim = GraphSimulator(DEFAULT, partitions=2, seed=1)
+    settle(sim, (make_event({"user_id": "u1", "anonymous_id": "a1"}), 10))
+    fast = sim.fast
+    settle(sim, (make_event(ids), ts))
+    assert sim.fast == fast, why
+    check_matches_reference(
+        sim,
+        expected_labels([(make_event({"user_id": "u1", "anonymous_id": "a1"}), 10), (make_event(ids), ts)], DEFAULT),
+    )
+
+
+def test_label_tie_at_the_same_millisecond_is_not_fast() -> None:
+    """(ts, peer) equal to the label's time but with a smaller key would become the label: no fast path."""
+    rules = high_limit_rules()
+    sim = GraphSimulator(rules, partitions=1)
+    settle(sim, (make_event({"email": "b@x.io", "device_id": "d"}), 10))
+    assert sim.states["device_id:d"].label == (10, "device_id:d")
+    settle(sim, (make_event({"email": "b@x.io", "anonymous_id": "a"}), 10))
+    assert sim.states["email:b@x.io"].label == (10, "anonymous_id:a")
+    fast = sim.fast
+    settle(sim, (make_event({"email": "b@x.io", "device_id": "d"}), 10))
+    assert sim.fast == fast + 1  # (10, device_id:d) > (10, anonymous_id:a): nothing can move
 
 
 # -------------------------------------------------------------------------------- limits and junk
@@ -189,7 +297,8 @@ def test_primary_refuses_locally_when_the_peer_alone_breaks_a_limit() -> None:
     sim.submit(Observe("email:a@x.io", 2, ["user_id:u2"], "m2", None, primary=True))
     sim.run()
     assert [(r.node, r.peer, r.reason) for r in sim.refusals] == [("email:a@x.io", "user_id:u2", "limit:user_id")]
-    assert "user_id:u2" not in sim.states
+    # u2 still exists, as a profile of its own.
+    assert sim.profiles()[sim.profile_of("user_id:u2")] == {"user_id:u2"}
 
 
 def test_anonymous_id_limit_caps_cookie_churn() -> None:
@@ -302,11 +411,10 @@ def test_wire_roundtrip() -> None:
         assert wire["kind"] == msg.kind
         assert message_from_dict(wire) == msg
         assert type(msg).from_dict(wire) == msg
-    state = NodeState("user_id:u", 5, (3, "anonymous_id:a"), ["anonymous_id:a"], {"user_id": ["u"]}, 2, 3, 9, 41)
+    state = NodeState("user_id:u", 5, (3, "anonymous_id:a"), ["anonymous_id:a"], {"user_id": ["u"]}, 2, 3, 9)
     assert NodeState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
-    # Rows stored before positions were recorded read as "no position known".
-    legacy = {k: v for k, v in state.to_dict().items() if k != "position"}
-    assert NodeState.from_dict(legacy).position == -1
+    # Rows stored by earlier versions carried an input position: read and ignored.
+    assert NodeState.from_dict({**state.to_dict(), "position": 41}) == state
     with pytest.raises(ValueError):
         message_from_dict({"kind": "gossip"})
     for fact in (
@@ -328,11 +436,11 @@ def test_event_ts_ms() -> None:
     assert event_ts_ms({}) is None
 
 
-# ------------------------------------------------------------------------------------ at-least-once
+# ------------------------------------------------------------------------------------ delivery
 
 
 def test_resync_repairs_lost_offers() -> None:
-    """A crash that kept a step's new state but lost its messages is healed by resync()."""
+    """A state kept while its step's messages were lost (restored from elsewhere) is healed by resync()."""
     rules = high_limit_rules()
     events = [
         (make_event({"anonymous_id": f"a{i % 5}", "device_id": f"d{i % 3}", "email": f"e{i % 4}@x.io"}), 50 - i)
@@ -342,14 +450,12 @@ def test_resync_repairs_lost_offers() -> None:
     for event, ts in events:
         sim.submit(event, ts_ms=ts)
     dropped = 0
-    while (record := sim.take()) is not None:
-        position, msg = record
+    while (msg := sim.take()) is not None:
         if isinstance(msg, Offer) and sim.rng.random() < 0.3:
-            step = handle(sim.states.get(msg.node), msg, rules, position)
-            sim.states[msg.node] = step.state  # persisted state, outputs lost, input never replayed
+            sim.states[msg.node] = handle(sim.states.get(msg.node), msg, rules).state  # state kept, messages lost
             dropped += 1
         else:
-            sim.deliver(msg, position)
+            sim.deliver(msg)
     assert dropped
     for state in list(sim.states.values()):
         for offer in resync(state):
@@ -357,42 +463,13 @@ def test_resync_repairs_lost_offers() -> None:
     sim.run()
     labels = expected_labels(events, rules)
     assert {k: s.label for k, s in sim.states.items()} == labels
-    # A second resync on a settled graph changes nothing (but the input positions the nodes have reached).
+    # A second resync on a settled graph changes nothing.
     before = knowledge(sim)
     for state in list(sim.states.values()):
         for offer in resync(state):
             sim.send(offer)
     sim.run()
     assert knowledge(sim) == before
-
-
-def test_replayed_message_repeats_what_a_crash_lost() -> None:
-    """The first pass persisted A's new label and lost its messages; the redelivered Propose (same offset) must
-    tell C too, although A's state already reflects it. A produced duplicate (new offset) stays quiet."""
-    rules = high_limit_rules()
-    a = NodeState(
-        "anonymous_id:a", 5, (5, "anonymous_id:a"), ["device_id:c"], {"anonymous_id": ["a"], "device_id": ["c"]}
-    )
-    a.position = 3
-    propose = Propose("anonymous_id:a", "email:b@x.io", (1, "email:b@x.io"), {"email": ["b@x.io"]}, "m3", 9)
-    first = handle(a, propose, rules, position=7)
-    news = {(m.node, m.label) for m in first.out if isinstance(m, Offer)}
-    assert news == {("email:b@x.io", (1, "email:b@x.io")), ("device_id:c", (1, "email:b@x.io"))}
-    assert first.state.position == 7 and first.identity_changes and first.merges
-
-    replay = handle(first.state, propose, rules, position=7)
-    assert {(m.node, m.label) for m in replay.out if isinstance(m, Offer)} == news
-    assert replay.identity_changes == first.identity_changes
-    assert [(m.from_profile, m.into_profile, m.ts_ms) for m in replay.merges] == [
-        (m.from_profile, m.into_profile, m.ts_ms) for m in first.merges
-    ]
-    # Without the position this is only a duplicate: the sender hears again (it may have missed the answer),
-    # the other neighbour does not.
-    assert [m.node for m in handle(first.state, propose, rules).out] == ["email:b@x.io"]
-    assert [m.node for m in handle(first.state, propose, rules, position=8).out] == ["email:b@x.io"]
-    # A rewound log is recognised once per node: the next replayed offset is past the lowered position.
-    later = Offer("anonymous_id:a", "email:b@x.io", (1, "email:b@x.io"), first.state.summary, "m3", 9)
-    assert handle(replay.state, later, rules, position=8).out == []
 
 
 def test_duplicated_deliveries_change_nothing() -> None:

@@ -1,0 +1,448 @@
+"""The stitch worker's data plane: identity stitching in batches, with confluent-kafka, inside the Faust worker.
+
+Faust keeps what it is good at: the worker process, the consumer group that spreads the identity graph's
+partitions over the workers, and its rebalance protocol (streams.app follows the assignment of a topic that
+carries no records, ``Topics.identity_owners``). Per-record work does not go through Faust: its per-record and
+per-table-write cost would cap the whole pipeline, so this module consumes and produces in batches with
+confluent-kafka, in a thread of its own, following Faust's assignment. The worker assigned partition p owns
+partition p of the raw channel topics, of the identity-messages topic and of the node changelog; what one batch
+does is ``streams.stitch_batch``.
+
+Crash safety (kill -9 at any point)
+-----------------------------------
+One Kafka transaction per batch holds everything the batch produces (stitched events, identity changes,
+merges, refusals, dead letters, identity messages for other partitions, the changelog records of every node
+state it changed) together with the offsets it consumed (``send_offsets_to_transaction``, into the workers'
+consumer group). Everything downstream reads committed records only (librdkafka's ``read_committed`` default:
+the sinks, the serving index, this module). The local RocksDB copy of the node states (streams.node_store) is
+written only after the commit, atomically with the changelog offset it reaches. So:
+
+* killed before the commit: the open transaction is aborted (by the restarted worker's ``init_transactions``,
+  which fences its predecessor of the same ``CDP_WORKER_ID``, or by the broker after ``transaction.timeout.ms``
+  when another worker takes over); nothing of the batch is visible anywhere, the consumed offsets stand where
+  they were, and the batch is read and handled again from the same node states;
+* killed after the commit, before the local write: the local copy is behind the changelog; a worker getting
+  the partition always reads the changelog from the offset its copy reached, so it catches up.
+
+A batch can be replayed any number of times and counts once: no link is lost, no visible event is doubled.
+
+Rebalances: Faust's revocation handler waits until this loop has finished (committed or aborted) its batch and
+let go of the revoked partitions, so two workers never handle one partition at once while the group's
+membership holds. A worker frozen for longer than the group's session timeout (an event loop blocked for a
+minute) would not hear of its eviction before its next commit; workers have distinct transactional ids, so that
+is the one case the transaction does not fence.
+
+Backlog priority: identity messages come before new raw events. While the worker's own identity-message
+backlog is above a bound, its raw partitions are paused, so a catch-up or a big import never starves the
+protocol; links keep converging at a steady rate and the raw backlog waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import Counter, Histogram
+
+from cdp.settings import Settings
+from identity.graph import NodeState
+from identity.rules import IdentityRules
+from streams.node_store import NodeStore
+from streams.producer import CHECKED_HEADER, producer_config
+from streams.stitch_batch import BatchCounts, BatchOutput, StitchBatch
+from streams.topics import topics_for
+
+log = logging.getLogger(__name__)
+
+BATCH_RECORDS = 5_000  # per consume: a transaction commit costs milliseconds, so batches amortise it
+POLL_S = 0.05  # longest wait for a batch to fill: bounds the latency a trickle of events sees
+LOCAL_BUDGET = 200_000  # messages one batch handles among its own partitions before sending the rest on
+PAUSE_BACKLOG = 20_000  # identity messages waiting on the owned partitions: pause raw events above ...
+RESUME_BACKLOG = 5_000  # ... and resume them below
+BACKLOG_CHECK_S = 0.2
+CACHE_NODES = 200_000  # decoded node states kept in memory (two generations of this many at most)
+TRANSACTION_TIMEOUT_MS = 10_000  # the broker aborts a dead worker's open transaction after this
+
+STITCH_EVENTS = Counter(
+    "cdp_stitch_events_total",
+    "Events stitched on this worker, by path (fast, linked, protocol, no_identifier)",
+    ["path"],
+)
+STITCH_MESSAGES = Counter(
+    "cdp_stitch_messages_total", "Identity messages handled in the worker or sent to another partition", ["where"]
+)
+STITCH_BATCH_SECONDS = Histogram("cdp_stitch_batch_seconds", "One stitch batch, from consume to commit")
+STITCH_ABORTS = Counter("cdp_stitch_aborted_batches_total", "Stitch batches aborted and read again")
+
+
+class _NodeCache:
+    """Decoded node states, bounded: two generations of dicts, the older dropped when the newer fills up (the
+    nodes that keep being read stay, at the cost of one dict copy per generation)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._new: dict[str, NodeState] = {}
+        self._old: dict[str, NodeState] = {}
+
+    def get(self, key: str) -> NodeState | None:
+        state = self._new.get(key)
+        if state is None:
+            state = self._old.get(key)
+            if state is not None:
+                self.put(key, state)
+        return state
+
+    def put(self, key: str, state: NodeState) -> None:
+        if len(self._new) >= self.size:
+            self._old, self._new = self._new, {}
+        self._new[key] = state
+
+    def clear(self) -> None:
+        self._new, self._old = {}, {}
+
+
+class Stitcher:
+    """The batch loop of one worker. ``assign``/``revoke`` are called from Faust's rebalance callbacks."""
+
+    def __init__(self, settings: Settings, rules: IdentityRules, on_failure: Callable[[BaseException], None]) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.topics = topics_for(settings)
+        self.partitions = settings.topic_partitions
+        self.group = f"{settings.topic_prefix}-stitch"
+        self.store = NodeStore(Path(settings.data_dir) / "identity" / settings.worker_id, settings.identity_store_mb)
+        self.counts = BatchCounts()
+        self.on_failure = on_failure
+        self._cache = _NodeCache(CACHE_NODES)
+        self._wanted: set[int] = set()
+        self._owned: set[int] = set()
+        self._paused = False
+        self._next_check = 0.0
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._changelog_next: dict[int, int] = {}
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+
+    # -------------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> Stitcher:
+        """Connect, and fence any earlier incarnation of this worker (blocking: call from a thread)."""
+        self._consumer = Consumer(self._consumer_config())
+        self._producer = Producer(
+            producer_config(
+                self.settings.kafka_bootstrap,
+                **{
+                    "transactional.id": f"{self.settings.topic_prefix}-stitch-{self.settings.worker_id}",
+                    "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+                    # A record not delivered within the transaction's lifetime fails the batch, which is read again.
+                    "message.timeout.ms": TRANSACTION_TIMEOUT_MS,
+                },
+            )
+        )
+        # Aborts the transaction a killed predecessor with the same id left open.
+        self._producer.init_transactions(60)
+        self._thread = threading.Thread(target=self._run, name="stitcher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Finish the batch in hand (commit it), let go of every partition, close (blocking)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        if self._consumer is not None:
+            self._consumer.close()
+        if self._producer is not None:
+            self._producer.flush(10)
+        self.store.close_all()
+        log.info("stitch totals %s", orjson.dumps(self.counts.__dict__).decode())
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """The worker's whole assignment (Faust's on_partitions_assigned); taken up between batches."""
+        with self._cond:
+            self._wanted = set(partitions)
+            self._cond.notify_all()
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Let go of ``partitions``: returns once no batch of this worker handles them any more (blocking)."""
+        gone = set(partitions)
+        with self._cond:
+            self._wanted -= gone
+            self._cond.notify_all()
+            while self._owned & gone and self._thread is not None and self._thread.is_alive():
+                self._cond.wait(0.5)
+
+    # ------------------------------------------------------------------------------------------- loop
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._follow_assignment()
+                if not self._owned:
+                    with self._cond:
+                        self._cond.wait(0.2)
+                    continue
+                self._prioritise_messages()
+                assert self._consumer is not None
+                records = self._consumer.consume(BATCH_RECORDS, POLL_S)
+                if records:
+                    self._batch(records)
+        except BaseException as exc:
+            log.exception("the stitcher stopped on an error")
+            self.on_failure(exc)
+        finally:
+            with self._cond:
+                self._owned = set()
+                self._cond.notify_all()
+
+    def _batch(self, records: list[Message]) -> None:
+        started = time.perf_counter()
+        ops_topic = self.topics.identity_ops
+        raw: list[tuple[bytes, bool]] = []
+        messages: list[bytes] = []
+        first: dict[tuple[str, int], int] = {}
+        after: dict[tuple[str, int], int] = {}
+        for record in records:
+            error = record.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume: %s", error)
+                continue
+            tp = (str(record.topic()), int(record.partition() or 0))
+            offset = int(record.offset() or 0)
+            first.setdefault(tp, offset)
+            after[tp] = offset + 1
+            value = record.value() or b""
+            if tp[0] == ops_topic:
+                messages.append(value)
+            else:
+                headers = record.headers()
+                raw.append((value, headers is not None and CHECKED_HEADER in headers))
+        if not after:
+            return
+        out = StitchBatch(self.rules, self.topics, self.partitions, self._owned, self._read, LOCAL_BUDGET).run(
+            raw, messages
+        )
+        if not self._transact(out, after):
+            STITCH_ABORTS.inc()
+            self._rewind(first)
+            return
+        for partition, values in out.changelog.items():
+            self.store.write(partition, values, self._changelog_next[partition])
+        for node, (_, state) in out.states.items():
+            self._cache.put(node, state)
+        self._count(out.counts)
+        STITCH_BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _read(self, partition: int, key: str) -> NodeState | None:
+        state = self._cache.get(key)
+        if state is None:
+            raw = self.store.get(partition, key)
+            if raw is None:
+                return None
+            state = NodeState.from_dict(orjson.loads(raw))
+            self._cache.put(key, state)
+        return state
+
+    def _count(self, counts: BatchCounts) -> None:
+        self.counts.add(counts)
+        STITCH_EVENTS.labels("fast").inc(counts.fast)
+        STITCH_EVENTS.labels("linked").inc(counts.linked)
+        STITCH_EVENTS.labels("protocol").inc(counts.protocol)
+        STITCH_EVENTS.labels("no_identifier").inc(counts.without_identifiers)
+        STITCH_MESSAGES.labels("worker").inc(counts.handled)
+        STITCH_MESSAGES.labels("sent").inc(counts.sent)
+
+    # ---------------------------------------------------------------------------------- transactions
+
+    def _transact(self, out: BatchOutput, after: dict[tuple[str, int], int]) -> bool:
+        """Produce the batch's records and commit them with the consumed offsets; False if it was aborted."""
+        producer = self._producer
+        assert producer is not None and self._consumer is not None
+        self._changelog_next = {}
+        changelog = self.topics.identity_nodes
+        try:
+            producer.begin_transaction()
+            for topic, partition, key, value in out.records:
+                report = self._on_changelog if topic == changelog else None
+                while True:
+                    try:
+                        producer.produce(topic, value=value, key=key, partition=partition, on_delivery=report)
+                        break
+                    except BufferError:  # the local queue is full: let it drain
+                        producer.poll(0.05)
+            offsets = [TopicPartition(t, p, o) for (t, p), o in after.items()]
+            producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), 60)
+            self._retry(lambda: producer.commit_transaction(60))
+            # commit_transaction delivered every record; serve the reports that say where the changelog went.
+            producer.poll(0)
+            missing = set(out.changelog) - set(self._changelog_next)
+            if missing:
+                raise RuntimeError(f"no changelog offsets reported for partitions {sorted(missing)}")
+            return True
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not isinstance(error, KafkaError) or not error.txn_requires_abort():
+                raise
+            log.warning("stitch batch aborted (%s); it is read again", error)
+            self._retry(lambda: producer.abort_transaction(60))
+            return False
+
+    def _retry(self, call: Callable[[], None]) -> None:
+        """Retry a transactional call while the error says retrying may work (e.g. the broker away)."""
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not (isinstance(error, KafkaError) and error.retriable()):
+                    raise
+                log.warning("transaction: %s; retrying", error)
+                time.sleep(0.5)
+
+    def _on_changelog(self, error: KafkaError | None, record: Message) -> None:
+        if error is None:
+            partition, offset = int(record.partition() or 0), int(record.offset() or 0)
+            self._changelog_next[partition] = max(self._changelog_next.get(partition, 0), offset + 1)
+
+    def _rewind(self, first: dict[tuple[str, int], int]) -> None:
+        """After an aborted batch: read its records again (the node states of the batch were never kept)."""
+        assert self._consumer is not None
+        for (topic, partition), offset in first.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    # ------------------------------------------------------------------------------------ assignment
+
+    def _follow_assignment(self) -> None:
+        with self._cond:
+            wanted = set(self._wanted)
+        gone, new = self._owned - wanted, wanted - self._owned
+        if gone:
+            self._release(gone)
+        if new:
+            self._acquire(new)
+
+    def _input_partitions(self, partitions: Iterable[int]) -> list[TopicPartition]:
+        topics = [*self.topics.raw_all, self.topics.identity_ops]
+        return [TopicPartition(t, p) for p in sorted(partitions) for t in topics]
+
+    def _raw_partitions(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for p in sorted(self._owned) for t in self.topics.raw_all]
+
+    def _release(self, partitions: set[int]) -> None:
+        assert self._consumer is not None
+        self._consumer.incremental_unassign(self._input_partitions(partitions))
+        for partition in partitions:
+            self.store.close(partition)
+        # Another worker may change these nodes from now on; the cache does not know which node is where.
+        self._cache.clear()
+        self._resume_raw()
+        with self._cond:
+            self._owned -= partitions
+            self._cond.notify_all()
+        log.info("stitcher released partitions %s", sorted(partitions))
+
+    def _acquire(self, partitions: set[int]) -> None:
+        assert self._consumer is not None
+        started = time.perf_counter()
+        recovered = sum(self._recover(partition) for partition in sorted(partitions))
+        inputs = self._input_partitions(partitions)
+        committed = self._consumer.committed(inputs, 60)
+        for tp in committed:
+            if tp.offset < 0:
+                tp.offset = -2  # OFFSET_BEGINNING: a partition nobody has committed on yet
+        self._resume_raw()
+        self._consumer.incremental_assign(committed)
+        with self._cond:
+            self._owned |= partitions
+        log.info(
+            "stitcher owns partitions %s (%d node states recovered in %.1f s)",
+            sorted(partitions),
+            recovered,
+            time.perf_counter() - started,
+        )
+
+    def _recover(self, partition: int) -> int:
+        """Bring the local copy of a partition's node states up to the end of its changelog; returns the states read.
+
+        The end is the changelog's high watermark when the partition was acquired: a previous owner committed
+        its last batch before letting go (or its open transaction is aborted first: reading committed records
+        stops at it until then)."""
+        start = self.store.open(partition)
+        reader = Consumer(self._consumer_config())
+        try:
+            tp = TopicPartition(self.topics.identity_nodes, partition)
+            low, high = reader.get_watermark_offsets(tp, 60, False)
+            if start > high:
+                log.warning("partition %d: local node store is ahead of its changelog; rebuilding it", partition)
+                self.store.wipe(partition)
+                start = self.store.open(partition)
+            if start >= high:
+                return 0
+            reader.assign([TopicPartition(tp.topic, partition, max(start, low))])
+            pending: dict[str, bytes | None] = {}
+            read = 0
+            waited = time.monotonic()
+            position = start
+            while position < high:
+                for record in reader.consume(10_000, 0.5):
+                    if record.error() is None:
+                        pending[orjson.loads(record.key() or b'""')] = record.value()
+                        read += 1
+                position = reader.position([tp])[0].offset
+                if len(pending) >= 50_000 or position >= high:
+                    self.store.write(partition, pending, max(position, start))
+                    pending = {}
+                if time.monotonic() - waited > 10:
+                    log.info("partition %d: recovering node states, at %d of %d", partition, position, high)
+                    waited = time.monotonic()
+            return read
+        finally:
+            reader.close()
+
+    def _prioritise_messages(self) -> None:
+        """Pause raw events while identity messages wait on the owned partitions (see the module docstring)."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + BACKLOG_CHECK_S
+        assert self._consumer is not None
+        ops = [TopicPartition(self.topics.identity_ops, p) for p in sorted(self._owned)]
+        backlog = 0
+        for tp in self._consumer.position(ops):
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if tp.offset >= 0 and high >= 0:
+                backlog += max(0, high - tp.offset)
+        if not self._paused and backlog > PAUSE_BACKLOG:
+            self._consumer.pause(self._raw_partitions())
+            self._paused = True
+        elif self._paused and backlog < RESUME_BACKLOG:
+            self._resume_raw()
+
+    def _resume_raw(self) -> None:
+        if self._paused:
+            assert self._consumer is not None
+            self._consumer.resume(self._raw_partitions())
+            self._paused = False
+
+    def _consumer_config(self) -> dict[str, object]:
+        return {
+            "bootstrap.servers": self.settings.kafka_bootstrap,
+            "group.id": self.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            # librdkafka pauses a partition for this long whenever its prefetch queue is full (1 s by default).
+            "fetch.queue.backoff.ms": 20,
+            "enable.partition.eof": False,
+        }

@@ -1,0 +1,36 @@
+"""The worker's local copy of the node states: per partition, written atomically with the changelog offset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streams.node_store import NodeStore
+
+
+def test_states_and_offset_survive_a_reopen(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path, store_mb=8)
+    assert store.open(0) == 0 and store.open(1) == 0
+    store.write(0, {"email:a@x.io": b"A", "user_id:u": b"U"}, next_offset=12)
+    store.write(1, {"anonymous_id:c": b"C"}, next_offset=3)
+    store.close_all()
+
+    again = NodeStore(tmp_path, store_mb=8)
+    assert again.open(0) == 12 and again.open(1) == 3
+    assert again.get(0, "email:a@x.io") == b"A" and again.get(0, "anonymous_id:c") is None
+    assert again.get(1, "anonymous_id:c") == b"C"
+    again.write(0, {"user_id:u": None}, next_offset=13)  # a tombstone in the changelog deletes the node
+    assert again.get(0, "user_id:u") is None and again.next_offset(0) == 13
+    assert again.partitions == {0, 1}
+    again.close_all()
+
+
+def test_wipe_forgets_one_partition_only(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path, store_mb=8)
+    store.open(0)
+    store.open(1)
+    store.write(0, {"k:1": b"x"}, 5)
+    store.write(1, {"k:2": b"y"}, 7)
+    store.wipe(0)
+    assert store.open(0) == 0 and store.get(0, "k:1") is None
+    assert store.get(1, "k:2") == b"y" and store.next_offset(1) == 7
+    store.close_all()

@@ -1,0 +1,239 @@
+"""The stitcher's batch logic without Kafka: routing, the fast path, local links, budgets, dead letters, and the
+connected components when several workers pass batches through an in-memory log (any order, ownership moving
+between batches, batches lost before their commit)."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from identity.graph import NodeState, profile_id_for
+from identity.rules import IdentityRules
+from streams.partitioner import partition_for
+from streams.stitch_batch import BatchCounts, StitchBatch, changelog_key
+from streams.topics import Topics
+from tests.identity._support import POOL_TYPES, expected_labels, high_limit_rules, make_event, value_for
+
+TOPICS = Topics("t")
+DEFAULT = IdentityRules.load(None)
+PARTITIONS = 4
+BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, the time of raw()'s events
+
+
+def raw(event: dict[str, Any], ts: int | None = None) -> bytes:
+    body = {"messageId": f"m-{random.random()}", "timestamp": "2026-01-01T00:00:00.000Z", **event}
+    if ts is not None:
+        body["timestamp"] = f"2026-01-01T00:00:{ts // 1000:02d}.{ts % 1000:03d}Z"
+    return orjson.dumps(body)
+
+
+class Log:
+    """An in-memory stand-in for the topics: per partition, raw events and identity messages; outputs by topic."""
+
+    def __init__(self, partitions: int = PARTITIONS) -> None:
+        self.partitions = partitions
+        self.raw: list[deque[tuple[bytes, bool]]] = [deque() for _ in range(partitions)]
+        self.ops: list[deque[bytes]] = [deque() for _ in range(partitions)]
+        self.out: dict[str, list[tuple[int, bytes | None, bytes]]] = {}
+        self.states: dict[str, NodeState] = {}  # committed node states (what the changelog holds)
+        self.counts = BatchCounts()
+
+    def read(self, partition: int, key: str) -> NodeState | None:
+        assert partition_for(key, self.partitions) == partition
+        return self.states.get(key)
+
+    def batch(self, rules: IdentityRules, owned: set[int], size: int, budget: int, commit: bool = True) -> int:
+        taken_ops = [(p, self.ops[p].popleft()) for p in owned for _ in range(min(size, len(self.ops[p])))]
+        taken_raw = [(p, self.raw[p].popleft()) for p in owned for _ in range(min(size, len(self.raw[p])))]
+        out = StitchBatch(rules, TOPICS, self.partitions, owned, self.read, budget).run(
+            [r for _, r in taken_raw], [m for _, m in taken_ops]
+        )
+        if not commit:  # lost before the commit: read again from where the log stood
+            for p, m in reversed(taken_ops):
+                self.ops[p].appendleft(m)
+            for p, r in reversed(taken_raw):
+                self.raw[p].appendleft(r)
+            return len(taken_ops) + len(taken_raw)
+        for topic, partition, key, value in out.records:
+            if topic == TOPICS.identity_ops:
+                assert partition == partition_for(key.decode(), self.partitions)  # type: ignore[union-attr]
+                self.ops[partition].append(value)
+            else:
+                self.out.setdefault(topic, []).append((partition, key, value))
+        self.states.update({node: state for node, (_, state) in out.states.items()})
+        self.counts.add(out.counts)
+        return len(taken_ops) + len(taken_raw)
+
+    def pending(self) -> int:
+        return sum(map(len, self.raw)) + sum(map(len, self.ops))
+
+    def values(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for _, _, v in self.out.get(topic, [])]
+
+
+def run_one_worker(rules: IdentityRules, events: list[bytes], budget: int = 100_000) -> Log:
+    log = Log()
+    for value in events:
+        log.raw[0].append((value, True))
+    while log.pending():
+        log.batch(rules, set(range(PARTITIONS)), 100, budget)
+    return log
+
+
+# ---------------------------------------------------------------------------------------------- examples
+
+
+def test_repeated_events_of_one_person_take_the_fast_path() -> None:
+    person = {"userId": "u1", "anonymousId": "a1", "context": {"traits": {"email": "ann@x.io"}}}
+    log = run_one_worker(DEFAULT, [raw({"type": "track", "event": "x", **person}) for _ in range(5)])
+    assert (log.counts.events, log.counts.linked, log.counts.fast, log.counts.protocol) == (5, 1, 4, 0)
+    assert log.counts.handled == 5 and log.counts.sent == 0
+    stitched = log.values(TOPICS.stitched)
+    assert len({e["profileId"] for e in stitched}) == 1
+    assert {e["identityKey"] for e in stitched} == {"user_id:u1"}
+    # Three identity changes and three node states, all written by the first event.
+    assert sorted(i["id_type"] for i in log.values(TOPICS.identities)) == ["anonymous_id", "email", "user_id"]
+    assert len(log.out[TOPICS.identity_nodes]) == 3
+
+
+def test_changed_states_go_to_their_partition_of_the_changelog() -> None:
+    log = run_one_worker(DEFAULT, [raw({"type": "identify", "userId": "u1", "anonymousId": "a1"})])
+    for partition, key, value in log.out[TOPICS.identity_nodes]:
+        node = orjson.loads(key)  # type: ignore[arg-type]
+        assert partition == partition_for(node, PARTITIONS)
+        assert key == changelog_key(node)
+        assert NodeState.from_dict(orjson.loads(value)) == log.states[node]
+
+
+def test_messages_to_nodes_of_other_workers_leave_on_their_partition() -> None:
+    events = [raw({"type": "track", "event": "x", "anonymousId": f"a{i}", "userId": f"u{i}"}) for i in range(40)]
+    log = Log()
+    for value in events:
+        log.raw[0].append((value, True))
+    log.batch(DEFAULT, {0}, 100, 100_000)
+    # Events whose primary lives elsewhere, and handshakes with peers elsewhere, are on the other partitions' logs.
+    assert log.counts.sent == sum(map(len, log.ops)) > 0
+    while log.pending():
+        for owned in ({0}, {1}, {2}, {3}):
+            log.batch(DEFAULT, owned, 100, 100_000)
+    assert len(log.values(TOPICS.stitched)) == 40
+    labels = expected_labels([(orjson.loads(v), 0) for v in events], DEFAULT)
+    assert {k: profile_id_for(s.label) for k, s in log.states.items()} == {
+        k: profile_id_for(label) for k, label in labels.items()
+    }
+
+
+def test_a_budget_sends_the_rest_through_the_log() -> None:
+    events = [
+        raw({"type": "track", "event": "x", "anonymousId": f"a{i % 3}", "context": {"device": {"id": f"d{i}"}}})
+        for i in range(30)
+    ]
+    log = Log()
+    for value in events:
+        log.raw[0].append((value, True))
+    log.batch(high_limit_rules(), set(range(PARTITIONS)), 100, budget=5)
+    assert log.counts.sent > 0 and sum(map(len, log.ops)) == log.counts.sent
+    while log.pending():
+        log.batch(high_limit_rules(), set(range(PARTITIONS)), 100, budget=5)
+    assert len({s.label for s in log.states.values()}) == 3
+
+
+def test_bad_records_become_dead_letters_and_the_batch_goes_on() -> None:
+    good = raw({"type": "track", "event": "ok", "anonymousId": "a1"})
+    log = Log()
+    log.raw[0].extend(
+        [
+            (b"not json", True),
+            (orjson.dumps({"type": "track", "anonymousId": "a2"}), False),  # not validated at the edge, no messageId
+            (orjson.dumps({"type": "track", "anonymousId": "a3"}), True),  # claims validation, cannot be stitched
+            (good, True),
+        ]
+    )
+    log.ops[0].append(b'{"kind": "gossip"}')
+    log.batch(DEFAULT, set(range(PARTITIONS)), 100, 100_000)
+    reasons = [d["reason"] for d in log.values(TOPICS.deadletter)]
+    assert len(reasons) == 4
+    assert reasons[0].startswith("not an identity message")
+    assert "not JSON" in reasons and any(r.startswith("event: required") for r in reasons)
+    assert any(r.startswith("cannot stitch") for r in reasons)
+    assert [e["event"] for e in log.values(TOPICS.stitched)] == ["ok"]
+
+
+def test_unchecked_events_are_validated_checked_ones_are_not() -> None:
+    oversized = raw({"type": "track", "event": "x", "anonymousId": "a1", "properties": {"p": "v" * 300_000}})
+    log = Log()
+    log.raw[0].extend([(oversized, False), (oversized, True)])
+    log.batch(DEFAULT, set(range(PARTITIONS)), 100, 100_000)
+    assert len(log.values(TOPICS.deadletter)) == 1 and len(log.values(TOPICS.stitched)) == 1
+
+
+def test_junk_identifiers_only_still_store_the_event() -> None:
+    log = run_one_worker(DEFAULT, [raw({"type": "track", "event": "x", "anonymousId": "undefined"})])
+    (event,) = log.values(TOPICS.stitched)
+    assert (event["profileId"], event["identityKey"]) == ("", "")
+    assert log.counts.without_identifiers == 1 and not log.states
+
+
+# ------------------------------------------------------------------------------------------- properties
+
+OWNERSHIPS = [[{0, 1, 2, 3}], [{0, 1}, {2, 3}], [{0, 2}, {1, 3}], [{0}, {1}, {2}, {3}]]
+identifier_sets = st.dictionaries(st.sampled_from(POOL_TYPES), st.integers(0, 5), min_size=1, max_size=4)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    raw_events=st.lists(st.tuples(identifier_sets, st.integers(0, 40)), min_size=1, max_size=25),
+    seed=st.integers(0, 2**32 - 1),
+    plans=st.lists(
+        st.tuples(st.integers(0, len(OWNERSHIPS) - 1), st.integers(1, 8), st.integers(0, 12), st.booleans()),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_workers_reach_the_connected_components(
+    raw_events: list[tuple[dict[str, int], int]], seed: int, plans: list[tuple[int, int, int, bool]]
+) -> None:
+    rng = random.Random(seed)
+    rules = high_limit_rules()
+    events = [
+        (make_event({t: value_for(t, n) for t, n in ids.items()}, messageId=f"m{i}"), ts)
+        for i, (ids, ts) in enumerate(raw_events)
+    ]
+    log = Log()
+    for event, ts in events:
+        log.raw[rng.randrange(PARTITIONS)].append((raw(event, ts), True))
+    rounds = 0
+    while log.pending():
+        ownership, size, budget, commit = plans[rounds % len(plans)]
+        rounds += 1
+        for owned in OWNERSHIPS[ownership]:
+            log.batch(rules, owned, size, budget, commit=commit or rounds % 2 == 0)
+        assert rounds < 10_000
+    expected = expected_labels([(event, BASE_MS + ts) for event, ts in events], rules)
+    assert {k: s.label for k, s in log.states.items()} == expected
+    stitched = log.values(TOPICS.stitched)
+    assert sorted(e["messageId"] for e in stitched) == sorted(e["messageId"] for e, _ in events)
+    latest: dict[str, tuple[int, str]] = {}
+    for change in log.values(TOPICS.identities):
+        key = f"{change['id_type']}:{change['id_value']}"
+        latest[key] = max(latest.get(key, (-1, "")), (change["version"], change["profile_id"]))
+    assert {k: p for k, (_, p) in latest.items()} == {k: profile_id_for(label) for k, label in expected.items()}
+
+
+@pytest.mark.parametrize("owned", [{0, 1, 2, 3}, {0}])
+def test_every_event_is_counted_once_where_it_is_handled(owned: set[int]) -> None:
+    cookies = [f"a{i % 7}" for i in range(50)]
+    log = Log()
+    log.raw[0].extend((raw({"type": "track", "event": "x", "anonymousId": c}), True) for c in cookies)
+    log.batch(DEFAULT, owned, 100, 100_000)
+    here = sum(1 for c in cookies if partition_for(f"anonymous_id:{c}", PARTITIONS) in owned)
+    c = log.counts
+    assert c.events == 50 and c.fast + c.linked + c.protocol == here
+    assert c.linked == len({x for x in cookies if partition_for(f"anonymous_id:{x}", PARTITIONS) in owned})
+    assert c.sent == 50 - here
