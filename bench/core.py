@@ -161,6 +161,9 @@ class Mode:
     catchup_events: int = 100_000  # 0: no catch-up row
     stitch_workers: tuple[int, ...] = (1, 2)
     stitch_timeout_s: float = 300.0
+    # end to end
+    e2e_events: int = 20_000
+    e2e_connections: int = 8
     # freshness
     freshness_s: float = 15.0
     freshness_background_rate: float = 20.0
@@ -200,6 +203,7 @@ FULL = Mode(
     steady_people=5_000,
     cold_events=100_000,
     catchup_events=1_000_000,
+    e2e_events=80_000,
     stitch_timeout_s=1_800.0,
     freshness_s=60.0,
     accuracy_people=5_000,  # ~44,000 events: about 8 minutes at today's stitching rate (2 cores)

@@ -72,7 +72,15 @@ class Settings(BaseSettings):
     identity_store_mb: int = Field(
         32, ge=4, description="RocksDB memory (write buffers + block cache) per identity-table partition."
     )
-    worker_id: str = Field("w0", description="Names this worker's local state folder (RocksDB).")
+    worker_id: str = Field(
+        "w0",
+        description="Names this worker's local state folder (RocksDB) and its transactional id: unique per worker.",
+    )
+    worker_session_timeout_s: float = Field(
+        15.0,
+        ge=6.0,
+        description="A stitch worker that stops heartbeating (killed, frozen) loses its partitions after this long.",
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")

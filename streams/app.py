@@ -75,6 +75,10 @@ def _faust_app(settings: Settings, stitcher: Stitcher) -> faust.App:
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
+        # A dead worker's partitions move after the session timeout; the whole group waits for that move.
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=settings.worker_session_timeout_s / 5,
+        broker_rebalance_timeout=2 * settings.worker_session_timeout_s,
     )
     owners = app.topic(
         topic,

@@ -68,16 +68,20 @@ class TopicFollower:
             self._caught_up.set()
         while not self._stop.is_set():
             for msg in self._consumer.consume(num_messages=5000, timeout=0.05):
-                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-                if msg.error() or topic is None or partition is None or offset is None:
+                topic = msg.topic()
+                if msg.error() or topic is None:
                     continue
                 self._handlers[topic](msg)
                 self.applied += 1
-                key = (topic, partition)
-                if key in targets and offset + 1 >= targets[key]:
-                    del targets[key]
-                    if not targets:
-                        self._caught_up.set()
+            if targets:
+                # Caught up once the position reached the end offset seen at start: by position, not by the last
+                # record's offset, since a topic written in transactions ends with a commit marker.
+                waiting = [TopicPartition(t, p) for t, p in targets]
+                for tp in self._consumer.position(waiting):
+                    if tp.offset >= targets[(tp.topic, tp.partition)]:
+                        del targets[(tp.topic, tp.partition)]
+                if not targets:
+                    self._caught_up.set()
         self._consumer.close()
 
     def _partitions(self, topic: str, timeout: float = 60.0) -> list[int]:

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import importlib
 
-BUILTIN: tuple[str, ...] = ("collector", "sink", "stitching", "freshness", "identity", "lookup", "analyst")
+BUILTIN: tuple[str, ...] = (
+    "collector",
+    "sink",
+    "stitching",
+    "end_to_end",
+    "freshness",
+    "identity",
+    "lookup",
+    "analyst",
+)
 
 for _module in BUILTIN:
     importlib.import_module(f"{__name__}.{_module}")

@@ -48,10 +48,15 @@ def predicted_key(id_type: str, id_value: str) -> str:
 
 
 async def _send_online(
-    cdp: CdpClient, cfg: GeneratorConfig, tag: str, offline_path: Path, truth: dict[str, str]
+    cdp: CdpClient,
+    cfg: GeneratorConfig,
+    tag: str,
+    offline_path: Path,
+    truth: dict[str, str],
+    connections: int = CONNECTIONS,
 ) -> dict[str, int]:
     """Stream the population: truth map, /v1/batch for online/mobile, a JSONL file for offline."""
-    queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=CONNECTIONS * 4)
+    queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=connections * 4)
     stats = {"posted": 0, "accepted": 0, "rejected": 0, "offline": 0}
     failures: list[str] = []
 
@@ -76,8 +81,8 @@ async def _send_online(
                 await asyncio.sleep(1.0)
 
     batches: dict[str, list[dict[str, Any]]] = {"online": [], "mobile": []}
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=CONNECTIONS)) as http:
-        tasks = [asyncio.create_task(sender(http)) for _ in range(CONNECTIONS)]
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=connections)) as http:
+        tasks = [asyncio.create_task(sender(http)) for _ in range(connections)]
         with offline_path.open("wb") as offline:
             for n, event in enumerate(generate_events(cfg)):
                 for key, person in truth_identifiers(event):
