@@ -53,6 +53,15 @@ def rss_mb(pid: int | None) -> float | None:
     return None if kib is None else kib / 1024
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time a live process has used so far, in seconds (None when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Reset a process's VmHWM to its current RSS (Linux >= 4.0, `echo 5 > /proc/PID/clear_refs`), so a peak
     read later belongs to the stage being measured. False when not permitted (then the peak is lifelong)."""

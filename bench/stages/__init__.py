@@ -10,9 +10,9 @@ BUILTIN: tuple[str, ...] = (
     "collector",
     "sink",
     "stitching",
-    "end_to_end",
     "freshness",
     "identity",
+    "end_to_end",
     "lookup",
     "analyst",
 )

@@ -35,7 +35,16 @@ from bench.context import Context
 from bench.core import Result, StageError, register
 from bench.data import collector_record, sdk_events
 from bench.generator import GeneratorConfig
-from bench.stack import OffsetCounter, RecordCounter, consume_rate, create_topics, peak_rss_mb, produce_all, rss_mb
+from bench.stack import (
+    OffsetCounter,
+    RecordCounter,
+    consume_rate,
+    cpu_seconds,
+    create_topics,
+    peak_rss_mb,
+    produce_all,
+    rss_mb,
+)
 
 WARMUP_EVENTS = 200
 RAW_CONSUME_RECORDS = 100_000
@@ -239,6 +248,7 @@ class StitchingStage:
             labels = {("worker" if workers == 1 else f"worker {i + 1}"): p.pid for i, p in enumerate(procs)}
             watch = ctx.watch(**labels)
             ctx.log(f"stitching: {n:,} {shape} events through {workers} worker(s)")
+            cpu_before = [cpu_seconds(p.pid) or 0.0 for p in procs]
             started = time.perf_counter()
             produce_all(ctx.bootstrap, records)
             produced_s = time.perf_counter() - started
@@ -248,6 +258,8 @@ class StitchingStage:
                 raise StageError(f"{shape}, {workers} worker(s): {last - base} of {n} events stitched")
             quiet_s = max(elapsed, _wait_quiet(graph, started, m.stitch_timeout_s))
             peaks = watch.read()
+            # Includes the last QUIET_S of idle polling: a small overestimate.
+            worker_cpu = sum((cpu_seconds(p.pid) or 0.0) - before for p, before in zip(procs, cpu_before, strict=True))
             ops_records = ops.count() - ops_base  # offsets: includes transaction markers, an upper bound
         finally:
             counter.close()
@@ -267,6 +279,7 @@ class StitchingStage:
             "seconds_until_quiet": quiet_s,
             "produce_seconds": produced_s,
             "identity_message_offsets_per_event": ops_records / n if n else None,
+            "worker_cpu_us_per_event": worker_cpu / n * 1e6 if n else None,
             **_per_event(totals, n + WARMUP_EVENTS),
             "note": "stitch-only workers; counted as committed records on the stitched and dead-letter topics",
         }

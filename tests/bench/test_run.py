@@ -249,7 +249,7 @@ def test_builtin_stages_register_in_table_order() -> None:
     import bench.stages  # noqa: F401
 
     names = list(core.STAGES)
-    assert names[:6] == ["collector", "sink", "stitching", "end_to_end", "freshness", "identity_accuracy"]
+    assert names[:6] == ["collector", "sink", "stitching", "freshness", "identity_accuracy", "end_to_end"]
     for stage in core.STAGES.values():
         assert isinstance(stage, core.Stage)
         assert stage.description
