@@ -259,6 +259,7 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
             log.warning("CDP_COLLECTOR_PROCESSES applies to `cdp collector` only; this process runs one")
         if not collectors.is_child():
             print(banner(settings, registry, parts), flush=True)
+        tune_gc()
         await stop.wait()
         log.info("stopping")
     finally:
@@ -288,6 +289,18 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
     deadline.cancel()
     log.info("stopped cleanly")
     return 0
+
+
+def tune_gc() -> None:
+    """Fewer cyclic garbage collections on the hot paths.
+
+    Events become short-lived dicts by the thousand, and the stitcher keeps many node states alive; with the
+    default gen-0 threshold the collector runs every few hundred events and walks the young objects each time.
+    Everything built at start-up is frozen out of the collector's view, and a young generation of tens of
+    thousands of objects is collected a hundred times less often. Reference counting still frees what has no
+    cycle at once."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 class ShutdownDeadline:

@@ -95,6 +95,7 @@ __all__ = [
     "message_from_dict",
     "profile_id_for",
     "resync",
+    "settled",
 ]
 
 Label = tuple[int, str]
@@ -431,6 +432,20 @@ class _Ctx:
         self.out: list[Message] = []
         self.refusals: list[Refusal] = []
 
+    def seen_at(self, ts_ms: int) -> bool:
+        """The node was in an event at ``ts_ms``: a late (or imported) event shows the identifier existed
+        earlier, and it may now be the oldest node of its component, in which case the component's label (not
+        its profile id) moves: True then, and the caller tells the neighbours (once, with the step's final
+        label, so no label that lived only inside this step is ever announced)."""
+        s = self.state
+        if not self.created and ts_ms < s.first_seen_ms:
+            s.first_seen_ms = ts_ms
+            own: Label = (ts_ms, s.key)
+            if own < s.label:
+                s.label = own
+                return True
+        return False
+
     def offer(self, to: str) -> None:
         s = self.state
         self.out.append(Offer(to, s.key, s.label, s.summary, self.cause, self.ts_ms))
@@ -486,11 +501,16 @@ class _Ctx:
         return Step(s, self.out, changes, merges, self.refusals, stitched)
 
 
-def _next_in_chain(chain: list[str], skip: set[str]) -> tuple[str | None, list[str]]:
-    """First chain entry not in ``skip`` (already linked / the node itself) and the remaining chain."""
+def _next_in_chain(ctx: _Ctx, chain: list[str], skip: set[str]) -> tuple[str | None, list[str]]:
+    """First chain entry not in ``skip`` (already linked / the node itself) and the remaining chain.
+
+    A chain member gets the event's time with its proposal (``Propose`` does what an ``Observe`` would); one
+    skipped here because it is linked already gets an ``Observe`` instead."""
     for i, key in enumerate(chain):
         if key not in skip:
             return key, chain[i + 1 :]
+        if key != ctx.state.key:
+            ctx.out.append(Observe(key, ctx.ts_ms, [], ctx.cause))
     return None, []
 
 
@@ -510,15 +530,18 @@ def _settled_peer(state: NodeState, peer: str, ts_ms: int) -> bool:
     return (ts_ms, peer) >= state.label and _in_summary(state.summary, peer)
 
 
+def settled(state: NodeState | None, peers: Sequence[str], ts_ms: int) -> bool:
+    """Whether an event at ``ts_ms`` whose primary has ``state`` and whose other identifiers are ``peers`` can
+    change nothing (the fast path, see the module docstring): it is then only stamped with ``state``'s profile."""
+    return (
+        state is not None and ts_ms >= state.first_seen_ms and all(_settled_peer(state, peer, ts_ms) for peer in peers)
+    )
+
+
 def _fast(state: NodeState | None, msg: Observe) -> Step | None:
     """The fast path: every peer is a member already and nothing can move, so the full protocol would only stamp
     the event (and add redundant edges inside the component). The step keeps ``state`` itself."""
-    if (
-        msg.primary
-        and state is not None
-        and msg.ts_ms >= state.first_seen_ms
-        and all(_settled_peer(state, peer, msg.ts_ms) for peer in msg.peers)
-    ):
+    if msg.primary and state is not None and settled(state, msg.peers, msg.ts_ms):
         stitched = None if msg.event is None else {**msg.event, "profileId": state.profile_id}
         return Step(state, stitched_event=stitched)
     return None
@@ -530,38 +553,32 @@ def _on_observe(state: NodeState | None, msg: Observe, rules: IdentityRules) -> 
         return fast
     ctx = _Ctx(state, msg.node, msg.ts_ms, msg.cause)
     s = ctx.state
-    if not ctx.created and msg.ts_ms < s.first_seen_ms:
-        # A late (or imported) event shows the identifier existed earlier: it may now be the oldest
-        # node of its component, in which case the component's label (not its profile id) moves.
-        s.first_seen_ms = msg.ts_ms
-        own: Label = (msg.ts_ms, s.key)
-        if own < s.label:
-            s.label = own
-            ctx.broadcast()
+    if ctx.seen_at(msg.ts_ms):
+        ctx.broadcast()
     if msg.primary:
         linked = set(s.neighbors)
         chain: list[str] = []
         for peer in dict.fromkeys(msg.peers):
-            if peer == s.key:
+            if peer == s.key or _settled_peer(s, peer, msg.ts_ms):
                 continue
             try:
                 peer_summary = _own_summary(peer)
             except ValueError:
                 continue
-            if not _settled_peer(s, peer, msg.ts_ms):
-                # Creates the peer's node, or lowers its first_seen (which may relabel the component).
-                ctx.out.append(Observe(peer, msg.ts_ms, [], msg.cause))
             if peer in linked or _in_summary(s.summary, peer):
-                continue  # in the component already: an edge would add nothing
+                # In the component already (an edge would add nothing), but the event may be its oldest.
+                ctx.out.append(Observe(peer, msg.ts_ms, [], msg.cause))
+                continue
             # Cheap local pre-check: if even the peer's own value breaks a limit of our component,
             # refuse here instead of sending a proposal that is bound to be refused.
             broken = rules.link_violations(s.summary, peer_summary)
+            if not broken and len(s.neighbors) >= rules.max_identifiers_per_profile:
+                broken = ["degree_cap"]
             if broken:
                 ctx.refuse(peer, broken)
-            elif len(s.neighbors) >= rules.max_identifiers_per_profile:
-                ctx.refuse(peer, ["degree_cap"])
+                ctx.out.append(Observe(peer, msg.ts_ms, [], msg.cause))  # it exists all the same, on its own
             else:
-                chain.append(peer)
+                chain.append(peer)  # the proposal creates the node or lowers its first_seen
         if chain:
             first, rest = chain[0], chain[1:]
             ctx.out.append(Propose(first, s.key, s.label, s.summary, msg.cause, msg.ts_ms, rest))
@@ -574,6 +591,7 @@ def _on_propose(state: NodeState | None, msg: Propose, rules: IdentityRules) -> 
     sender = msg.sender
     if sender == s.key:
         return ctx.finish()
+    relabeled = ctx.seen_at(msg.ts_ms)  # the node was in the proposing event
     already = sender in s.neighbors
     # Equal labels mean the same component already (labels only travel along accepted links), so the
     # link adds nothing to the profile and needs no limit check.
@@ -583,21 +601,23 @@ def _on_propose(state: NodeState | None, msg: Propose, rules: IdentityRules) -> 
             broken = ["degree_cap"]
         if broken:
             ctx.refuse(sender, broken)
+            if relabeled:
+                ctx.broadcast()
             # The rest of the event's chain still gets its chance to link with the original sender.
-            nxt, rest = _next_in_chain(msg.then, {s.key, sender})
+            nxt, rest = _next_in_chain(ctx, msg.then, {s.key, sender})
             if nxt is not None:
                 forward = Propose(nxt, sender, msg.label, msg.summary, msg.cause, msg.ts_ms, rest)
                 ctx.out.append(forward)
             return ctx.finish()
     if not already:
         s.neighbors.append(sender)
-    changed = ctx.absorb(rules, sender, msg.label, msg.summary)
+    changed = ctx.absorb(rules, sender, msg.label, msg.summary) or relabeled
     # Always answer: the sender adds its side of the edge when it hears back, and a duplicate proposal
     # whose first answer was lost gets answered again.
     ctx.offer(sender)
     if changed:
         ctx.broadcast(exclude=sender)
-    nxt, rest = _next_in_chain(msg.then, {s.key, *s.neighbors})
+    nxt, rest = _next_in_chain(ctx, msg.then, {s.key, *s.neighbors})
     if nxt is not None:
         ctx.out.append(Propose(nxt, s.key, s.label, s.summary, msg.cause, msg.ts_ms, rest))
     return ctx.finish()

@@ -23,7 +23,17 @@ from typing import Any
 import orjson
 
 from identity.extract import identifier_keys
-from identity.graph import Message, NodeState, Observe, Step, event_message, handle, link_locally, message_from_dict
+from identity.graph import (
+    Message,
+    NodeState,
+    Observe,
+    Step,
+    event_message,
+    handle,
+    link_locally,
+    message_from_dict,
+    settled,
+)
 from identity.rules import IdentityRules
 from schemas.timestamps import parse_ts
 from schemas.validation import invalid_reason
@@ -139,18 +149,30 @@ class StitchBatch:
             return
         try:
             keys = identifier_keys(event, self.rules)
-            msg = event_message(keys, event, event["messageId"], _event_ms(event))
+            ts_ms = _event_ms(event)
+            message_id = event["messageId"]
+            if "profileId" not in event and "identityKey" not in event:
+                self._raw[message_id] = value
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a forged or broken "checked" event
             self._deadletter({"reason": f"cannot stitch: {exc!r}", "event": event})
             return
         counts.events += 1
-        if "profileId" not in event and "identityKey" not in event:
-            self._raw[event["messageId"]] = value
-        if msg is None:
+        if not keys:
             # Only junk identifiers: the event is kept, attached to no profile.
             counts.without_identifiers += 1
             self._stitched(event, "", "")
             return
+        primary = keys[0]
+        if partition_for(primary, self.partitions) in self.owned:
+            state = self._lookup(primary)
+            if settled(state, keys[1:], ts_ms):
+                assert state is not None
+                counts.fast += 1
+                counts.handled += 1
+                self._stitched(event, state.profile_id, primary)
+                return
+        msg = event_message(keys, event, message_id, ts_ms)
+        assert msg is not None
         self._route(msg, counted=False)
 
     def _route(self, msg: Message, counted: bool = True) -> None:
