@@ -1,12 +1,30 @@
-"""Write keys (HTTP Basic user name, or `writeKey` in the body, as Segment SDKs send them) and bearer tokens."""
+"""Write keys (HTTP Basic user name, or `writeKey` in the body, as Segment SDKs send them) and bearer tokens.
+
+Three tokens, three roles: the admin token may do everything; the analyst token runs SQL and reads profiles
+and audiences; the read token serves lookups and profiles. A token that is none of them is 401 (as no
+token); a known token without the right for the endpoint is 403.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
+from enum import StrEnum
+from typing import Any
 
 from fastapi import HTTPException, Request
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    ANALYST = "analyst"
+    READ = "read"
+
+
+MISSING_TOKEN = "missing bearer token (Authorization: Bearer TOKEN)"
+UNKNOWN_TOKEN = "unknown bearer token"
+NOT_ALLOWED = "this token may not use this endpoint"
 
 
 def basic_user(authorization: str | None) -> str | None:
@@ -26,22 +44,39 @@ def bearer(authorization: str | None) -> str | None:
     return authorization[7:].strip() or None
 
 
-def require_token(request: Request, *allowed: str) -> None:
-    """401 without a token, 403 with a wrong one; compared in constant time."""
-    token = bearer(request.headers.get("authorization"))
-    if token is None:
-        raise HTTPException(
-            401, "missing bearer token (Authorization: Bearer TOKEN)", headers={"WWW-Authenticate": "Bearer"}
-        )
-    if not any(a and hmac.compare_digest(token, a) for a in allowed):
-        raise HTTPException(403, "token not allowed for this endpoint")
+def role_of(settings: Any, token: bytes | str) -> Role | None:
+    """The role ``token`` carries, compared in constant time against every configured token."""
+    given = token.encode() if isinstance(token, str) else token
+    found = None
+    for role, configured in (
+        (Role.ADMIN, settings.admin_token),
+        (Role.ANALYST, settings.analyst_token),
+        (Role.READ, settings.read_token),
+    ):
+        if configured and hmac.compare_digest(given, configured.encode()) and found is None:
+            found = role
+    return found
 
 
-def admin(request: Request) -> None:
-    s = request.app.state.services.settings
-    require_token(request, s.admin_token)
+class Requires:
+    """A route dependency: the bearer token must carry one of ``roles``. The roles stay readable on the
+    object, so the route table can be checked for who may call what."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(roles)
+
+    def __call__(self, request: Request) -> Role:
+        token = bearer(request.headers.get("authorization"))
+        if token is None:
+            raise HTTPException(401, MISSING_TOKEN, headers={"WWW-Authenticate": "Bearer"})
+        role = role_of(request.app.state.services.settings, token)
+        if role is None:
+            raise HTTPException(401, UNKNOWN_TOKEN, headers={"WWW-Authenticate": "Bearer"})
+        if role not in self.roles:
+            raise HTTPException(403, f"{NOT_ALLOWED} (the {role} token; needs {' or '.join(sorted(self.roles))})")
+        return role
 
 
-def reader(request: Request) -> None:
-    s = request.app.state.services.settings
-    require_token(request, s.admin_token, s.read_token)
+admin = Requires(Role.ADMIN)
+analyst = Requires(Role.ADMIN, Role.ANALYST)
+reader = Requires(Role.ADMIN, Role.ANALYST, Role.READ)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cdp.settings import Settings
+    from sinks.analyst import AnalystSql
     from sinks.clickhouse import ClickHouse
     from streams.producer import AsyncProducer
     from streams.sources import SourceRegistry
@@ -20,5 +21,6 @@ class Services:
     producer: AsyncProducer | None = None  # collector parts
     sources: SourceRegistry | None = None
     ch: ClickHouse | None = None  # query parts
+    analyst: AnalystSql | None = None  # POST /v1/sql: guarded, limited clients of their own
     kafka_ready: Any = None  # () -> bool
     extra: dict[str, Any] = field(default_factory=dict)

@@ -2,20 +2,20 @@
 
 Real-time bidding gives a lookup about 10 ms end to end; FastAPI's routing, dependency injection and
 response models cost more per request than the lookup itself. This ASGI wrapper answers lookups before
-the app sees them: bearer-token check (constant time), the same normalisation as the stitcher, two
-dictionary reads in the serving index, orjson. Every other request passes through untouched, and the
-route in api/routes/profiles.py documents the same endpoint in the OpenAPI schema.
+the app sees them: bearer-token check (constant time, the roles of the route), the same normalisation as
+the stitcher, two dictionary reads in the serving index, orjson. Every other request passes through
+untouched, and the route in api/routes/profiles.py documents the same endpoint in the OpenAPI schema.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
 import orjson
 
+from api.auth import MISSING_TOKEN, NOT_ALLOWED, UNKNOWN_TOKEN, reader, role_of
 from api.routes.profiles import normalised_key
 
 Scope = MutableMapping[str, Any]
@@ -27,8 +27,6 @@ class LookupFastPath:
     def __init__(self, app: ASGIApp, services: Any) -> None:
         self.app = app
         self.services = services
-        settings = services.settings
-        self.tokens = [t.encode() for t in (settings.read_token, settings.admin_token) if t]
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(PREFIX):
@@ -46,10 +44,14 @@ class LookupFastPath:
                     token = value[7:].strip()
                 break
         if not token:
-            await _answer(send, 401, {"success": False, "error": "missing bearer token (Authorization: Bearer TOKEN)"})
+            await _answer(send, 401, {"success": False, "error": MISSING_TOKEN})
             return
-        if not any(hmac.compare_digest(token, t) for t in self.tokens):
-            await _answer(send, 403, {"success": False, "error": "token not allowed for this endpoint"})
+        role = role_of(self.services.settings, token)
+        if role is None:
+            await _answer(send, 401, {"success": False, "error": UNKNOWN_TOKEN})
+            return
+        if role not in reader.roles:
+            await _answer(send, 403, {"success": False, "error": NOT_ALLOWED})
             return
         id_type, value = parts[0], unquote(parts[1])
         key = normalised_key(self.services.extra.get("id_types", set()), id_type, value)

@@ -188,6 +188,7 @@ class CdpProcess:
         self.write_keys: dict[str, str] = {}
         self.admin_token = ""
         self.read_token = ""
+        self.analyst_token = ""
         self._log: Any = None
 
     @property
@@ -232,6 +233,8 @@ class CdpProcess:
             self.admin_token = m.group(1)
         if m := re.search(r"read token\s*: (\S+)", banner):
             self.read_token = m.group(1)
+        if m := re.search(r"analyst token\s*: (\S+)", banner):
+            self.analyst_token = m.group(1)
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> float:

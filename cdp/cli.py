@@ -24,14 +24,17 @@ def cmd_serve(parts: frozenset[str]) -> int:
 
 
 def _sql_via_service(settings: Settings, query: str) -> tuple[list[str], list[list[Any]]]:
-    """The embedded store is held by `cdp run`: ask the running service."""
+    """The embedded store is held by `cdp run`: ask the running service, with the analyst token."""
     import httpx
 
     settings.ensure_tokens()
     url = f"http://{settings.http_host}:{settings.http_port}/v1/sql"
     try:
         r = httpx.post(
-            url, json={"query": query}, headers={"Authorization": f"Bearer {settings.admin_token}"}, timeout=120
+            url,
+            json={"query": query},
+            headers={"Authorization": f"Bearer {settings.analyst_token}"},
+            timeout=settings.sql_timeout_s + settings.sql_queue_s + 30,
         )
     except httpx.HTTPError as exc:
         raise SystemExit(f"cdp sql: the service at {url} is not reachable ({exc}); is `cdp run` running?") from exc
@@ -45,14 +48,20 @@ def cmd_sql(query: str, fmt: str) -> int:
     settings = _settings()
     if settings.embedded_clickhouse:
         columns, rows = _sql_via_service(settings, query)
-    else:
-        from sinks.clickhouse import ClickHouse
-        from sinks.readonly import ReadOnlyViolation, run_readonly
+    else:  # a server: the same guard and limits, on this process's own client
+        from cdp.analyst import analyst_sql
+        from sinks.analyst import SqlLimitExceeded
+        from sinks.sql_guard import SqlRefused
 
+        sql = analyst_sql(settings, clients=1)
         try:
-            columns, rows = run_readonly(ClickHouse(settings.clickhouse_url, settings.clickhouse_database), query)
-        except ReadOnlyViolation as exc:
-            raise SystemExit(f"cdp sql: {exc}") from exc
+            columns, rows = sql.run(query)
+        except SqlRefused as exc:
+            raise SystemExit(f"cdp sql: query refused: {exc}") from exc
+        except SqlLimitExceeded as exc:
+            raise SystemExit(f"cdp sql: query stopped: {exc}") from exc
+        finally:
+            sql.close()
     sys.stdout.write(format_rows(columns, rows, fmt))
     return 0
 

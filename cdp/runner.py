@@ -27,6 +27,7 @@ from confluent_kafka.admin import AdminClient
 from api.app import create_app as create_http_app
 from api.deps import Services
 from cdp import collectors
+from cdp.analyst import analyst_sql
 from cdp.logs import configure as configure_logging
 from cdp.settings import CHANNELS, Settings
 from sinks.clickhouse import ClickHouse
@@ -101,6 +102,7 @@ def banner(settings: Settings, registry: SourceRegistry | None, parts: frozenset
     lines += [
         f"  admin token   : {settings.admin_token}",
         f"  read token    : {settings.read_token}",
+        f"  analyst token : {settings.analyst_token}",
         f"  ClickHouse    : {settings.clickhouse_url}",
         f"  Kafka         : {settings.kafka_bootstrap}",
     ]
@@ -173,6 +175,8 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
             services.ch = ch if "api" in parts else None
+            if "api" in parts:
+                services.analyst = analyst_sql(settings)
         from identity.rules import IdentityRules
 
         rules = IdentityRules.load(str(settings.identity_rules) if settings.identity_rules else None)
@@ -284,6 +288,8 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
             undelivered = await asyncio.to_thread(producer.close)
             if undelivered:
                 log.error("%d accepted events could not be delivered", undelivered)
+        if services.analyst is not None:
+            services.analyst.close()
         if ch is not None:
             ch.close()
     deadline.cancel()

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     clickhouse_database: str = "cdp"
     admin_token: str = Field("", description="Bearer token for admin endpoints; generated once if empty.")
     read_token: str = Field("", description="Bearer token for lookups/profiles; generated once if empty.")
+    analyst_token: str = Field(
+        "", description="Bearer token for SQL and reading profiles and audiences; generated once if empty."
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 8080
 
@@ -83,6 +86,18 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    # Analyst SQL (POST /v1/sql, `cdp sql`): limits the engine enforces on every statement, so one query cannot
+    # take the memory or the cores of the process that also collects, stitches and writes.
+    sql_max_memory_mb: int = Field(1024, ge=16, description="Memory one analyst query may use (max_memory_usage).")
+    sql_max_rows_read: int = Field(1_000_000_000, ge=1, description="Rows one query may read (max_rows_to_read).")
+    sql_max_read_mb: int = Field(100_000, ge=1, description="Bytes one query may read, MiB (max_bytes_to_read).")
+    sql_max_result_rows: int = Field(100_000, ge=1, description="Rows in one answer (max_result_rows).")
+    sql_max_result_mb: int = Field(64, ge=1, description="Size of one answer, MiB (max_result_bytes).")
+    sql_timeout_s: float = Field(30.0, gt=0, description="Execution time of one query (max_execution_time).")
+    sql_max_threads: int = Field(1, ge=1, description="Engine threads of one query (max_threads).")
+    sql_concurrency: int = Field(2, ge=1, description="Analyst queries running at once; more wait, then get 429.")
+    sql_queue_s: float = Field(1.0, ge=0, description="How long a query waits for a free slot before 429.")
+
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         if not self.clickhouse_url:
@@ -100,7 +115,7 @@ class Settings(BaseSettings):
         """Fill empty tokens from ``data_dir`` or generate them once (mode 0600): never committed, stable
         across restarts so clients keep working."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("admin_token", "read_token"):
+        for name in ("admin_token", "read_token", "analyst_token"):
             if getattr(self, name):
                 continue
             path = self.data_dir / name

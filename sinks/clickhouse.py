@@ -9,22 +9,34 @@ parallel (the sink's writers) each take their own client (`sibling()`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import clickhouse_connect
 
 
 class ClickHouse:
-    def __init__(self, url: str, database: str = "cdp") -> None:
+    def __init__(
+        self,
+        url: str,
+        database: str = "cdp",
+        *,
+        session_settings: Mapping[str, Any] | None = None,
+        in_database: bool = False,
+    ) -> None:
+        """``session_settings`` hold for every call of this client (applied in order, so a `readonly` given last
+        still lets the ones before it be set); ``in_database`` makes ``database`` the session's current one
+        (it must exist: migrations create it, so the pipeline's own clients start in `default`)."""
         self.url = url
         self.database = database
         self.embedded = url.startswith("chdb://")
         self._lock = threading.RLock()
+        current = database if in_database else None
+        settings = dict(session_settings or {})
         if self.embedded:
-            self._client = clickhouse_connect.get_client(dsn=url)
+            self._client = clickhouse_connect.get_client(dsn=url, database=current, settings=settings)
         else:
-            self._client = clickhouse_connect.get_client(dsn=url, database="default")
+            self._client = clickhouse_connect.get_client(dsn=url, database=current or "default", settings=settings)
 
     def sibling(self) -> ClickHouse:
         """Another client on the same engine or server, for a thread that must not wait for this one's lock."""

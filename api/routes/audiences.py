@@ -1,5 +1,6 @@
-"""Audience definitions and members (admin): POST/GET /v1/audiences, GET/DELETE /v1/audiences/{id},
-GET /v1/audiences/{id}/members (streamed JSON Lines or CSV)."""
+"""Audience definitions and members: POST/GET /v1/audiences, GET/DELETE /v1/audiences/{id},
+GET /v1/audiences/{id}/members (streamed JSON Lines or CSV). Reading takes the analyst (or admin) token;
+creating and deleting the admin token."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.auth import admin
+from api.auth import admin, analyst
 from api.body import BodyError, parse_json_body
 from api.deps import Services
 from schemas.audience import AudienceCreate, RuleError, validate_rule
 from sinks.audience_sql import compile_audience
 from streams.producer import ProduceTimeout
 
-router = APIRouter(dependencies=[Depends(admin)], tags=["audiences"])
+router = APIRouter(tags=["audiences"])
 
 
 def _services(request: Request) -> Services:
@@ -50,7 +51,7 @@ def _sizes(services: Services) -> dict[str, int]:
     return {a: n for a, n in rows}
 
 
-@router.post("/v1/audiences", status_code=201)
+@router.post("/v1/audiences", status_code=201, dependencies=[Depends(admin)])
 async def create_audience(request: Request) -> JSONResponse:
     services = _services(request)
     try:
@@ -83,14 +84,14 @@ async def create_audience(request: Request) -> JSONResponse:
     return JSONResponse(_view(definition, 0), status_code=201)
 
 
-@router.get("/v1/audiences")
+@router.get("/v1/audiences", dependencies=[Depends(analyst)])
 def list_audiences(request: Request) -> dict[str, Any]:
     services = _services(request)
     sizes = _sizes(services)
     return {"audiences": [_view(d, sizes.get(d["id"], 0)) for d in services.extra["audiences"].all()]}
 
 
-@router.get("/v1/audiences/{audience_id}")
+@router.get("/v1/audiences/{audience_id}", dependencies=[Depends(analyst)])
 def get_audience(audience_id: str, request: Request) -> dict[str, Any]:
     services = _services(request)
     d = services.extra["audiences"].get(audience_id)
@@ -99,7 +100,7 @@ def get_audience(audience_id: str, request: Request) -> dict[str, Any]:
     return _view(d, _sizes(services).get(audience_id, 0))
 
 
-@router.delete("/v1/audiences/{audience_id}", status_code=204)
+@router.delete("/v1/audiences/{audience_id}", status_code=204, dependencies=[Depends(admin)])
 async def delete_audience(audience_id: str, request: Request) -> None:
     services = _services(request)
     if services.extra["audiences"].get(audience_id) is None:
@@ -108,7 +109,7 @@ async def delete_audience(audience_id: str, request: Request) -> None:
     await services.extra["audiences"].delete(services.producer, audience_id, services.settings.produce_timeout_s)
 
 
-@router.get("/v1/audiences/{audience_id}/members")
+@router.get("/v1/audiences/{audience_id}/members", dependencies=[Depends(analyst)])
 def audience_members(audience_id: str, request: Request, format: str = "jsonl") -> StreamingResponse:
     services = _services(request)
     if services.extra["audiences"].get(audience_id) is None:

@@ -1,7 +1,7 @@
 """Profile and audience lookups by any identifier.
 
-GET /v1/lookup/{id_type}/{value}   read token; the low-latency path: served from the in-memory index.
-GET /v1/profiles/{id_type}/{value} read or admin token; the 360-degree view from ClickHouse.
+GET /v1/lookup/{id_type}/{value}   read, analyst or admin token; the low-latency path: the in-memory index.
+GET /v1/profiles/{id_type}/{value} read, analyst or admin token; the 360-degree view from ClickHouse.
 """
 
 from __future__ import annotations

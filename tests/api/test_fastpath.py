@@ -25,7 +25,7 @@ def _app() -> LookupFastPath:
     index = MembershipIndex()
     index.apply_identity({"id_type": "email", "id_value": "kim@example.com", "profile_id": "p1", "version": 1})
     index.apply_change("p1", "aud_1", True)
-    settings = SimpleNamespace(read_token="r3ad", admin_token="adm1n")
+    settings = SimpleNamespace(read_token="r3ad", admin_token="adm1n", analyst_token="an4lyst")
     services = SimpleNamespace(settings=settings, extra={"index": index, "id_types": {"email", "profile_id"}})
 
     async def fallback(scope, receive, send) -> None:  # the framework behind it
@@ -38,12 +38,13 @@ def _app() -> LookupFastPath:
 def test_lookup_normalises_like_the_stitcher() -> None:
     assert _call(_app(), "/v1/lookup/email/%20Kim%40Example.COM%20", "r3ad") == (200, {"audiences": ["aud_1"]})
     assert _call(_app(), "/v1/lookup/profile_id/p1", "adm1n") == (200, {"audiences": ["aud_1"]})
+    assert _call(_app(), "/v1/lookup/profile_id/p1", "an4lyst") == (200, {"audiences": ["aud_1"]})
     assert _call(_app(), "/v1/lookup/email/nobody@x.com", "r3ad") == (200, {"audiences": []})
 
 
 def test_lookup_errors() -> None:
     assert _call(_app(), "/v1/lookup/email/x", None)[0] == 401
-    assert _call(_app(), "/v1/lookup/email/x", "wrong")[0] == 403
+    assert _call(_app(), "/v1/lookup/email/x", "wrong")[0] == 401  # unknown token: as if none were given
     status, body = _call(_app(), "/v1/lookup/shoe_size/42", "r3ad")
     assert status == 400 and "id_type" in body["error"]
     assert _call(_app(), "/v1/lookups/email/x", "r3ad") == (404, {"fallback": True})  # not ours
