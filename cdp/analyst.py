@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from cdp.settings import Settings
 from sinks.analyst import AnalystSql, SqlLimits
 
 
 def sql_limits(settings: Settings) -> SqlLimits:
-    return SqlLimits(
-        max_memory_mb=settings.sql_max_memory_mb,
-        max_rows_read=settings.sql_max_rows_read,
-        max_read_mb=settings.sql_max_read_mb,
-        max_result_rows=settings.sql_max_result_rows,
-        max_result_mb=settings.sql_max_result_mb,
-        timeout_s=settings.sql_timeout_s,
-        max_threads=settings.sql_max_threads,
-    )
+    """Each limit from its setting `sql_<field>` (`CDP_SQL_<FIELD>`)."""
+    return SqlLimits(**{f.name: getattr(settings, f"sql_{f.name}") for f in fields(SqlLimits)})
 
 
 def analyst_sql(settings: Settings, clients: int | None = None) -> AnalystSql:

@@ -40,15 +40,16 @@ UNKNOWN_FUNCTION = 46
 
 @dataclass(frozen=True)
 class SqlLimits:
-    """The limits every analyst query runs under, each named by the cdp setting that sets it."""
+    """The limits every analyst query runs under. Each field is the setting `CDP_SQL_<FIELD>`, whose default
+    lives in the one settings class."""
 
-    max_memory_mb: int = 1024
-    max_rows_read: int = 1_000_000_000
-    max_read_mb: int = 100_000
-    max_result_rows: int = 100_000
-    max_result_mb: int = 64
-    timeout_s: float = 30.0
-    max_threads: int = 1
+    max_memory_mb: int
+    max_rows_read: int
+    max_read_mb: int
+    max_result_rows: int
+    max_result_mb: int
+    timeout_s: float
+    max_threads: int
 
     def engine_settings(self) -> dict[str, Any]:
         mib = 1024 * 1024
@@ -67,17 +68,17 @@ class SqlLimits:
 
     def named(self, engine_setting: str) -> str:
         """`CDP_SQL_MAX_MEMORY_MB=1024` for `max_memory_usage`: what an analyst reads in a refusal."""
-        field_name, env = _LIMIT_FIELDS[engine_setting]
-        return f"{env}={getattr(self, field_name)}"
+        field_name = _LIMIT_FIELDS[engine_setting]
+        return f"CDP_SQL_{field_name.upper()}={getattr(self, field_name)}"
 
 
 _LIMIT_FIELDS = {
-    "max_memory_usage": ("max_memory_mb", "CDP_SQL_MAX_MEMORY_MB"),
-    "max_rows_to_read": ("max_rows_read", "CDP_SQL_MAX_ROWS_READ"),
-    "max_bytes_to_read": ("max_read_mb", "CDP_SQL_MAX_READ_MB"),
-    "max_result_rows": ("max_result_rows", "CDP_SQL_MAX_RESULT_ROWS"),
-    "max_result_bytes": ("max_result_mb", "CDP_SQL_MAX_RESULT_MB"),
-    "max_execution_time": ("timeout_s", "CDP_SQL_TIMEOUT_S"),
+    "max_memory_usage": "max_memory_mb",
+    "max_rows_to_read": "max_rows_read",
+    "max_bytes_to_read": "max_read_mb",
+    "max_result_rows": "max_result_rows",
+    "max_result_bytes": "max_result_mb",
+    "max_execution_time": "timeout_s",
 }
 # Engine error codes of the limits above.
 _LIMIT_CODES = {241: "max_memory_usage", 158: "max_rows_to_read", 307: "max_bytes_to_read", 159: "max_execution_time"}
@@ -140,7 +141,7 @@ class AnalystSql:
         """Check ``query`` and run it; raises SqlRefused or SqlLimitExceeded, or the engine's own error."""
         client = self._take()
         try:
-            sql = self.checked(client, query)
+            sql = self._checked(client, query)
             try:
                 columns, rows = client.query(sql)
             except Exception as exc:
@@ -152,15 +153,8 @@ class AnalystSql:
         finally:
             self._idle.put(client)
 
-    def check(self, query: str) -> str:
-        """The text that would run for ``query``, or SqlRefused."""
-        client = self._take()
-        try:
-            return self.checked(client, query)
-        finally:
-            self._idle.put(client)
-
-    def checked(self, client: ClickHouse, query: str) -> str:
+    def _checked(self, client: ClickHouse, query: str) -> str:
+        """The text that runs for ``query`` (the engine's one-line form of it), or SqlRefused."""
         canonical = str(self._parse(client, "SELECT formatQuerySingleLine({q:String})", query))
         probe = describe_as_select(canonical) or canonical
         tree = orjson.loads(self._parse(client, "SELECT parseQueryToJSON({q:String})", probe))

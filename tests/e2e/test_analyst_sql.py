@@ -16,11 +16,12 @@ import httpx
 import pytest
 
 from bench.stack import peak_rss_mb, reset_peak_rss
+from cdp.settings import Settings
 from tests.support.service import ROOT, CdpProcess
 
 pytestmark = pytest.mark.e2e
 HUNGRY = "SELECT length(groupArray(number)) FROM numbers(300000000)"  # several GB without a limit
-MEMORY_LIMIT_MB = 1024  # the default of CDP_SQL_MAX_MEMORY_MB
+MEMORY_LIMIT_MB = Settings.model_fields["sql_max_memory_mb"].default
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sinks.analyst import AnalystSql, SqlLimits
+from cdp.analyst import sql_limits
+from cdp.settings import Settings
+from sinks.analyst import AnalystSql
 from sinks.clickhouse import ClickHouse
 from sinks.sql_guard import SqlRefused
 
@@ -22,7 +24,7 @@ README_QUERIES = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
 
 @pytest.fixture(scope="module")
 def analyst(module_db: ClickHouse) -> Iterator[AnalystSql]:
-    sql = AnalystSql(module_db.url, module_db.database, SqlLimits(), clients=1)
+    sql = AnalystSql(module_db.url, module_db.database, sql_limits(Settings()), clients=1)
     yield sql
     sql.close()
 
