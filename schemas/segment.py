@@ -312,7 +312,8 @@ def _plain(payload: dict[str, Any]) -> dict[str, Any] | None:
     wrong type, "Track") returns None and goes through the model, which coerces or reports it. Both paths
     give the same dict (:func:`_canonical`; a property test holds them equal).
     """
-    if payload.get("type") not in EVENT_TYPES:
+    kind = payload.get("type")
+    if type(kind) is not str or kind not in EVENT_TYPES:  # a list or an object is not hashable: the model says why
         return None
     out: dict[str, Any] = {}
     for key, value in payload.items():

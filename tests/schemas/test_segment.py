@@ -397,3 +397,15 @@ def test_offsets_preserved_in_dump() -> None:
     event = parse_event({"userId": "u", "originalTimestamp": "2024-05-01T12:00:00+02:00"}, "identify")
     assert event.original_timestamp == datetime(2024, 5, 1, 12, tzinfo=timezone(timedelta(hours=2)))
     assert event.to_segment()["originalTimestamp"] == "2024-05-01T12:00:00+02:00"
+
+
+@pytest.mark.parametrize("kind", [[], ["track"], {"t": 1}, 5])
+def test_a_type_that_is_not_a_string_is_a_field_error(kind: Any) -> None:
+    """A list or an object as ``type`` must be the client's 400 naming the field, not an unhashable crash."""
+    from schemas.segment import accept_batch, accept_event
+
+    with pytest.raises(EventError) as err:
+        accept_event({"type": kind, "anonymousId": "a", "event": "x"})
+    assert any(e.loc == "type" for e in err.value.errors)
+    _, rejected = accept_batch({"batch": [{"type": kind, "anonymousId": "a", "event": "x"}]})
+    assert [e.index for e in rejected] == [0]
