@@ -75,7 +75,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from identity.extract import Identifier
 from identity.rules import IdentityRules
 
 __all__ = [
@@ -129,9 +128,26 @@ def _summary(raw: Mapping[str, Any] | None) -> dict[str, list[str]]:
     return {str(t): sorted({str(v) for v in values}) for t, values in (raw or {}).items() if values}
 
 
+def _split(key: str) -> tuple[str, str]:
+    """(type, value) of a node key, as ``Identifier.from_key`` reads it (the first colon splits)."""
+    id_type, sep, value = key.partition(":")
+    if not sep or not id_type:
+        raise ValueError(f"not an identifier key: {key!r}")
+    return id_type, value
+
+
 def _own_summary(key: str) -> dict[str, list[str]]:
-    ident = Identifier.from_key(key)
-    return {ident.id_type: [ident.value]}
+    id_type, value = _split(key)
+    return {id_type: [value]}
+
+
+def _summary_of(keys: list[str]) -> dict[str, list[str]]:
+    """The summary of a set of node keys on their own (uncapped: callers check the limits)."""
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        id_type, value = _split(key)
+        out.setdefault(id_type, []).append(value)
+    return {t: sorted(set(values)) for t, values in out.items()}
 
 
 # --------------------------------------------------------------------------------------------- state
@@ -158,6 +174,7 @@ class NodeState:
     refused: int = 0
     version: int = 0
     changed_ms: int = 0
+    proposed: dict[str, int] = field(default_factory=dict)
 
     @property
     def profile_id(self) -> str:
@@ -173,6 +190,7 @@ class NodeState:
             "refused": self.refused,
             "version": self.version,
             "changed_ms": self.changed_ms,
+            "proposed": self.proposed,
         }
 
     @classmethod
@@ -186,6 +204,7 @@ class NodeState:
             refused=int(data.get("refused", 0)),
             version=int(data.get("version", 0)),
             changed_ms=int(data.get("changed_ms", 0)),
+            proposed={str(k): int(v) for k, v in (data.get("proposed") or {}).items()},
         )
 
     def copy(self) -> NodeState:
@@ -198,6 +217,7 @@ class NodeState:
             refused=self.refused,
             version=self.version,
             changed_ms=self.changed_ms,
+            proposed=dict(self.proposed),
         )
 
     @classmethod
@@ -446,6 +466,21 @@ class _Ctx:
                 return True
         return False
 
+    def propose(self, rules: IdentityRules, to: str, then: list[str]) -> None:
+        """Ask ``to`` for an edge (the rest of the event's chain in ``then``), and remember having asked."""
+        s = self.state
+        self.out.append(Propose(to, s.key, s.label, s.summary, self.cause, self.ts_ms, then))
+        self.remember(rules, to)
+
+    def remember(self, rules: IdentityRules, peer: str) -> None:
+        """``peer`` was proposed to, or refused here, for an event at ``ts_ms`` (see ``_settled_peer``); bounded
+        like the links, since refused peers are kept for good."""
+        proposed = self.state.proposed
+        if peer in proposed:
+            proposed[peer] = min(proposed[peer], self.ts_ms)
+        elif len(proposed) < rules.max_identifiers_per_profile:
+            proposed[peer] = self.ts_ms
+
     def offer(self, to: str) -> None:
         s = self.state
         self.out.append(Offer(to, s.key, s.label, s.summary, self.cause, self.ts_ms))
@@ -481,6 +516,8 @@ class _Ctx:
         old = (s.label, s.summary)
         s.summary = merged
         s.label = min(s.label, label)
+        for peer in [p for p in s.proposed if _in_summary(merged, p)]:
+            del s.proposed[peer]  # answered, through whichever member: a member now
         return (s.label, s.summary) != old
 
     def finish(self, event: dict[str, Any] | None = None) -> Step:
@@ -493,8 +530,8 @@ class _Ctx:
             ts = self.ts_ms if s.version == 0 else max(self.ts_ms, s.changed_ms + 1)
             s.version += 1
             s.changed_ms = ts
-            ident = Identifier.from_key(s.key)
-            changes.append(IdentityChange(ident.id_type, ident.value, new_profile, ts, s.version))
+            id_type, value = _split(s.key)
+            changes.append(IdentityChange(id_type, value, new_profile, ts, s.version))
             if self.before is not None and self.before[1] == s.key:
                 merges.append(Merge(old_profile or "", new_profile, self.cause, ts))
         stitched = None if event is None else {**event, "profileId": new_profile}
@@ -514,6 +551,9 @@ def _next_in_chain(ctx: _Ctx, chain: list[str], skip: set[str]) -> tuple[str | N
     return None, []
 
 
+_NEVER = 1 << 62  # later than any event time
+
+
 def _in_summary(summary: Mapping[str, list[str]], key: str) -> bool:
     """Whether the identifier ``key`` is a known member of the component with this summary (values are sorted)."""
     id_type, _, value = key.partition(":")
@@ -525,9 +565,16 @@ def _in_summary(summary: Mapping[str, list[str]], key: str) -> bool:
 
 
 def _settled_peer(state: NodeState, peer: str, ts_ms: int) -> bool:
-    """The peer is in the primary's component already, and an Observe at ``ts_ms`` could not relabel it (equal to
-    the label: the peer is the label's node and was first seen at ``ts_ms``)."""
-    return (ts_ms, peer) >= state.label and _in_summary(state.summary, peer)
+    """Nothing an event at ``ts_ms`` naming the primary ``state`` and ``peer`` could do for the peer:
+
+    * it is in the component already and an Observe at ``ts_ms`` could not relabel it (equal to the label: the
+      peer is the label's node and was first seen at ``ts_ms``), or
+    * the primary proposed to it already for an event no later than this one: the answer is on its way, or
+      the link was refused, which it would be again (components only grow), and the proposal carried an
+      earlier time than this event's."""
+    return ((ts_ms, peer) >= state.label and _in_summary(state.summary, peer)) or state.proposed.get(
+        peer, _NEVER
+    ) <= ts_ms
 
 
 def settled(state: NodeState | None, peers: Sequence[str], ts_ms: int) -> bool:
@@ -576,12 +623,14 @@ def _on_observe(state: NodeState | None, msg: Observe, rules: IdentityRules) -> 
                 broken = ["degree_cap"]
             if broken:
                 ctx.refuse(peer, broken)
+                ctx.remember(rules, peer)
                 ctx.out.append(Observe(peer, msg.ts_ms, [], msg.cause))  # it exists all the same, on its own
             else:
                 chain.append(peer)  # the proposal creates the node or lowers its first_seen
         if chain:
-            first, rest = chain[0], chain[1:]
-            ctx.out.append(Propose(first, s.key, s.label, s.summary, msg.cause, msg.ts_ms, rest))
+            ctx.propose(rules, chain[0], chain[1:])
+            for peer in chain[1:]:
+                ctx.remember(rules, peer)  # proposed by the chain's members on this event's behalf
     return ctx.finish(msg.event)
 
 
@@ -619,7 +668,7 @@ def _on_propose(state: NodeState | None, msg: Propose, rules: IdentityRules) -> 
         ctx.broadcast(exclude=sender)
     nxt, rest = _next_in_chain(ctx, msg.then, {s.key, *s.neighbors})
     if nxt is not None:
-        ctx.out.append(Propose(nxt, s.key, s.label, s.summary, msg.cause, msg.ts_ms, rest))
+        ctx.propose(rules, nxt, rest)
     return ctx.finish()
 
 
@@ -635,6 +684,7 @@ def _on_offer(state: NodeState | None, msg: Offer, rules: IdentityRules) -> Step
         # The answer to our proposal (or a neighbour we lost): the edge exists on the other side, so it
         # must exist here too, even beyond the degree cap (bounded by proposals in flight).
         s.neighbors.append(sender)
+    s.proposed.pop(sender, None)
     if ctx.absorb(rules, sender, msg.label, msg.summary):
         ctx.broadcast(exclude=sender)
     if (s.label, s.summary) != (msg.label, msg.summary):
@@ -704,16 +754,15 @@ def link_locally(msg: Observe, lookup: Callable[[str], NodeState | None], rules:
         return None
     else:
         new = [p for p in peers if not _settled_peer(primary, p, ts)]
-    if any(lookup(p) is not None for p in new):
-        return None  # an existing node outside the primary's component: a link between components
+    for p in new:
+        if lookup(p) is not None:
+            return None  # an existing node outside the primary's component: a link between components
     try:
-        own = {key: _own_summary(key) for key in [msg.node, *new]}
+        added = _summary_of([msg.node, *new] if primary is None else new)
     except ValueError:
         return None
     if primary is None:
-        summary: dict[str, list[str]] = {}
-        for key in [msg.node, *new]:
-            summary = rules.union(summary, own[key])
+        summary = added
         if rules.violations(summary):
             return None
         label = min((ts, key) for key in [msg.node, *new])
@@ -723,11 +772,9 @@ def link_locally(msg: Observe, lookup: Callable[[str], NodeState | None], rules:
         if len(primary.neighbors) + len(new) > rules.max_identifiers_per_profile:
             return None
         label = primary.label
-        summary = primary.summary
-        for key in new:
-            if (ts, key) <= label:
-                return None  # the new identifier would name the component: the protocol relabels it
-            summary = rules.union(summary, own[key])
+        if min((ts, key) for key in new) <= label:
+            return None  # a new identifier would name the component: the protocol relabels it
+        summary = rules.union(primary.summary, added)
         if rules.violations(summary):
             return None
         head = primary.copy()
@@ -739,8 +786,7 @@ def link_locally(msg: Observe, lookup: Callable[[str], NodeState | None], rules:
     for key in new if primary is not None else [msg.node, *new]:
         state = head if key == msg.node else NodeState(key, ts, label, [msg.node], summary)
         state.version, state.changed_ms = 1, ts
-        ident = Identifier.from_key(key)
-        change = IdentityChange(ident.id_type, ident.value, profile, ts, 1)
+        change = IdentityChange(*_split(key), profile, ts, 1)
         if key == msg.node:
             steps[0].identity_changes.append(change)
         else:
