@@ -22,9 +22,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
 
-from bench.stack import Broker, CdpProcess, peak_rss_mb, produce_all
+from bench.stack import Broker, CdpProcess, OffsetCounter, RecordCounter, peak_rss_mb, produce_all
 
 
 def events(n_events: int, run: str):
@@ -58,11 +57,6 @@ def paced(
         yield record
 
 
-def count(consumer: Consumer, topic: str) -> int:
-    md = consumer.list_topics(topic, timeout=10).topics[topic]
-    return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions)
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--identifiers", type=int, default=1_000_000)
@@ -90,10 +84,10 @@ def main() -> None:
                 target=produce_all, args=(broker.bootstrap, paced(records, a.rate, sent)), daemon=True
             )
             producer.start()
-            consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "scale"})
+            stitched = RecordCounter(broker.bootstrap, [f"{prefix}.events.stitched"])
             peak, started, last, max_lag = 0.0, time.perf_counter(), 0, 0
             while True:
-                done = count(consumer, f"{prefix}.events.stitched")
+                done = stitched.count()
                 peak = max(peak, peak_rss_mb(worker.pid) or 0.0)
                 max_lag = max(max_lag, sent[0] - done)
                 if done != last:
@@ -108,13 +102,15 @@ def main() -> None:
                 time.sleep(5)
             produced = sent[0]
             elapsed = time.perf_counter() - started
-            ops = count(consumer, f"{prefix}.identity.ops")
-            consumer.close()
+            stitched.close()
+            ops_counter = OffsetCounter(broker.bootstrap, [f"{prefix}.identity.ops"])
+            ops = ops_counter.count()  # offsets: transaction markers included, an upper bound
+            ops_counter.close()
             print(
                 f"identifiers {a.identifiers:,} in {produced:,} events ("
                 + (f"produced at {a.rate:,.0f}/s, max lag {max_lag:,} events); " if a.rate else "produced first); ")
                 + f"stitched in {elapsed:.1f} s = {produced / elapsed:,.0f} events/s, "
-                f"{a.identifiers / elapsed:,.0f} identifiers/s; {ops:,} identity messages; "
+                f"{a.identifiers / elapsed:,.0f} identifiers/s; at most {ops:,} identity-message records; "
                 f"worker peak RSS {peak:.0f} MiB"
             )
         finally:

@@ -410,9 +410,14 @@ class RecordCounter:
         self._consumer.close()
 
 
-def produce_all(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]], **config: Any) -> int:
-    """Produce (topic, key, value) records as fast as the client allows, wait for every acknowledgement,
-    raise if any failed. Returns the count. acks=all, like the collector."""
+def produce_all(
+    bootstrap: str,
+    records: Iterable[tuple[str, bytes | None, bytes]],
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+    **config: Any,
+) -> int:
+    """Produce (topic, key, value) records (each with ``headers``) as fast as the client allows, wait for every
+    acknowledgement, raise if any failed. Returns the count. acks=all, like the collector."""
     from confluent_kafka import Producer
 
     from streams.producer import producer_config
@@ -428,7 +433,7 @@ def produce_all(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes
     for topic, key, value in records:
         while True:
             try:
-                producer.produce(topic, value=value, key=key, on_delivery=cb)
+                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=cb)
                 break
             except BufferError:
                 producer.poll(0.05)

@@ -153,7 +153,7 @@ def _summary_of(keys: list[str]) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------------------------- state
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeState:
     """What one identifier node remembers (one row of the node store, keyed by ``key``).
 
@@ -228,7 +228,7 @@ class NodeState:
 # ------------------------------------------------------------------------------------------ messages
 
 
-@dataclass
+@dataclass(slots=True)
 class Observe:
     """An event mentioned identifier ``node`` at ``ts_ms``.
 
@@ -270,7 +270,7 @@ class Observe:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Propose:
     """``sender`` (with its component's label and summary) asks ``node`` for an edge.
 
@@ -313,7 +313,7 @@ class Propose:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Offer:
     """``sender``, already linked to ``node``, tells it the label and summary of its component."""
 
@@ -425,7 +425,7 @@ class Refusal:
         return dict(self.__dict__)
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     """Result of handling one message: the node's new state, messages to produce, facts to record."""
 

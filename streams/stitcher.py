@@ -65,7 +65,7 @@ LOCAL_BUDGET = 200_000  # messages one batch handles among its own partitions be
 PAUSE_BACKLOG = 20_000  # identity messages waiting on the owned partitions: pause raw events above ...
 RESUME_BACKLOG = 5_000  # ... and resume them below
 BACKLOG_CHECK_S = 0.2
-CACHE_NODES = 200_000  # decoded node states kept in memory (two generations of this many at most)
+CACHE_NODES = 50_000  # decoded node states kept in memory (two generations of this many at most)
 TRANSACTION_TIMEOUT_MS = 10_000  # the broker aborts a dead worker's open transaction after this
 
 STITCH_EVENTS = Counter(

@@ -45,6 +45,7 @@ from bench.stack import (
     produce_all,
     rss_mb,
 )
+from streams.producer import CHECKED_HEADER
 
 WARMUP_EVENTS = 200
 RAW_CONSUME_RECORDS = 100_000
@@ -250,7 +251,7 @@ class StitchingStage:
             ctx.log(f"stitching: {n:,} {shape} events through {workers} worker(s)")
             cpu_before = [cpu_seconds(p.pid) or 0.0 for p in procs]
             started = time.perf_counter()
-            produce_all(ctx.bootstrap, records)
+            produce_all(ctx.bootstrap, records, headers=[CHECKED_HEADER])
             produced_s = time.perf_counter() - started
             last = _wait_count(counter, base + n, m.stitch_timeout_s)
             elapsed = time.perf_counter() - started
@@ -325,7 +326,7 @@ class StitchingStage:
 
         prepare_cdp_topics(ctx.bootstrap, prefix)
         counter = RecordCounter(ctx.bootstrap, [topics["stitched"], topics["deadletter"]])
-        produce_all(ctx.bootstrap, ((f"{prefix}.events.{c}", k, v) for c, k, v in prepared))
+        produce_all(ctx.bootstrap, ((f"{prefix}.events.{c}", k, v) for c, k, v in prepared), headers=[CHECKED_HEADER])
         del prepared
         raw_rate = consume_rate(ctx.bootstrap, [f"{prefix}.events.{c}" for c in ("online", "mobile", "offline")], n)[0]
         ctx.log(f"stitching: {n:,} events waiting; starting one worker")
