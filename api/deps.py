@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cdp.settings import Settings
+    from schemas.settings import Settings
     from sinks.analyst import AnalystSql
     from sinks.clickhouse import ClickHouse
     from streams.producer import AsyncProducer

@@ -59,7 +59,7 @@ def run(
 
     def sink_routes_for_events(name: str):  # the route `cdp run` uses for the stitched topic
         from cdp.runner import sink_routes
-        from cdp.settings import Settings
+        from schemas.settings import Settings
 
         return sink_routes(Settings(topic_prefix="x"))["x.events.stitched"]
 

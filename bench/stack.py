@@ -554,7 +554,7 @@ def prepare_cdp_topics(bootstrap: str, topic_prefix: str, timeout: float = 60.0)
     that creates its topics and reads them at once can race the broker's leader election on a fresh topic."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    from cdp.settings import Settings
+    from schemas.settings import Settings
     from streams.topics import ensure_topics
 
     defaults = {

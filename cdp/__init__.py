@@ -1,1 +1,1 @@
-"""Composition root: settings, the `cdp` command and the all-in-one runner that wires the rooms together."""
+"""Composition root: the `cdp` command and the runner that builds the parts of each role and wires the rooms."""

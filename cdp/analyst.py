@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from cdp.settings import Settings
+from schemas.settings import Settings
 from sinks.analyst import AnalystSql, SqlLimits
 
 

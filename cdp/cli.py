@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from cdp.settings import CHANNELS, Settings
+from schemas.settings import CHANNELS, Settings
 
 
 def _settings() -> Settings:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from cdp.settings import Settings
+from schemas.settings import Settings
 
 CHUNK = 2000
 

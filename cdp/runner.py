@@ -29,7 +29,7 @@ from api.deps import Services
 from cdp import collectors
 from cdp.analyst import analyst_sql
 from cdp.logs import configure as configure_logging
-from cdp.settings import CHANNELS, Settings
+from schemas.settings import CHANNELS, Settings
 from sinks.clickhouse import ClickHouse
 from sinks.migrate import migrate
 from sinks.rows import (

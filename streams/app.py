@@ -22,8 +22,8 @@ from typing import Any, cast
 import faust
 from faust.types import TP
 
-from cdp.settings import Settings
 from identity.rules import IdentityRules
+from schemas.settings import Settings
 from streams.stitcher import Stitcher
 from streams.topics import topics_for
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import orjson
 from confluent_kafka import Message
 
-from cdp.settings import CHANNELS
+from schemas.settings import CHANNELS
 from streams.follow import TopicFollower, wait_until
 from streams.producer import AsyncProducer
 

@@ -49,9 +49,9 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Histogram
 
-from cdp.settings import Settings
 from identity.graph import NodeState
 from identity.rules import IdentityRules
+from schemas.settings import Settings
 from streams.node_store import NodeStore
 from streams.producer import CHECKED_HEADER, producer_config
 from streams.stitch_batch import BatchCounts, BatchOutput, StitchBatch

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cdp.settings import CHANNELS, Settings
+from schemas.settings import CHANNELS, Settings
 
 
 @dataclass(frozen=True)

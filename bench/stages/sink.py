@@ -18,7 +18,7 @@ from bench.core import Result, StageError, register
 from bench.data import stitched_record
 from bench.generator import GeneratorConfig, generate_events, strip_truth
 from bench.stack import ROOT, child_env, create_topics, produce_all
-from cdp.settings import Settings
+from schemas.settings import Settings
 
 
 def stitched_records(topic: str, rows: int, seed: int) -> Iterator[tuple[str, bytes, bytes]]:

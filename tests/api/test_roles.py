@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from api.app import create_app
 from api.auth import Requires, Role
 from api.deps import Services
-from cdp.settings import Settings
+from schemas.settings import Settings
 from streams.topics import topics_for
 
 TOKENS = {Role.ADMIN: "t-admin", Role.ANALYST: "t-analyst", Role.READ: "t-read"}

@@ -16,7 +16,7 @@ import pytest
 
 from api.app import create_app
 from api.deps import Services
-from cdp.settings import Settings
+from schemas.settings import Settings
 from sinks.analyst import SqlLimitExceeded
 from sinks.sql_guard import SqlRefused
 from streams.topics import topics_for

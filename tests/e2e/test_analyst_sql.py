@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from bench.stack import peak_rss_mb, reset_peak_rss
-from cdp.settings import Settings
+from schemas.settings import Settings
 from tests.support.service import ROOT, CdpProcess
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cdp.analyst import sql_limits
-from cdp.settings import Settings
+from schemas.settings import Settings
 from sinks.analyst import AnalystSql, SqlLimitExceeded, SqlLimits
 from sinks.clickhouse import ClickHouse
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cdp.analyst import sql_limits
-from cdp.settings import Settings
+from schemas.settings import Settings
 from sinks.analyst import AnalystSql
 from sinks.clickhouse import ClickHouse
 from sinks.sql_guard import SqlRefused
