@@ -9,7 +9,7 @@ KAFKA_PORT ?= 9092
 KAFKA_CONTROLLER_PORT ?= 9093
 BENCH ?= quick
 
-.PHONY: run test bench lint format kafka-fetch kafka-up kafka-down clean venv
+.PHONY: run test test-unit bench lint format kafka-fetch kafka-up kafka-down clean venv
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -41,13 +41,19 @@ run: venv kafka-up
 test: venv kafka-fetch
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# What needs no broker (and so no Maven): every test not marked e2e.
+test-unit: venv
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
 bench: venv kafka-fetch
 	$(BIN)/python -m bench.run --mode $(BENCH)
 
+# Ruff (with SLF), strict mypy on the production packages, and the import layering of the rooms.
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy streams schemas identity sinks api cdp
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_layering.py
 
 format: venv
 	$(BIN)/ruff format .

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import errors
 from api.deps import Services
 from api.routes import audiences, collect, health, profiles, query
 
@@ -26,18 +24,7 @@ def create_app(services: Services, *, collector: bool = True, query_api: bool = 
         allow_headers=["*"],
         max_age=86400,
     )
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": ".".join(str(p) for p in e["loc"] if p != "body"), "msg": e["msg"]} for e in exc.errors()]
-        return JSONResponse({"success": False, "error": "invalid request", "errors": errors}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"success": False, "error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
-        )
-
+    errors.install(app)
     app.include_router(health.router)
     if collector:
         app.include_router(collect.router)

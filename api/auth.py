@@ -1,4 +1,5 @@
-"""Write keys (HTTP Basic user name, or `writeKey` in the body, as Segment SDKs send them) and bearer tokens.
+"""Write keys (HTTP Basic user name, or `writeKey` in the body, as Segment SDKs send them) and bearer tokens, as
+dependencies: a route names who may call it (`dependencies=[Depends(admin)]`; the collector's intake).
 
 Three tokens, three roles: the admin token may do everything; the analyst token runs SQL and reads profiles
 and audiences; the read token serves lookups and profiles. A token that is none of them is 401 (as no
@@ -13,18 +14,18 @@ import hmac
 from enum import StrEnum
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Request
+
+from api.deps import SettingsDep
+from api.errors import MISSING_TOKEN, MISSING_WRITE_KEY, NOT_ALLOWED, UNKNOWN_TOKEN, UNKNOWN_WRITE_KEY, ApiError
+from schemas.settings import Settings
+from streams.sources import Source, SourceRegistry
 
 
 class Role(StrEnum):
     ADMIN = "admin"
     ANALYST = "analyst"
     READ = "read"
-
-
-MISSING_TOKEN = "missing bearer token (Authorization: Bearer TOKEN)"
-UNKNOWN_TOKEN = "unknown bearer token"
-NOT_ALLOWED = "this token may not use this endpoint"
 
 
 def basic_user(authorization: str | None) -> str | None:
@@ -44,7 +45,7 @@ def bearer(authorization: str | None) -> str | None:
     return authorization[7:].strip() or None
 
 
-def role_of(settings: Any, token: bytes | str) -> Role | None:
+def role_of(settings: Settings, token: bytes | str) -> Role | None:
     """The role ``token`` carries, compared in constant time against every configured token."""
     given = token.encode() if isinstance(token, str) else token
     found = None
@@ -65,18 +66,30 @@ class Requires:
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(roles)
 
-    def __call__(self, request: Request) -> Role:
+    async def __call__(self, request: Request, settings: SettingsDep) -> Role:
         token = bearer(request.headers.get("authorization"))
         if token is None:
-            raise HTTPException(401, MISSING_TOKEN, headers={"WWW-Authenticate": "Bearer"})
-        role = role_of(request.app.state.services.settings, token)
+            raise ApiError(401, MISSING_TOKEN, headers={"WWW-Authenticate": "Bearer"})
+        role = role_of(settings, token)
         if role is None:
-            raise HTTPException(401, UNKNOWN_TOKEN, headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(401, UNKNOWN_TOKEN, headers={"WWW-Authenticate": "Bearer"})
         if role not in self.roles:
-            raise HTTPException(403, f"{NOT_ALLOWED} (the {role} token; needs {' or '.join(sorted(self.roles))})")
+            raise ApiError(403, f"{NOT_ALLOWED} (the {role} token; needs {' or '.join(sorted(self.roles))})")
         return role
 
 
 admin = Requires(Role.ADMIN)
 analyst = Requires(Role.ADMIN, Role.ANALYST)
 reader = Requires(Role.ADMIN, Role.ANALYST, Role.READ)
+
+
+def write_key_source(request: Request, payload: dict[str, Any], sources: SourceRegistry) -> Source:
+    """The source whose write key the request carries; 401 without one or with one nobody issued. Called by the
+    collector's intake dependency (api/routes/collect.py), once the body is read."""
+    key = basic_user(request.headers.get("authorization")) or payload.get("writeKey")
+    if not isinstance(key, str) or not key:
+        raise ApiError(401, MISSING_WRITE_KEY)
+    source = sources.get(key)
+    if source is None:
+        raise ApiError(401, UNKNOWN_WRITE_KEY)
+    return source

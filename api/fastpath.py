@@ -3,8 +3,8 @@
 Real-time bidding gives a lookup about 10 ms end to end; FastAPI's routing, dependency injection and
 response models cost more per request than the lookup itself. This ASGI wrapper answers lookups before
 the app sees them: bearer-token check (constant time, the roles of the route), the same normalisation as
-the stitcher, two dictionary reads in the serving index, orjson. Every other request passes through
-untouched, and the route in api/routes/profiles.py documents the same endpoint in the OpenAPI schema.
+the stitcher, two dictionary reads in the serving index, orjson. Every other request passes through untouched, and the
+route in api/routes/profiles.py documents the same endpoint in the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from urllib.parse import unquote
 
 import orjson
 
-from api.auth import MISSING_TOKEN, NOT_ALLOWED, UNKNOWN_TOKEN, reader, role_of
-from api.routes.profiles import normalised_key
+from api.auth import reader, role_of
+from api.deps import Services
+from api.errors import MISSING_TOKEN, NOT_ALLOWED, UNKNOWN_TOKEN, unknown_id_type
+from identity.normalise import normalised_key
+from schemas.errors import error_body
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -24,7 +27,7 @@ PREFIX = "/v1/lookup/"
 
 
 class LookupFastPath:
-    def __init__(self, app: ASGIApp, services: Any) -> None:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
 
@@ -32,7 +35,7 @@ class LookupFastPath:
         if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
             return
-        index = self.services.extra.get("index")
+        index = self.services.index
         parts = scope["path"][len(PREFIX) :].split("/", 1)
         if index is None or len(parts) != 2 or not parts[1]:
             await self.app(scope, receive, send)  # the framework gives the proper 404/503
@@ -44,20 +47,20 @@ class LookupFastPath:
                     token = value[7:].strip()
                 break
         if not token:
-            await _answer(send, 401, {"success": False, "error": MISSING_TOKEN})
+            await _answer(send, 401, error_body(MISSING_TOKEN, []))
             return
         role = role_of(self.services.settings, token)
         if role is None:
-            await _answer(send, 401, {"success": False, "error": UNKNOWN_TOKEN})
+            await _answer(send, 401, error_body(UNKNOWN_TOKEN, []))
             return
         if role not in reader.roles:
-            await _answer(send, 403, {"success": False, "error": NOT_ALLOWED})
+            await _answer(send, 403, error_body(NOT_ALLOWED, []))
             return
         id_type, value = parts[0], unquote(parts[1])
-        key = normalised_key(self.services.extra.get("id_types", set()), id_type, value)
+        key = normalised_key(self.services.id_types, id_type, value)
         if key is None:
-            allowed = ", ".join(sorted(self.services.extra.get("id_types", set())))
-            await _answer(send, 400, {"success": False, "error": f"id_type: must be one of {allowed}"})
+            refused = unknown_id_type(self.services.id_types)
+            await _answer(send, refused.status_code, error_body(refused.message, []))
             return
         await _answer(send, 200, {"audiences": index.audiences(key)})
 

@@ -43,9 +43,9 @@ def collector_record(
 ) -> tuple[bytes | None, bytes]:
     """(key, value) exactly as the collector produces an accepted event: validated, dumped, enriched."""
     from api.enrich import enrich
-    from api.routes.collect import partition_key
     from schemas.segment import parse_event
     from schemas.validation import offline_invalid_reason
+    from streams.keys import raw_event_key
 
     received = received_at or datetime.now(UTC)
     if channel == "offline":
@@ -57,7 +57,7 @@ def collector_record(
     enriched = enrich(
         dumped, received_at=received, client_ip="127.0.0.1", channel=channel, source_id=SOURCE_NAMES[channel]
     )
-    key = partition_key(enriched) or enriched["messageId"].encode()
+    key = raw_event_key(enriched)
     return key, orjson.dumps(enriched)
 
 

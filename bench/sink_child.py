@@ -124,15 +124,8 @@ def run(
     raw.command("CREATE TABLE IF NOT EXISTS raw.events_store_columnar AS raw.events_store")
     columns = [list(col) for col in zip(*prepared, strict=True)] if prepared else []
     t0 = time.perf_counter()
-    with raw._lock:  # the public wrapper inserts rows; the columnar form goes to the client directly
-        for i in range(0, len(prepared), batch_rows):
-            raw._client.insert(
-                "events_store_columnar",
-                [c[i : i + batch_rows] for c in columns],
-                column_names=list(EVENT_COLUMNS),
-                database="raw",
-                column_oriented=True,
-            )
+    for i in range(0, len(prepared), batch_rows):
+        raw.insert_columns("events_store_columnar", [c[i : i + batch_rows] for c in columns], EVENT_COLUMNS)
     columnar_s = time.perf_counter() - t0
     ch.close()
     return {

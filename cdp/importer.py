@@ -69,6 +69,7 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
     from schemas.offline import RowError, row_event
     from schemas.segment import SegmentEvent
     from schemas.validation import offline_invalid_reason
+    from streams.keys import raw_event_key
     from streams.producer import CHECKED_HEADER, AsyncProducer
     from streams.sources import SourceRegistry
     from streams.topics import ensure_topics, topics_for
@@ -120,8 +121,7 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
             enriched = enrich(
                 event, received_at=datetime.now(UTC), client_ip=None, channel=source.channel, source_id=source.name
             )
-            key = enriched.get("userId") or enriched.get("anonymousId") or enriched["messageId"]
-            chunk.append((topic, str(key).encode(), orjson.dumps(enriched)))
+            chunk.append((topic, raw_event_key(enriched), orjson.dumps(enriched)))
             accepted += 1
             if len(chunk) >= CHUNK:
                 producer.send_sync(chunk, headers=[CHECKED_HEADER])

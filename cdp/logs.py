@@ -1,12 +1,19 @@
-"""Logging set-up. The Kafka clients (aiokafka under Faust) retry a lost broker without backoff and log every
-attempt: thousands of identical ERROR lines a second during an outage. A filter lets each distinct message
-template through once per interval and says how many it held back."""
+"""Logging set-up, and the SIGUSR1 dump of where every asyncio task waits.
+
+The Kafka clients (aiokafka under Faust) retry a lost broker without backoff and log every attempt: thousands
+of identical ERROR lines a second during an outage. A filter lets each distinct message template through once
+per interval and says how many it held back."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import io
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 NOISY = ("aiokafka", "faust", "mode", "kafka")
 
@@ -40,3 +47,34 @@ def configure(level: str) -> None:
         logger = logging.getLogger(name)
         logger.setLevel(logging.WARNING)
         logger.addFilter(limiter)
+
+
+def log_tasks() -> None:
+    """SIGUSR1: log where every asyncio task waits (what a stalled agent is blocked on)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"--- {task.get_name()}\n")
+        for where in await_chain(task.get_coro()):
+            out.write(f"    {where}\n")
+    logging.getLogger("cdp").warning("asyncio tasks on SIGUSR1:\n%s", out.getvalue())
+
+
+def await_chain(coro: Any, limit: int = 40) -> Iterator[str]:
+    """The frames a suspended coroutine waits in, outermost first (Task.get_stack only gives the top one).
+    Wrappers without a frame (an async generator's ``asend``, a coroutine's ``__await__``) are looked through
+    to the generator or coroutine they hold."""
+    while coro is not None and limit > 0:
+        limit -= 1
+        frame = _frame(coro)
+        if frame is None:
+            inner = next((r for r in gc.get_referents(coro) if _frame(r) is not None), None)
+            if inner is None:
+                yield repr(coro)[:200]
+                return
+            coro, frame = inner, _frame(inner)
+        yield f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) or getattr(coro, "gi_yieldfrom", None)
+
+
+def _frame(obj: Any) -> Any:
+    return getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None) or getattr(obj, "gi_frame", None)

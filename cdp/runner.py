@@ -1,11 +1,14 @@
 """Runs the parts of the pipeline in one process and stops them in the order that loses nothing.
 
-`cdp run` = collector + worker (Faust agents and ClickHouse sinks) + query API, sharing one embedded chDB
-store (a chDB folder can be opened by one process only). `cdp collector`, `cdp worker`, `cdp api` run the
-parts apart, for scale-out against a ClickHouse server.
+`cdp run` = collector + worker (the stitch worker and the ClickHouse sinks) + query API, sharing one embedded
+chDB store (a chDB folder can be opened by one process only). `cdp collector`, `cdp worker`, `cdp api` run the
+parts apart, for scale-out against a ClickHouse server; every role composes the same parts (cdp/parts.py).
 
-Shutdown on SIGTERM/SIGINT: stop taking requests, flush the producer (everything answered 200 is in Kafka),
-stop the Faust agents (they commit what they processed), flush and commit the sinks, close the store.
+Start order, each part after what it uses: ClickHouse store (migrated), analyst SQL engine, producer, audience
+definitions, serving index, sink, audience evaluator, stitch worker, sources, HTTP server, extra collector
+processes. On SIGTERM or SIGINT the stack stops them in reverse: stop taking requests, then the stitch worker (it
+commits its last batch), the evaluator, the sink (flush and commit), the followers, the producer (everything
+answered 200 is in Kafka), the analyst engine, and the store last. A shutdown deadline bounds the whole stop.
 """
 
 from __future__ import annotations
@@ -13,35 +16,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import io
 import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import uvicorn
 from confluent_kafka.admin import AdminClient
 
 from api.app import create_app as create_http_app
 from api.deps import Services
-from cdp import collectors
-from cdp.analyst import analyst_sql
+from api.fastpath import LookupFastPath
+from cdp import collectors, parts
 from cdp.logs import configure as configure_logging
+from cdp.logs import log_tasks
+from identity.rules import IdentityRules
 from schemas.settings import CHANNELS, Settings
+from sinks.audience_eval import AudienceEvaluator
 from sinks.clickhouse import ClickHouse
-from sinks.migrate import migrate
-from sinks.rows import (
-    IDENTITY_COLUMNS,
-    MERGE_COLUMNS,
-    REFUSAL_COLUMNS,
-    identity_row,
-    merge_row,
-    refusal_row,
-)
+from sinks.rows import IDENTITY_COLUMNS, MERGE_COLUMNS, REFUSAL_COLUMNS, identity_row, merge_row, refusal_row
 from sinks.writer import KafkaSink, Route
+from streams.audiences import AudienceDefinitions
 from streams.producer import AsyncProducer
+from streams.serving import ServingIndex
 from streams.sources import SourceRegistry, new_source, publish_source
 from streams.topics import ensure_topics, topics_for
 
@@ -50,15 +48,37 @@ PARTS = frozenset({"collector", "worker", "api"})
 DEFAULT_SOURCES = {"online": "web", "mobile": "app", "offline": "store"}
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, minus its own signal capture: the runner owns SIGTERM/SIGINT and stops the parts in order."""
+@dataclass(frozen=True)
+class Roles:
+    """What this process runs, from the command (`cdp run` is all three) and CDP_WORKER_SINKS."""
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    collector: bool
+    worker: bool
+    api: bool
+    sinks: bool  # the worker also writes ClickHouse and evaluates audiences
+
+    @classmethod
+    def of(cls, names: frozenset[str], settings: Settings) -> Roles:
+        worker = "worker" in names
+        return cls("collector" in names, worker, "api" in names, worker and settings.worker_sinks)
+
+    @property
+    def clickhouse(self) -> bool:
+        return self.api or self.sinks
+
+    @property
+    def http(self) -> bool:
+        return self.collector or self.api
+
+    @property
+    def collector_only(self) -> bool:
+        return self.collector and not (self.worker or self.api)
+
+    def names(self) -> list[str]:
+        return [name for name in ("api", "collector", "worker") if getattr(self, name)]
 
 
-def kafka_probe(bootstrap: str):
+def kafka_probe(bootstrap: str) -> Callable[[], bool]:
     admin = AdminClient({"bootstrap.servers": bootstrap})
 
     def ready() -> bool:
@@ -91,9 +111,9 @@ def ensure_default_sources(registry: SourceRegistry, producer: AsyncProducer, to
             registry.wait_for(source.write_key)
 
 
-def banner(settings: Settings, registry: SourceRegistry | None, parts: frozenset[str]) -> str:
+def banner(settings: Settings, registry: SourceRegistry | None, roles: Roles) -> str:
     url = f"http://{settings.http_host}:{settings.http_port}"
-    lines = [f"cdp is running ({', '.join(sorted(parts))})", f"  collector URL : {url}"]
+    lines = [f"cdp is running ({', '.join(roles.names())})", f"  collector URL : {url}"]
     if registry is not None:
         for channel in CHANNELS:
             first = next((s for s in registry.all() if s.channel == channel), None)
@@ -109,46 +129,92 @@ def banner(settings: Settings, registry: SourceRegistry | None, parts: frozenset
     return "\n".join(lines)
 
 
-def _log_tasks() -> None:
-    """SIGUSR1: log where every asyncio task waits (what a stalled agent is blocked on)."""
-    out = io.StringIO()
-    for task in asyncio.all_tasks():
-        out.write(f"--- {task.get_name()}\n")
-        for where in _await_chain(task.get_coro()):
-            out.write(f"    {where}\n")
-    log.warning("asyncio tasks on SIGUSR1:\n%s", out.getvalue())
-
-
-def _await_chain(coro: Any, limit: int = 40) -> Iterator[str]:
-    """The frames a suspended coroutine waits in, outermost first (Task.get_stack only gives the top one).
-    Wrappers without a frame (an async generator's ``asend``, a coroutine's ``__await__``) are looked through
-    to the generator or coroutine they hold."""
-    while coro is not None and limit > 0:
-        limit -= 1
-        frame = _frame(coro)
-        if frame is None:
-            inner = next((r for r in gc.get_referents(coro) if _frame(r) is not None), None)
-            if inner is None:
-                yield repr(coro)[:200]
-                return
-            coro, frame = inner, _frame(inner)
-        yield f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) or getattr(coro, "gi_yieldfrom", None)
-
-
-def _frame(obj: Any) -> Any:
-    return getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None) or getattr(obj, "gi_frame", None)
-
-
-async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
-    settings.ensure_tokens()
-    sinks_here = "worker" in parts and settings.worker_sinks
+async def start_parts(stack: contextlib.AsyncExitStack, settings: Settings, roles: Roles) -> Services:
+    """Enters this role's parts into ``stack`` in start order (see the module docstring) and returns what the
+    HTTP routes are given."""
+    enter = stack.enter_async_context
     await asyncio.to_thread(ensure_topics, settings)
-    topics = topics_for(settings)
-    services = Services(settings=settings, topics=topics, kafka_ready=kafka_probe(settings.kafka_bootstrap))
+    services = Services(settings, topics_for(settings), kafka_ready=kafka_probe(settings.kafka_bootstrap))
+    rules = await asyncio.to_thread(
+        IdentityRules.load, str(settings.identity_rules) if settings.identity_rules else None
+    )
+    ch = await enter(parts.clickhouse_store(settings)) if roles.clickhouse else None
+    if roles.api:
+        services.analyst = await enter(parts.analyst_engine(settings))
+    producer = services.producer = await enter(parts.durable_producer(settings))
+    if ch is not None:
+        await start_audience_parts(stack, roles, rules, ch, producer, services)
+    if roles.worker:
+        await enter(parts.stream_workers(settings, rules))
+    if roles.collector:
+        registry = await enter(parts.running(SourceRegistry(settings.kafka_bootstrap, services.topics.sources)))
+        await asyncio.to_thread(ensure_default_sources, registry, producer, services.topics.sources)
+        services.sources = registry
+    if roles.http:
+        await start_http(stack, roles, services)
+    return services
 
-    stop = asyncio.Event()
-    deadline = ShutdownDeadline(settings.shutdown_timeout_s)
+
+async def start_audience_parts(
+    stack: contextlib.AsyncExitStack,
+    roles: Roles,
+    rules: IdentityRules,
+    ch: ClickHouse,
+    producer: AsyncProducer,
+    services: Services,
+) -> None:
+    """The parts over ClickHouse: definitions, and the serving index (query API), the sink and the evaluator
+    (worker with sinks)."""
+    enter = stack.enter_async_context
+    settings, topics = services.settings, services.topics
+    definitions = await enter(parts.running(AudienceDefinitions(settings.kafka_bootstrap, topics.audiences)))
+    index = None
+    if roles.api:
+        index = ServingIndex(settings.kafka_bootstrap, topics.identities, topics.audience_changes)
+        await enter(parts.running(index))
+        services.ch, services.audiences, services.index = ch, definitions, index
+        services.id_types = frozenset({"profile_id", *rules.types})
+    if not roles.sinks:
+        return
+    sink = KafkaSink(
+        ch,
+        settings.kafka_bootstrap,
+        f"{settings.topic_prefix}-sink",
+        sink_routes(settings),
+        settings.sink_batch_rows,
+        settings.sink_flush_s,
+        writers=settings.sink_writers,
+    )
+    await enter(parts.running(sink))
+    evaluator = AudienceEvaluator(
+        ch,
+        producer,
+        definitions,
+        topics.audience_changes,
+        lambda: sink.rows_written,
+        refresh_s=settings.audience_refresh_s,
+        window_refresh_s=settings.audience_window_refresh_s,
+        on_change=index.apply_change if index is not None else None,
+    )
+    await enter(parts.running(evaluator))
+
+
+async def start_http(stack: contextlib.AsyncExitStack, roles: Roles, services: Services) -> None:
+    """The HTTP server; a lone collector with CDP_COLLECTOR_PROCESSES > 1 shares its port with more processes."""
+    settings = services.settings
+    app = create_http_app(services, collector=roles.collector, query_api=roles.api)
+    http = LookupFastPath(app, services) if roles.api else app
+    shared = roles.collector_only and (settings.collector_processes > 1 or collectors.is_child())
+    sockets = [collectors.reuse_port_socket(settings.http_host, settings.http_port)] if shared else None
+    await stack.enter_async_context(parts.http_server(http, settings, sockets))
+    if sockets is not None and not collectors.is_child():
+        port = sockets[0].getsockname()[1]
+        more = parts.collector_processes(settings.collector_processes - 1, port, settings.shutdown_timeout_s / 2)
+        await stack.enter_async_context(more)
+
+
+def on_stop_signals(stop: asyncio.Event, deadline: ShutdownDeadline) -> None:
+    """The runner, not uvicorn or Faust, owns SIGTERM/SIGINT; SIGUSR1 dumps where every task waits."""
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
@@ -157,141 +223,27 @@ async def serve(settings: Settings, parts: frozenset[str] = PARTS) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    loop.add_signal_handler(signal.SIGUSR1, _log_tasks)
+    loop.add_signal_handler(signal.SIGUSR1, log_tasks)
 
-    ch: ClickHouse | None = None
-    producer: AsyncProducer | None = None
-    registry: SourceRegistry | None = None
-    faust_app = None
-    sink: KafkaSink | None = None
-    definitions = index = evaluator = None
-    server: _Server | None = None
-    server_task: asyncio.Task | None = None
-    children: list[Any] = []
-    try:
-        if "api" in parts or sinks_here:
-            ch = ClickHouse(settings.clickhouse_url, settings.clickhouse_database)
-            applied = await asyncio.to_thread(migrate, ch, ttl_days=settings.anonymous_ttl_days)
-            if applied:
-                log.info("applied migrations: %s", ", ".join(applied))
-            services.ch = ch if "api" in parts else None
-            if "api" in parts:
-                services.analyst = analyst_sql(settings)
-        from identity.rules import IdentityRules
 
-        rules = IdentityRules.load(str(settings.identity_rules) if settings.identity_rules else None)
-        if parts & {"collector", "api", "worker"}:
-            producer = AsyncProducer(settings.kafka_bootstrap)
-            services.producer = producer
-        if "api" in parts or sinks_here:
-            from streams.audiences import AudienceDefinitions
-
-            definitions = await asyncio.to_thread(AudienceDefinitions(settings.kafka_bootstrap, topics.audiences).start)
-            services.extra["audiences"] = definitions
-        if "api" in parts:
-            from streams.serving import ServingIndex
-
-            index = await asyncio.to_thread(
-                ServingIndex(settings.kafka_bootstrap, topics.identities, topics.audience_changes).start
-            )
-            services.extra["index"] = index
-            services.extra["id_types"] = {"profile_id", *rules.types}
-        if "collector" in parts:
-            registry = await asyncio.to_thread(SourceRegistry(settings.kafka_bootstrap, topics.sources).start)
-            assert producer is not None
-            await asyncio.to_thread(ensure_default_sources, registry, producer, topics.sources)
-            services.sources = registry
-        if "worker" in parts:
-            from streams.app import create_app as create_faust_app
-
-            faust_app = create_faust_app(settings, rules)
-            await faust_app.start()
-        if sinks_here:
-            from sinks.audience_eval import AudienceEvaluator
-
-            assert ch is not None and producer is not None and definitions is not None
-            sink = KafkaSink(
-                ch,
-                settings.kafka_bootstrap,
-                f"{settings.topic_prefix}-sink",
-                sink_routes(settings),
-                settings.sink_batch_rows,
-                settings.sink_flush_s,
-                writers=settings.sink_writers,
-            ).start()
-            sink_ref = sink
-            evaluator = AudienceEvaluator(
-                ch,
-                producer,
-                definitions,
-                topics.audience_changes,
-                lambda: sink_ref.rows_written,
-                refresh_s=settings.audience_refresh_s,
-                window_refresh_s=settings.audience_window_refresh_s,
-                on_change=index.apply_change if index is not None else None,
-            ).start()
-        if parts & {"collector", "api"}:
-            http: Any = create_http_app(services, collector="collector" in parts, query_api="api" in parts)
-            if "api" in parts:
-                from api.fastpath import LookupFastPath
-
-                http = LookupFastPath(http, services)
-            config = uvicorn.Config(
-                http,
-                host=settings.http_host,
-                port=settings.http_port,
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=10,
-                http="httptools",
-            )
-            server = _Server(config)
-            sockets = None
-            if parts == {"collector"} and (settings.collector_processes > 1 or collectors.is_child()):
-                sockets = [collectors.reuse_port_socket(settings.http_host, settings.http_port)]
-            server_task = asyncio.create_task(server.serve(sockets=sockets))
-            while not server.started and not server_task.done():
-                await asyncio.sleep(0.05)
-            if server_task.done():
-                server_task.result()
-                raise SystemExit(f"HTTP server did not start on port {settings.http_port}")
-            if sockets is not None and not collectors.is_child():
-                port = sockets[0].getsockname()[1]
-                children = collectors.start_children(settings.collector_processes - 1, port)
-        if settings.collector_processes > 1 and parts != {"collector"}:
-            log.warning("CDP_COLLECTOR_PROCESSES applies to `cdp collector` only; this process runs one")
-        if not collectors.is_child():
-            print(banner(settings, registry, parts), flush=True)
-        tune_gc()
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        deadline.arm()
-        if children:
-            await asyncio.to_thread(collectors.stop_children, children, settings.shutdown_timeout_s / 2)
-        if server is not None and server_task is not None:
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await server_task
-        if registry is not None:
-            await asyncio.to_thread(registry.stop)
-        if faust_app is not None:
-            with contextlib.suppress(Exception):
-                await faust_app.stop()
-        if sink is not None:
-            await asyncio.to_thread(sink.stop)
-        for follower in (evaluator, index, definitions):
-            if follower is not None:
-                await asyncio.to_thread(follower.stop)
-        if producer is not None:
-            undelivered = await asyncio.to_thread(producer.close)
-            if undelivered:
-                log.error("%d accepted events could not be delivered", undelivered)
-        if services.analyst is not None:
-            services.analyst.close()
-        if ch is not None:
-            ch.close()
+async def serve(settings: Settings, names: frozenset[str] = PARTS) -> int:
+    settings.ensure_tokens()
+    roles = Roles.of(names, settings)
+    if settings.collector_processes > 1 and not roles.collector_only:
+        log.warning("CDP_COLLECTOR_PROCESSES applies to `cdp collector` only; this process runs one")
+    stop = asyncio.Event()
+    deadline = ShutdownDeadline(settings.shutdown_timeout_s)
+    on_stop_signals(stop, deadline)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            services = await start_parts(stack, settings, roles)
+            if not collectors.is_child():
+                print(banner(settings, services.sources, roles), flush=True)
+            tune_gc()
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            deadline.arm()  # from here on the process ends within the deadline, whatever a part does
     deadline.cancel()
     log.info("stopped cleanly")
     return 0
@@ -312,7 +264,7 @@ def tune_gc() -> None:
 class ShutdownDeadline:
     """Exits the process if shutting down takes longer than ``seconds``.
 
-    Why: Faust and the Kafka clients retry for ever when the broker is gone, and a chDB insert can wait on a
+    Why: the Kafka clients retry for ever when the broker is gone, and a chDB insert can wait on a
     stuck disk; a stop must still end, or supervisors (and the next `make run`) meet a process that keeps a
     core and the chDB folder. Exiting hard loses nothing acknowledged: the collector answered 200 only after
     the broker had the event, and sinks and agents re-read what they had not committed.
@@ -340,6 +292,6 @@ class ShutdownDeadline:
         os._exit(3)
 
 
-def run(settings: Settings, parts: frozenset[str] = PARTS) -> int:
+def run(settings: Settings, names: frozenset[str] = PARTS) -> int:
     configure_logging(settings.log_level)
-    return asyncio.run(serve(settings, parts))
+    return asyncio.run(serve(settings, names))

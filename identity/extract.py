@@ -1,7 +1,7 @@
 """Pull the identifiers out of a Segment-spec event.
 
-This is the single place that knows which event fields identify a person (see CONTRACT.md, "Where
-identifiers come from"). Everything downstream (the graph, the sinks, the profile API) only sees
+This is the single place that knows which event fields identify a person (the list is in README.md,
+"Identity resolution"). Everything downstream (the graph, the sinks, the profile API) only sees
 normalised ``type:value`` keys, so a new source field is a change here and nowhere else.
 """
 

@@ -15,14 +15,22 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import cached_property
 from typing import Any
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-__all__ = ["Blocklist", "is_junk", "normalise_email", "normalise_phone", "normalise_value", "to_text"]
+__all__ = [
+    "Blocklist",
+    "is_junk",
+    "normalise_email",
+    "normalise_phone",
+    "normalise_value",
+    "normalised_key",
+    "to_text",
+]
 
 _QUOTES = "\"'`"
 _WHITESPACE = re.compile(r"\s")
@@ -197,3 +205,15 @@ def normalise_value(raw: str, how: str, default_region: str = "US") -> str | Non
         return normalise_phone(raw, default_region)
     value = raw.strip()
     return value or None
+
+
+def normalised_key(allowed: Collection[str], id_type: str, value: str) -> str | None:
+    """`type:value` as the stitcher keys an identifier (so a lookup of ``Bob@X.com `` finds ``email:bob@x.com``);
+    None for a type not in ``allowed``. A value the normaliser refuses is still looked up, trimmed."""
+    if id_type not in allowed:
+        return None
+    if id_type == "email":
+        value = normalise_email(value) or value.strip().lower()
+    elif id_type == "phone":
+        value = normalise_phone(value) or value.strip()
+    return f"{id_type}:{value}"

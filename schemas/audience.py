@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -312,6 +312,12 @@ def _check_value(op: str, value: Any, kind: ComputedKind | None) -> Any:
     return value
 
 
+def _value_for_op(value: Any, info: ValidationInfo) -> Any:
+    """The ``value`` validator of the rules that compare a field with a value (traits, event properties)."""
+    op = info.data.get("op")
+    return value if op is None else _check_value(op, value, None)
+
+
 _KIND_OPS: Final[dict[str, frozenset[str]]] = {
     "number": frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "in"}),
     "datetime": frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "exists"}),
@@ -385,12 +391,7 @@ class TraitRule(_Node):
     trait: FieldName = Field(description="Trait name, e.g. plan or address.city (a trait key containing dots).")
     op: Op
     value: Value = Field(default=None, validate_default=True)
-
-    @field_validator("value")
-    @classmethod
-    def _value(cls, value: Any, info: ValidationInfo) -> Any:
-        op = info.data.get("op")
-        return value if op is None else _check_value(op, value, None)
+    _value = field_validator("value")(_value_for_op)
 
 
 class ComputedRule(_Node):
@@ -472,12 +473,7 @@ class Condition(_Node):
     property: FieldName = Field(description="Property path, e.g. path or product.sku.")
     op: Op
     value: Value = Field(default=None, validate_default=True)
-
-    @field_validator("value")
-    @classmethod
-    def _value(cls, value: Any, info: ValidationInfo) -> Any:
-        op = info.data.get("op")
-        return value if op is None else _check_value(op, value, None)
+    _value = field_validator("value")(_value_for_op)
 
 
 class CountCondition(_Node):
@@ -641,6 +637,26 @@ def _first_scope_problem(rule: Rule, scope: str) -> None:
         raise _problem(path, reason, "rule_scope")
 
 
+class _RuleAndScope(Protocol):
+    rule: Rule
+    scope: Scope
+
+
+def _rule_within_limits(value: Any) -> Any:
+    """The `rule` validator that runs before pydantic walks the rule (see :func:`_check_limits`)."""
+    _check_limits(value, "rule")
+    return value
+
+
+M = TypeVar("M", bound=_RuleAndScope)
+
+
+def _rule_fits_scope(model: M) -> M:
+    """The model validator of every model that holds a rule and its scope."""
+    _first_scope_problem(model.rule, model.scope)
+    return model
+
+
 class _ScopedRule(BaseModel):
     """A rule with the scope it is evaluated in (what :func:`validate_rule` validates)."""
 
@@ -649,16 +665,9 @@ class _ScopedRule(BaseModel):
     scope: Scope
     rule: Rule
 
-    @field_validator("rule", mode="before")
-    @classmethod
-    def _limits(cls, value: Any) -> Any:
-        _check_limits(value, "rule")
-        return value
+    _limits = field_validator("rule", mode="before")(_rule_within_limits)
 
-    @model_validator(mode="after")
-    def _scope(self) -> _ScopedRule:
-        _first_scope_problem(self.rule, self.scope)
-        return self
+    _scope = model_validator(mode="after")(_rule_fits_scope)
 
 
 class AudienceCreate(BaseModel):
@@ -687,16 +696,9 @@ class AudienceCreate(BaseModel):
             raise PydanticCustomError("name", "must not be blank")
         return name
 
-    @field_validator("rule", mode="before")
-    @classmethod
-    def _limits(cls, value: Any) -> Any:
-        _check_limits(value, "rule")
-        return value
+    _limits = field_validator("rule", mode="before")(_rule_within_limits)
 
-    @model_validator(mode="after")
-    def _scope(self) -> AudienceCreate:
-        _first_scope_problem(self.rule, self.scope)
-        return self
+    _scope = model_validator(mode="after")(_rule_fits_scope)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -454,11 +454,12 @@ def _checked_single(payload: Any, forced_type: str | None, max_bytes: int) -> di
     """The limits of a single event, and the endpoint's type set; raises :class:`EventError`."""
     if not isinstance(payload, dict):
         raise EventError([FieldError("", "event must be a JSON object")])
-    if (err := _limit_error(payload, "", max_bytes)) is not None:
+    event: dict[str, Any] = payload
+    if (err := _limit_error(event, "", max_bytes)) is not None:
         raise (EventTooLarge if err.msg.startswith("event exceeds") else EventError)([err])
     if forced_type is not None:
-        payload = {**payload, "type": forced_type}
-    return payload
+        event = {**event, "type": forced_type}
+    return event
 
 
 def parse_event(

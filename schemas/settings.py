@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     sink_batch_rows: int = Field(
         50_000,
         ge=1,
-        description="Rows per insert at most. Bigger blocks mean fewer parts to merge: 50,000 gave 87-98k rows/s into "
-        "chDB where 20,000 gave 70-73k on 2 cores (the background merges took a third of a core less).",
+        description="Rows per insert at most. Bigger blocks mean fewer parts for the engine to merge in the "
+        "background (README, 'Why these settings').",
     )
     sink_flush_s: float = Field(
         0.25,

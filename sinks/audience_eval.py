@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,28 +42,22 @@ def diff_members(audience_id: str, scope: str, old: set[str], new: set[str], at:
     ]
 
 
+@dataclass(eq=False)
 class AudienceEvaluator:
-    def __init__(
-        self,
-        ch: ClickHouse,
-        producer: AsyncProducer,
-        definitions: AudienceDefinitions,
-        changes_topic: str,
-        data_version: Callable[[], int],
-        refresh_s: float = 1.0,
-        window_refresh_s: float = 30.0,
-        on_change: Callable[[str, str, bool], None] | None = None,
-    ) -> None:
-        self.ch = ch
-        self.producer = producer
-        self.definitions = definitions
-        self.changes_topic = changes_topic
-        self.data_version = data_version
-        self.refresh_s = refresh_s
-        self.window_refresh_s = window_refresh_s
-        self.on_change = on_change
-        self.members: dict[str, set[str]] = {}
-        self.evaluations = 0
+    """A thread re-evaluating every audience when definitions or data changed, and on schedule for time windows."""
+
+    ch: ClickHouse
+    producer: AsyncProducer
+    definitions: AudienceDefinitions
+    changes_topic: str
+    data_version: Callable[[], int]
+    refresh_s: float = 1.0
+    window_refresh_s: float = 30.0
+    on_change: Callable[[str, str, bool], None] | None = None
+    members: dict[str, set[str]] = field(default_factory=dict, init=False)
+    evaluations: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="audience-evaluator", daemon=True)
 

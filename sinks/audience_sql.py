@@ -269,6 +269,7 @@ def compile_audience(rule: Rule, scope: str, db: str, *, restrict_to: Sequence[s
     Raises ``ValueError`` for a bad ``db`` or scope and :class:`RuleError` if the rule uses what the scope
     does not allow (checked again here: a rule validated for one scope may be handed over for another).
 
+    >>> from schemas.audience import validate_rule
     >>> c = compile_audience(validate_rule({"trait": "plan", "op": "eq", "value": "pro"}, "profile"),
     ...                      "profile", "cdp")
     >>> c.params

@@ -42,13 +42,15 @@ class ClickHouse:
         """Another client on the same engine or server, for a thread that must not wait for this one's lock."""
         return ClickHouse(self.url, self.database)
 
-    def command(self, sql: str, parameters: dict[str, Any] | None = None, settings: dict | None = None) -> Any:
+    def command(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> Any:
         with self._lock:
             return self._client.command(sql, parameters=parameters, settings=settings)
 
     def query(
-        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict | None = None
-    ) -> tuple[list[str], list[tuple]]:
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         with self._lock:
             result = self._client.query(sql, parameters=parameters, settings=settings)
             return list(result.column_names), [tuple(r) for r in result.result_rows]
@@ -60,12 +62,18 @@ class ClickHouse:
     def insert(
         self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], dedup_token: str | None = None
     ) -> None:
-        """Insert one block. With a dedup token, a retried block is dropped by the engine (tables carry
+        """Insert one block of rows. With a dedup token, a retried block is dropped by the engine (tables carry
         `non_replicated_deduplication_window`), so a retry after an unknown outcome never doubles rows.
 
-        Sent column-oriented: measured 10-40% more rows/s than row tuples into chDB (make bench, sink stage)."""
-        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        Sent column-oriented, which chDB takes faster than row tuples (the sink stage of `make bench`)."""
         data = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in columns]
+        self.insert_columns(table, data, columns, dedup_token)
+
+    def insert_columns(
+        self, table: str, data: Sequence[Sequence[Any]], columns: Sequence[str], dedup_token: str | None = None
+    ) -> None:
+        """Insert one block given column by column (``data[i]`` holds every value of ``columns[i]``)."""
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         with self._lock:
             self._client.insert(
                 table,
@@ -86,8 +94,8 @@ class ClickHouse:
             "input_format_skip_unknown_fields": 1,
             # The landing table feeds two views (events_store and the anonymous profiles): one thread each.
             "parallel_view_processing": 1,
-            # Parsing one block in several threads cost 15-25% more CPU per row than it saved in time once two
-            # sink writers keep both cores busy (make bench: sink, 2 cores).
+            # Parsing one block in several threads costs more CPU per row than it saves in time once the sink
+            # writers keep every core busy (README, "Why these settings").
             "input_format_parallel_parsing": 0,
         }
         if dedup_token:
@@ -100,7 +108,7 @@ class ClickHouse:
 
     def ping(self) -> bool:
         try:
-            return self.scalar("SELECT 1") == 1
+            return bool(self.scalar("SELECT 1") == 1)
         except Exception:
             return False
 

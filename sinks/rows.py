@@ -30,11 +30,14 @@ MERGE_COLUMNS = ("from_profile", "into_profile", "cause", "merged_at")
 REFUSAL_COLUMNS = ("node", "peer", "reason", "cause", "refused_at")
 
 
+Row = tuple[Any, ...]
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode() if value else "{}"
 
 
-def event_row(e: dict[str, Any]) -> tuple:
+def event_row(e: dict[str, Any]) -> Row:
     etype = e.get("type", "track")
     name = e.get("event") if etype == "track" else (e.get("name") or e.get("event") or "")
     return (
@@ -55,7 +58,7 @@ def event_row(e: dict[str, Any]) -> tuple:
     )
 
 
-def identity_row(v: dict[str, Any]) -> tuple:
+def identity_row(v: dict[str, Any]) -> Row:
     return (
         v["id_type"],
         v["id_value"],
@@ -66,12 +69,12 @@ def identity_row(v: dict[str, Any]) -> tuple:
     )
 
 
-def merge_row(v: dict[str, Any]) -> tuple:
+def merge_row(v: dict[str, Any]) -> Row:
     return (v["from_profile"], v["into_profile"], v.get("cause", ""), parse_ts(v["ts_ms"]))
 
 
-def refusal_row(v: dict[str, Any]) -> tuple:
+def refusal_row(v: dict[str, Any]) -> Row:
     return (v["node"], v["peer"], v["reason"], v.get("cause", ""), parse_ts(v["ts_ms"]))
 
 
-RowFn = Callable[[dict[str, Any]], tuple]
+RowFn = Callable[[dict[str, Any]], Row]

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from sinks.clickhouse import ClickHouse
 from sinks.rows import RowFn
@@ -101,14 +101,14 @@ class KafkaSink:
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
                 "fetch.min.bytes": 1,
-                # Bigger fetches: with the default 1 MB per partition the reader got ~120k records/s from a local
-                # broker, below what two writers insert; 8 MB gave ~190k (make bench: sink).
+                # Bigger fetches: with the default 1 MB per partition the reader falls behind what the writers
+                # insert (README, "Why these settings").
                 "max.partition.fetch.bytes": 8 * 1024 * 1024,
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 # Once a partition's prefetch queue is above queued.min.messages / queued.max.messages.kbytes,
                 # librdkafka stops fetching it for fetch.queue.backoff.ms, default 1 s (librdkafka #2879). With
-                # 8 MB fetches that pause came every few fetches and held the reader at ~170k records/s (the
-                # writers waited for it); 20 ms gave 1M records/s from the same broker.
+                # 8 MB fetches that pause comes every few fetches and the writers wait for the reader; a short
+                # back-off keeps it fetching.
                 "fetch.queue.backoff.ms": 20,
                 "max.poll.interval.ms": 600_000,
             }
@@ -154,9 +154,8 @@ class KafkaSink:
                         self.first_read_at = time.perf_counter()
                     add = batch.add
                     for m in msgs:
-                        if (err := m.error()) is not None:
-                            if err.code() != KafkaError._PARTITION_EOF:
-                                log.warning("sink consume error: %s", err)
+                        if (err := m.error()) is not None:  # no partition-EOF events: switched off above
+                            log.warning("sink consume error: %s", err)
                             continue
                         add(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value() or b"")
                     if not batch.rows:

@@ -7,40 +7,46 @@ are compacted, so reading from the beginning costs the current state, not the wh
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import Generic, Self, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 Apply = Callable[[Message], None]
+V = TypeVar("V")
 log = logging.getLogger(__name__)
 
 
 class TopicFollower:
+    """Nothing connects before ``start``: a follower that is built but never started holds no Kafka client."""
+
+    _consumer: Consumer
+
     def __init__(self, bootstrap: str, handlers: dict[str, Apply], name: str = "follower") -> None:
         self._handlers = handlers
         self._caught_up = threading.Event()
         self._stop = threading.Event()
         self.applied = 0
         self._failed = False
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"cdp-{name}-{secrets.token_hex(6)}",  # every follower reads everything
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 50,
-                # librdkafka's default 1 s pause whenever a partition's prefetch queue is full held catching up
-                # to 163-223k records/s; 20 ms gave 763-790k (no-op handler, 600k records; see sinks/writer.py).
-                "fetch.queue.backoff.ms": 20,
-            }
-        )
+        self._config = {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"cdp-{name}-{secrets.token_hex(6)}",  # every follower reads everything
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 50,
+            # librdkafka pauses a partition for a whole second whenever its prefetch queue is full, which holds
+            # back catching up on a large topic; a short back-off keeps the fetcher busy (as in sinks/writer.py).
+            "fetch.queue.backoff.ms": 20,
+        }
         self._thread = threading.Thread(target=self._follow, name=name, daemon=True)
 
     def start(self, wait: float = 60.0) -> TopicFollower:
+        self._consumer = Consumer(self._config)
         self._thread.start()
         if not self._caught_up.wait(wait) or self._failed:
             raise RuntimeError(f"could not read {', '.join(self._handlers)} within {wait} s")
@@ -113,13 +119,73 @@ class TopicFollower:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
+class CompactedTopic(Generic[V]):
+    """A compacted topic followed into a dict: key -> its latest decoded value; a tombstone removes the key.
+
+    The shape of every "definitions in Kafka" state (sources, audiences): the topic is the database, each process
+    holds a copy, and ``version`` goes up on every change so that a reader polling it notices new and deleted
+    keys. ``apply`` is what the follower thread calls for each record; tests call it directly.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, decode: Callable[[bytes], V], name: str) -> None:
+        self.topic = topic
+        self.version = 0
+        self._decode = decode
+        self._items: dict[str, V] = {}
+        self._lock = threading.Lock()
+        self._follower = TopicFollower(bootstrap, {topic: self._on_message}, name=name)
+
+    def _on_message(self, msg: Message) -> None:
+        self.apply((msg.key() or b"").decode(), msg.value())
+
+    def apply(self, key: str, value: bytes | None) -> None:
+        with self._lock:
+            if value is None:
+                self._items.pop(key, None)
+            else:
+                self._items[key] = self._decode(value)
+            self.version += 1
+
+    def start(self, wait: float = 30.0) -> Self:
+        """Blocks until the current state is read (call it in a thread from async code)."""
+        self._follower.start(wait)
+        return self
+
+    def stop(self) -> None:
+        self._follower.stop()
+
+    def get(self, key: str) -> V | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def values(self) -> list[V]:
+        with self._lock:
+            return list(self._items.values())
+
+
+POLL_S = 0.02
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Blocking: for threads and command-line code, never inside ``async def`` (see :func:`wait_until_async`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.02)
-    return False
+        time.sleep(POLL_S)
+    return predicate()
+
+
+async def wait_until_async(predicate: Callable[[], bool], timeout: float) -> bool:
+    """The same wait on the event loop: other requests keep being served while a follower thread catches up."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(POLL_S)
+    return predicate()

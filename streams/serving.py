@@ -8,6 +8,7 @@ so a restarted process rebuilds the index from current state. A lookup is two di
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import orjson
 from confluent_kafka import Message
@@ -24,7 +25,7 @@ class MembershipIndex:
         self._audiences_of: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
-    def apply_identity(self, v: dict) -> None:
+    def apply_identity(self, v: dict[str, Any]) -> None:
         """An identities record: the identifier now belongs to `profile_id` (older versions never win)."""
         key = f"{v['id_type']}:{v['id_value']}"
         version = int(v.get("version", 0))

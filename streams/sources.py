@@ -8,15 +8,13 @@ Write keys identify a source; they are public in browsers by design and are not 
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from dataclasses import asdict, dataclass
 
 import orjson
-from confluent_kafka import Message
 
 from schemas.settings import CHANNELS
-from streams.follow import TopicFollower, wait_until
+from streams.follow import CompactedTopic, wait_until
 from streams.producer import AsyncProducer
 
 
@@ -40,38 +38,20 @@ def publish_source(producer: AsyncProducer, topic: str, source: Source) -> None:
     producer.send_sync([(topic, source.write_key.encode(), orjson.dumps(asdict(source)))])
 
 
-class SourceRegistry:
+def _decode(value: bytes) -> Source:
+    return Source(**orjson.loads(value))
+
+
+class SourceRegistry(CompactedTopic[Source]):
     """The sources topic, followed into memory."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self._sources: dict[str, Source] = {}
-        self._lock = threading.Lock()
-        self._follower = TopicFollower(bootstrap, {topic: self._apply}, name="sources")
-
-    def _apply(self, msg: Message) -> None:
-        key = (msg.key() or b"").decode()
-        value = msg.value()
-        with self._lock:
-            if value is None:
-                self._sources.pop(key, None)
-            else:
-                self._sources[key] = Source(**orjson.loads(value))
-
-    def start(self, wait: float = 30.0) -> SourceRegistry:
-        self._follower.start(wait)
-        return self
-
-    def get(self, write_key: str) -> Source | None:
-        with self._lock:
-            return self._sources.get(write_key)
+        super().__init__(bootstrap, topic, _decode, name="sources")
 
     def all(self) -> list[Source]:
-        with self._lock:
-            return sorted(self._sources.values(), key=lambda s: s.created_at_ms)
+        return sorted(self.values(), key=lambda s: s.created_at_ms)
 
     def wait_for(self, write_key: str, timeout: float = 5.0) -> Source | None:
+        """Blocking: for command-line code and threads."""
         wait_until(lambda: self.get(write_key) is not None, timeout)
         return self.get(write_key)
-
-    def stop(self) -> None:
-        self._follower.stop()

@@ -1,4 +1,7 @@
-"""Session fixtures: the real broker is started once, lazily, only when a test asks for it."""
+"""Session fixtures: the real broker is started once, lazily, only when a test asks for it.
+
+A test that needs the broker is marked ``e2e`` (`make test-unit` runs the others, with no broker and no Maven);
+collection refuses an unmarked test that uses the broker, so the split cannot drift."""
 
 from __future__ import annotations
 
@@ -9,6 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Broker
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [
+        i.nodeid for i in items if "kafka" in getattr(i, "fixturenames", ()) and not i.get_closest_marker("e2e")
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"tests using the broker must be marked e2e: {', '.join(unmarked)}")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from cdp.runner import _await_chain, _log_tasks
+from cdp.logs import await_chain, log_tasks
 
 
 async def _innermost(gate: asyncio.Event) -> None:
@@ -32,9 +32,9 @@ def test_await_chain_follows_coroutines_and_async_generators(caplog: pytest.LogC
         gate = asyncio.Event()
         task = asyncio.create_task(_agent_like(gate), name="agent-like")
         await asyncio.sleep(0.01)
-        chain = list(_await_chain(task.get_coro()))
+        chain = list(await_chain(task.get_coro()))
         with caplog.at_level(logging.WARNING, logger="cdp"):
-            _log_tasks()
+            log_tasks()
         gate.set()
         await task
         return chain

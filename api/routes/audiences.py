@@ -10,27 +10,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api.auth import admin, analyst
-from api.body import BodyError, parse_json_body
-from api.deps import Services
-from schemas.audience import AudienceCreate, RuleError, validate_rule
+from api.deps import AudiencesDep, ClickHouseDep, JsonBody, ProducerDep, ServicesDep, SettingsDep
+from api.errors import ApiError
+from schemas.audience import parse_audience
 from sinks.audience_sql import compile_audience
-from streams.producer import ProduceTimeout
+from sinks.clickhouse import ClickHouse
+from streams.audiences import AudienceDefinitions, Definition
 
 router = APIRouter(tags=["audiences"])
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    if services.extra.get("audiences") is None:
-        raise HTTPException(503, "audiences are not served by this process")
-    return services
-
-
-def _view(d: dict[str, Any], size: int | None) -> dict[str, Any]:
+def _view(d: Definition, size: int | None) -> dict[str, Any]:
     return {
         "id": d["id"],
         "name": d["name"],
@@ -42,84 +36,62 @@ def _view(d: dict[str, Any], size: int | None) -> dict[str, Any]:
     }
 
 
-def _sizes(services: Services) -> dict[str, int]:
-    if services.ch is None:
+def _sizes(ch: ClickHouse | None) -> dict[str, int]:
+    if ch is None:
         return {}
-    _, rows = services.ch.query(
-        f"SELECT audience_id, count() FROM {services.ch.database}.audience_members_current GROUP BY audience_id"
-    )
+    _, rows = ch.query(f"SELECT audience_id, count() FROM {ch.database}.audience_members_current GROUP BY audience_id")
     return {a: n for a, n in rows}
 
 
+def _existing(audiences: AudienceDefinitions, audience_id: str) -> Definition:
+    definition = audiences.get(audience_id)
+    if definition is None:
+        raise ApiError(404, f"audience {audience_id} not found")
+    return definition
+
+
 @router.post("/v1/audiences", status_code=201, dependencies=[Depends(admin)])
-async def create_audience(request: Request) -> JSONResponse:
-    services = _services(request)
-    try:
-        payload = parse_json_body(await request.body())
-    except BodyError as exc:
-        raise HTTPException(exc.status_code, f"body: {exc}") from exc
-    try:
-        rule = validate_rule(payload.get("rule"), payload.get("scope", "profile"))
-        spec = AudienceCreate.model_validate(payload)
-        compile_audience(rule, spec.scope, services.settings.clickhouse_database)
-    except RuleError as exc:
-        return JSONResponse(
-            {"success": False, "error": f"{exc.path}: {exc.msg}", "errors": [{"loc": exc.path, "msg": exc.msg}]},
-            status_code=422,
-        )
-    except ValueError as exc:  # pydantic ValidationError of name/scope
-        return JSONResponse({"success": False, "error": str(exc).splitlines()[0]}, status_code=422)
-    assert services.producer is not None
-    try:
-        definition = await services.extra["audiences"].create(
-            services.producer,
-            spec.name,
-            spec.scope,
-            payload["rule"],
-            spec.description,
-            services.settings.produce_timeout_s,
-        )
-    except ProduceTimeout as exc:
-        raise HTTPException(503, "event log unavailable, retry later", headers={"Retry-After": "5"}) from exc
+async def create_audience(
+    payload: JsonBody, audiences: AudiencesDep, producer: ProducerDep, settings: SettingsDep
+) -> JSONResponse:
+    """A rule the compiler refuses is a 422 naming its path (``rule.all[2].where[0].op``), raised as RuleError."""
+    spec = parse_audience(payload)
+    compile_audience(spec.rule, spec.scope, settings.clickhouse_database)
+    definition = await audiences.create(
+        producer, spec.name, spec.scope, payload["rule"], spec.description, settings.produce_timeout_s
+    )
     return JSONResponse(_view(definition, 0), status_code=201)
 
 
 @router.get("/v1/audiences", dependencies=[Depends(analyst)])
-def list_audiences(request: Request) -> dict[str, Any]:
-    services = _services(request)
-    sizes = _sizes(services)
-    return {"audiences": [_view(d, sizes.get(d["id"], 0)) for d in services.extra["audiences"].all()]}
+def list_audiences(audiences: AudiencesDep, services: ServicesDep) -> dict[str, Any]:
+    sizes = _sizes(services.ch)
+    return {"audiences": [_view(d, sizes.get(d["id"], 0)) for d in audiences.all()]}
 
 
 @router.get("/v1/audiences/{audience_id}", dependencies=[Depends(analyst)])
-def get_audience(audience_id: str, request: Request) -> dict[str, Any]:
-    services = _services(request)
-    d = services.extra["audiences"].get(audience_id)
-    if d is None:
-        raise HTTPException(404, f"audience {audience_id} not found")
-    return _view(d, _sizes(services).get(audience_id, 0))
+def get_audience(audience_id: str, audiences: AudiencesDep, services: ServicesDep) -> dict[str, Any]:
+    definition = _existing(audiences, audience_id)
+    return _view(definition, _sizes(services.ch).get(audience_id, 0))
 
 
 @router.delete("/v1/audiences/{audience_id}", status_code=204, dependencies=[Depends(admin)])
-async def delete_audience(audience_id: str, request: Request) -> None:
-    services = _services(request)
-    if services.extra["audiences"].get(audience_id) is None:
-        raise HTTPException(404, f"audience {audience_id} not found")
-    assert services.producer is not None
-    await services.extra["audiences"].delete(services.producer, audience_id, services.settings.produce_timeout_s)
+async def delete_audience(
+    audience_id: str, audiences: AudiencesDep, producer: ProducerDep, settings: SettingsDep
+) -> None:
+    _existing(audiences, audience_id)
+    await audiences.delete(producer, audience_id, settings.produce_timeout_s)
 
 
 @router.get("/v1/audiences/{audience_id}/members", dependencies=[Depends(analyst)])
-def audience_members(audience_id: str, request: Request, format: str = "jsonl") -> StreamingResponse:
-    services = _services(request)
-    if services.extra["audiences"].get(audience_id) is None:
-        raise HTTPException(404, f"audience {audience_id} not found")
+def audience_members(
+    audience_id: str, audiences: AudiencesDep, ch: ClickHouseDep, format: str = "jsonl"
+) -> StreamingResponse:
+    _existing(audiences, audience_id)
     if format not in ("jsonl", "csv"):
-        raise HTTPException(400, "format: must be jsonl or csv")
-    if services.ch is None:
-        raise HTTPException(503, "this process has no ClickHouse connection")
-    _, rows = services.ch.query(
-        f"SELECT member, member_type, since FROM {services.ch.database}.audience_members_current "
+        raise ApiError(400, "format: must be jsonl or csv")
+    _, rows = ch.query(
+        f"SELECT member, member_type, since FROM {ch.database}.audience_members_current "
         "WHERE audience_id = {a:String} ORDER BY member",
         {"a": audience_id},
     )

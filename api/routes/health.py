@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import Services
+from api.deps import ServicesDep
 
 router = APIRouter()
 
@@ -19,15 +19,12 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", tags=["ops"])
-async def readyz(request: Request) -> JSONResponse:
-    services: Services = request.app.state.services
+async def readyz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, bool] = {}
     if services.kafka_ready is not None:
         checks["kafka"] = await asyncio.to_thread(services.kafka_ready)
     if services.ch is not None:
         checks["clickhouse"] = await asyncio.to_thread(services.ch.ping)
-    for name, probe in services.extra.get("ready_checks", {}).items():
-        checks[name] = bool(probe())
     ok = all(checks.values())
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 

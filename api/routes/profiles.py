@@ -10,49 +10,24 @@ import asyncio
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 
 from api.auth import reader
-from api.deps import Services
-from identity.normalise import normalise_email, normalise_phone
+from api.deps import ClickHouseDep, IdentifierKey, IndexDep, ServicesDep
+from api.errors import ApiError
+from sinks.clickhouse import ClickHouse
+from streams.serving import MembershipIndex
 
 router = APIRouter(dependencies=[Depends(reader)], tags=["profiles"])
 
 
-def normalised_key(allowed: set[str], id_type: str, value: str) -> str | None:
-    """`type:value` normalised as the stitcher does (so `Bob@X.com ` finds `email:bob@x.com`); None for an
-    unknown type. Shared by the routes and the lookup fast path."""
-    if id_type not in allowed:
-        return None
-    if id_type == "email":
-        value = normalise_email(value) or value.strip().lower()
-    elif id_type == "phone":
-        value = normalise_phone(value) or value.strip()
-    return f"{id_type}:{value}"
-
-
-def identifier_key(services: Services, id_type: str, value: str) -> str:
-    allowed = services.extra.get("id_types", set())
-    key = normalised_key(allowed, id_type, value)
-    if key is None:
-        raise HTTPException(400, f"id_type: must be one of {', '.join(sorted(allowed))}")
-    return key
-
-
-def _index(services: Services):
-    index = services.extra.get("index")
-    if index is None:
-        raise HTTPException(503, "the serving index is not available in this process")
-    return index
-
-
 @router.get("/v1/lookup/{id_type}/{value}")
-def lookup(id_type: str, value: str, request: Request) -> Response:
-    services: Services = request.app.state.services
-    key = identifier_key(services, id_type, value)
-    return Response(orjson.dumps({"audiences": _index(services).audiences(key)}), media_type="application/json")
+async def lookup(key: IdentifierKey, index: IndexDep) -> Response:
+    """Served by api/fastpath.py in a running service; this route documents it and answers where the index is
+    missing (503) or the path is unusual."""
+    return Response(orjson.dumps({"audiences": index.audiences(key)}), media_type="application/json")
 
 
 PROFILE_SQL = """
@@ -68,16 +43,13 @@ ORDER BY timestamp DESC LIMIT 50
 PROFILE_OF_SQL = "SELECT profile_id FROM {db}.identities WHERE id_type = {t:String} AND id_value = {v:String}"
 
 
-def _profile(services: Services, key: str) -> dict[str, Any] | None:
-    ch = services.ch
-    assert ch is not None
+def _profile(ch: ClickHouse, index: MembershipIndex | None, key: str) -> dict[str, Any] | None:
     db = ch.database
     id_type, value = key.split(":", 1)
     profile_id: str | None
     if id_type == "profile_id":
         profile_id = value
     else:
-        index = services.extra.get("index")
         profile_id = index.profile_of(key) if index is not None else None
         if profile_id is None:
             profile_id = ch.scalar(PROFILE_OF_SQL.replace("{db}", db), {"t": id_type, "v": value})
@@ -93,7 +65,6 @@ def _profile(services: Services, key: str) -> dict[str, Any] | None:
         e = dict(zip(ev_cols, r, strict=True))
         e["properties"] = orjson.loads(e["properties"] or "{}")
         events.append(e)
-    index = services.extra.get("index")
     return {
         "profile_id": profile_id,
         "identifiers": [{"type": t, "value": v} for t, v in p["identifiers"]],
@@ -126,12 +97,8 @@ def _json_value(raw: str) -> Any:
 
 
 @router.get("/v1/profiles/{id_type}/{value}")
-async def profile(id_type: str, value: str, request: Request) -> Any:
-    services: Services = request.app.state.services
-    if services.ch is None:
-        raise HTTPException(503, "this process has no ClickHouse connection")
-    key = identifier_key(services, id_type, value)
-    found = await asyncio.to_thread(_profile, services, key)
+async def profile(id_type: str, value: str, key: IdentifierKey, ch: ClickHouseDep, services: ServicesDep) -> Any:
+    found = await asyncio.to_thread(_profile, ch, services.index, key)
     if found is None:
-        raise HTTPException(404, f"no profile holds {id_type} {value!r}")
+        raise ApiError(404, f"no profile holds {id_type} {value!r}")
     return jsonable_encoder(found)

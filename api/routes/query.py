@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from api.auth import analyst
-from api.body import BadBody, parse_json_body
-from api.deps import Services
+from api.deps import AnalystSqlDep, JsonBody, SettingsDep
+from api.errors import ApiError
 from sinks.analyst import AnalystSql, SqlLimitExceeded, engine_message
 from sinks.sql_guard import SqlRefused
 
-router = APIRouter()
+router = APIRouter(tags=["query"])
 
 
 class SqlRequest(BaseModel):
@@ -33,30 +33,20 @@ class SqlResponse(BaseModel):
     rows: list[list[Any]]
 
 
-@router.post("/v1/sql", dependencies=[Depends(analyst)], response_model=SqlResponse, tags=["query"])
-async def sql(request: Request) -> Any:
+@router.post("/v1/sql", dependencies=[Depends(analyst)], response_model=SqlResponse)
+async def sql(request: Request, body: JsonBody, engine: AnalystSqlDep, settings: SettingsDep) -> Any:
     """Body `{"query": "..."}`, read as JSON whatever the content type (curl sends form encoding)."""
-    services: Services = request.app.state.services
+    query = SqlRequest.model_validate(body).query
+    slots = _slots(request, settings.sql_concurrency)
     try:
-        body = SqlRequest.model_validate(parse_json_body(await request.body()))
-    except BadBody as exc:
-        raise HTTPException(400, f"body: {exc}") from exc
-    except ValidationError as exc:
-        raise HTTPException(
-            422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        ) from exc
-    if services.analyst is None:
-        raise HTTPException(503, "this process has no ClickHouse connection")
-    slots = _slots(request, services.settings.sql_concurrency)
-    try:
-        await asyncio.wait_for(slots.acquire(), timeout=services.settings.sql_queue_s)
+        await asyncio.wait_for(slots.acquire(), timeout=settings.sql_queue_s)
     except TimeoutError as exc:
-        raise HTTPException(
+        raise ApiError(
             429,
-            f"too many analyst queries at once (limit CDP_SQL_CONCURRENCY={services.settings.sql_concurrency})",
+            f"too many analyst queries at once (limit CDP_SQL_CONCURRENCY={settings.sql_concurrency})",
             headers={"Retry-After": "1"},
         ) from exc
-    running = asyncio.get_running_loop().run_in_executor(None, _run, services.analyst, body.query)
+    running = asyncio.get_running_loop().run_in_executor(None, _run, engine, query)
     running.add_done_callback(lambda _: slots.release())
     return await asyncio.shield(running)
 
@@ -68,13 +58,13 @@ def _slots(request: Request, size: int) -> asyncio.Semaphore:
     return slots
 
 
-def _run(analyst_sql: AnalystSql, query: str) -> Any:
+def _run(engine: AnalystSql, query: str) -> dict[str, Any]:
     try:
-        columns, rows = analyst_sql.run(query)
+        columns, rows = engine.run(query)
     except SqlRefused as exc:
-        raise HTTPException(400, f"query refused: {exc}") from exc
+        raise ApiError(400, f"query refused: {exc}") from exc
     except SqlLimitExceeded as exc:
-        raise HTTPException(400, f"query stopped: {exc}") from exc
+        raise ApiError(400, f"query stopped: {exc}") from exc
     except Exception as exc:  # the engine's own message (syntax, unknown column) is what the analyst needs
-        raise HTTPException(400, f"query failed: {engine_message(exc)}") from exc
+        raise ApiError(400, f"query failed: {engine_message(exc)}") from exc
     return {"columns": columns, "rows": jsonable_encoder(rows)}

@@ -1,6 +1,6 @@
 -- The events sink inserts the stitched topic's JSON as it is (JSONEachRow) into a Null-engine landing table in
 -- the shape of the Kafka records; this view maps it into events_store. The engine parses the JSON, so no row is
--- built in Python (measured 2x the rows/s of mapping rows in Python, make bench: sink). Nested objects arrive
+-- built in Python (faster than mapping rows in Python: README, "Why these settings"). Nested objects arrive
 -- as JSON text (input_format_json_read_objects_as_strings), ids given as numbers as text.
 CREATE TABLE IF NOT EXISTS {db}.events_landing
 (

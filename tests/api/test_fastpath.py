@@ -1,12 +1,14 @@
 """The lookup fast path answers like the documented route: auth, normalisation, errors."""
 
 import asyncio
-from types import SimpleNamespace
 
 import orjson
 
+from api.deps import Services
 from api.fastpath import LookupFastPath
+from schemas.settings import Settings
 from streams.serving import MembershipIndex
+from streams.topics import Topics
 
 
 def _call(app: LookupFastPath, path: str, token: str | None) -> tuple[int, dict]:
@@ -25,8 +27,8 @@ def _app() -> LookupFastPath:
     index = MembershipIndex()
     index.apply_identity({"id_type": "email", "id_value": "kim@example.com", "profile_id": "p1", "version": 1})
     index.apply_change("p1", "aud_1", True)
-    settings = SimpleNamespace(read_token="r3ad", admin_token="adm1n", analyst_token="an4lyst")
-    services = SimpleNamespace(settings=settings, extra={"index": index, "id_types": {"email", "profile_id"}})
+    settings = Settings(read_token="r3ad", admin_token="adm1n", analyst_token="an4lyst")
+    services = Services(settings, Topics("t"), index=index, id_types=frozenset({"email", "profile_id"}))
 
     async def fallback(scope, receive, send) -> None:  # the framework behind it
         await send({"type": "http.response.start", "status": 404, "headers": []})

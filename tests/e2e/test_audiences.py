@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import orjson
@@ -136,16 +137,21 @@ def test_profile_api(cdp: CdpProcess) -> None:
     track(cdp, anon, type="identify", userId=user, traits={"email": " Kim@Example.COM ", "plan": "pro"})
     track(cdp, anon, type="track", event="Order Completed", userId=user, properties={"revenue": 120.5})
     headers = {"Authorization": f"Bearer {cdp.read_token}"}
+    wanted = {("anonymous_id", anon), ("user_id", user), ("email", "kim@example.com")}
+
+    def identifiers(body: dict[str, Any]) -> set[tuple[str, str]]:
+        return {(i["type"], i["value"]) for i in body["identifiers"]}
+
+    # Events and identities reach ClickHouse through different topics: wait for both, not for the events alone.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         r = httpx.get(f"{cdp.url}/v1/profiles/email/kim@example.com", headers=headers)
-        if r.status_code == 200 and r.json()["computed"]["events"] == 3:
+        if r.status_code == 200 and r.json()["computed"]["events"] == 3 and wanted <= identifiers(r.json()):
             break
         time.sleep(0.2)
     assert r.status_code == 200, r.text
     p = r.json()
-    ids = {(i["type"], i["value"]) for i in p["identifiers"]}
-    assert {("anonymous_id", anon), ("user_id", user), ("email", "kim@example.com")} <= ids
+    assert wanted <= identifiers(p)
     assert p["traits"]["plan"] == "pro"
     assert p["computed"]["orders"] == 1 and p["computed"]["revenue"] == 120.5
     assert len(p["events"]) == 3

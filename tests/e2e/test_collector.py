@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.test_collector_helpers import CHROME_UA, in_list, iso, mid, now_iso, read_topic, wait_rows
+from tests.e2e.fixtures import CHROME_UA, in_list, iso, mid, now_iso, read_topic, wait_rows
 from tests.support.service import CdpProcess
 
 pytestmark = pytest.mark.e2e

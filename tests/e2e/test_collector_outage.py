@@ -16,7 +16,7 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.e2e.test_collector_helpers import in_list
+from tests.e2e.fixtures import in_list
 from tests.support.broker import Broker
 from tests.support.service import CdpProcess
 

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.test_collector_helpers import read_topic
+from tests.e2e.fixtures import read_topic
 from tests.support.service import CdpProcess
 
 pytestmark = pytest.mark.e2e

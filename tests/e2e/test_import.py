@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.e2e.test_collector_helpers import in_list, wait_rows
+from tests.e2e.fixtures import in_list, wait_rows
 from tests.support.service import ROOT, CdpProcess
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,5 @@
-"""Where identifiers come from in Segment-spec events (CONTRACT.md), and what never counts as one."""
+"""Where identifiers come from in Segment-spec events (README.md, "Identity resolution"), and what never counts as
+one."""
 
 from __future__ import annotations
 

@@ -12,10 +12,21 @@ def test_migrations_are_versioned_and_idempotent(ch) -> None:
     assert [r[0] for r in rows] == versions
 
 
+def _schema(ch) -> list[tuple[str, str]]:
+    _, rows = ch.query(
+        "SELECT name, create_table_query FROM system.tables WHERE database = {db:String} ORDER BY name",
+        {"db": ch.database},
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
 def test_every_statement_is_rerunnable(ch) -> None:
+    before = _schema(ch)
     for _, _, sql in migration_files():
         for stmt in statements(sql, db=ch.database, ttl_days=90):
             ch.command(stmt)  # IF NOT EXISTS everywhere: a half-applied file is repaired by re-running
+    assert _schema(ch) == before
+    assert {"events_store", "events", "profiles", "audience_members"} <= {name for name, _ in before}
 
 
 def _event(mid: str) -> dict:

@@ -1,5 +1,5 @@
-"""Helpers shared by the collector / import end-to-end tests (no tests here; named test_* only to live in
-the files this suite owns)."""
+"""Helpers shared by the end-to-end tests: timestamps, message ids, waiting for rows in ClickHouse, reading a
+topic from the beginning."""
 
 from __future__ import annotations
 

@@ -1,0 +1,82 @@
+"""An app over fake parts, for route tests that need no broker: the routes, dependencies and error handlers are
+the real ones; the producer records instead of sending, and the followers are fed by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, cast
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.deps import Services
+from schemas.settings import Settings
+from sinks.clickhouse import ClickHouse
+from streams.audiences import AudienceDefinitions
+from streams.producer import AsyncProducer, Headers
+from streams.serving import MembershipIndex
+from streams.sources import SourceRegistry
+from streams.topics import Topics
+
+ADMIN = {"Authorization": "Bearer adm1n"}
+READ = {"Authorization": "Bearer r3ad"}
+WRITE_KEY = "wk_test"
+NEVER_STARTED = "127.0.0.1:1"  # followers built but not started hold no Kafka client
+
+
+class RecordingProducer:
+    """Acknowledges every record at once and keeps it; feeds records for a followed topic back, as Kafka would."""
+
+    def __init__(self, follows: dict[str, AudienceDefinitions] | None = None) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+        self.headers: list[Headers | None] = []
+        self.follows = follows or {}
+
+    async def send_many(
+        self, records: Iterable[tuple[str, bytes | None, bytes | None]], timeout: float, headers: Headers | None = None
+    ) -> None:
+        for topic, key, value in records:
+            self.sent.append((topic, key, value))
+            self.headers.append(headers)
+            if topic in self.follows and key is not None:
+                self.follows[topic].apply(key.decode(), value)
+
+
+def services(max_request_bytes: int = 512_000, ch: ClickHouse | None = None) -> Services:
+    settings = Settings(admin_token="adm1n", read_token="r3ad", max_request_bytes=max_request_bytes)
+    topics = Topics("t")
+    sources = SourceRegistry(NEVER_STARTED, topics.sources)
+    sources.apply(WRITE_KEY, b'{"write_key": "wk_test", "name": "web", "channel": "online", "created_at_ms": 1}')
+    audiences = AudienceDefinitions(NEVER_STARTED, topics.audiences)
+    producer = RecordingProducer({topics.audiences: audiences})
+    return Services(
+        settings,
+        topics,
+        producer=cast(AsyncProducer, producer),
+        sources=sources,
+        ch=ch,
+        audiences=audiences,
+        index=MembershipIndex(),
+        id_types=frozenset({"profile_id", "email", "anonymous_id"}),
+    )
+
+
+def client(s: Services) -> TestClient:
+    return TestClient(create_app(s), raise_server_exceptions=False)
+
+
+def sent(s: Services) -> list[tuple[str, bytes | None, bytes | None]]:
+    return cast(RecordingProducer, s.producer).sent
+
+
+def sent_headers(s: Services) -> list[Headers | None]:
+    return cast(RecordingProducer, s.producer).headers
+
+
+def error_of(response: Any, status: int) -> dict[str, Any]:
+    """The documented error body, whatever route answered."""
+    assert response.status_code == status, (response.status_code, response.text)
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"success", "error", "errors"}, body
+    assert body["success"] is False and isinstance(body["error"], str) and body["error"]
+    return body

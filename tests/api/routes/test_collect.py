@@ -1,0 +1,40 @@
+"""The collector's routes over a recording producer: what reaches Kafka, under which key, and the answers."""
+
+from __future__ import annotations
+
+import orjson
+
+from streams.producer import CHECKED_HEADER
+from tests.api.routes.fixtures import WRITE_KEY, client, sent, sent_headers, services
+
+
+def test_an_accepted_event_is_produced_enriched_under_its_key() -> None:
+    s = services()
+    r = client(s).post("/v1/track", json={"event": "Viewed", "anonymousId": "a1", "userId": "u1"}, auth=(WRITE_KEY, ""))
+    assert r.status_code == 200 and r.json() == {"success": True}
+    [(topic, key, value)] = sent(s)
+    assert topic == "t.events.online" and key == b"a1"
+    event = orjson.loads(value or b"")
+    assert (event["type"], event["channel"], event["sourceId"]) == ("track", "online", "web")
+    assert "writeKey" not in event and event["receivedAt"]
+    assert sent_headers(s) == [[CHECKED_HEADER]]  # validated here: the stitcher need not validate it again
+
+
+def test_the_write_key_may_come_in_the_body() -> None:
+    s = services()
+    r = client(s).post("/v1/identify", json={"userId": "u1", "writeKey": WRITE_KEY})
+    assert r.status_code == 200, r.text
+    assert orjson.loads(sent(s)[0][2] or b"")["type"] == "identify"
+
+
+def test_a_mixed_batch_keeps_the_good_items_and_dead_letters_the_rest() -> None:
+    s = services()
+    batch = {"batch": [{"type": "track", "event": "ok", "anonymousId": "a"}, {"type": "track", "anonymousId": "b"}]}
+    r = client(s).post("/v1/batch", json=batch, auth=(WRITE_KEY, ""))
+    body = r.json()
+    assert (body["success"], body["accepted"]) == (True, 1)
+    assert [(x["index"], [e["loc"] for e in x["errors"]]) for x in body["rejected"]] == [(1, ["batch[1].event"])]
+    topics = [topic for topic, _, _ in sent(s)]
+    assert topics == ["t.events.online", "t.deadletter"]
+    dead = orjson.loads(sent(s)[1][2] or b"")
+    assert dead["reason"].startswith("batch[1].event: required") and dead["event"] == batch["batch"][1]
