@@ -26,6 +26,7 @@ from api.errors import (
 )
 from api.metrics import EVENTS_REJECTED
 from identity.normalise import normalised_key
+from identity.rules import IdentityRules
 from schemas.settings import Settings
 from sinks.analyst import AnalystSql
 from sinks.clickhouse import ClickHouse
@@ -52,6 +53,7 @@ class Services:
     audiences: AudienceDefinitions | None = None  # query API
     index: MembershipIndex | None = None  # query API
     id_types: frozenset[str] = frozenset()  # identifier types a lookup accepts
+    rules: IdentityRules | None = None  # collector: keys raw events by their primary identifier
 
 
 async def get_services(request: Request) -> Services:

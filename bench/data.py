@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from bench.generator import GeneratorConfig, generate_events, strip_truth
+from identity.rules import IdentityRules
 
 SOURCE_NAMES = {"online": "web", "mobile": "app", "offline": "store"}  # cdp's default sources
 
@@ -38,6 +40,11 @@ def event_pool(
     return [e for _, e in itertools.islice(events, size)]
 
 
+@lru_cache(maxsize=1)
+def _default_rules() -> IdentityRules:
+    return IdentityRules.load(None)
+
+
 def collector_record(
     event: dict[str, Any], channel: str, received_at: datetime | None = None
 ) -> tuple[bytes | None, bytes]:
@@ -57,7 +64,7 @@ def collector_record(
     enriched = enrich(
         dumped, received_at=received, client_ip="127.0.0.1", channel=channel, source_id=SOURCE_NAMES[channel]
     )
-    key = raw_event_key(enriched)
+    key = raw_event_key(enriched, _default_rules())
     return key, orjson.dumps(enriched)
 
 

@@ -65,6 +65,7 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
     from pydantic import ValidationError
 
     from api.enrich import enrich
+    from identity.rules import IdentityRules
     from schemas.errors import from_validation_error
     from schemas.offline import RowError, row_event
     from schemas.segment import SegmentEvent
@@ -77,6 +78,7 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
     path = Path(file)
     if not path.is_file():
         raise SystemExit(f"cdp import: no such file: {file}")
+    rules = IdentityRules.load(str(settings.identity_rules) if settings.identity_rules else None)
     ensure_topics(settings)
     topics = topics_for(settings)
     registry = SourceRegistry(settings.kafka_bootstrap, topics.sources).start()
@@ -121,7 +123,7 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
             enriched = enrich(
                 event, received_at=datetime.now(UTC), client_ip=None, channel=source.channel, source_id=source.name
             )
-            chunk.append((topic, raw_event_key(enriched), orjson.dumps(enriched)))
+            chunk.append((topic, raw_event_key(enriched, rules), orjson.dumps(enriched)))
             accepted += 1
             if len(chunk) >= CHUNK:
                 producer.send_sync(chunk, headers=[CHECKED_HEADER])

@@ -135,7 +135,7 @@ async def start_parts(stack: contextlib.AsyncExitStack, settings: Settings, role
     enter = stack.enter_async_context
     await asyncio.to_thread(ensure_topics, settings)
     services = Services(settings, topics_for(settings), kafka_ready=kafka_probe(settings.kafka_bootstrap))
-    rules = await asyncio.to_thread(
+    rules = services.rules = await asyncio.to_thread(
         IdentityRules.load, str(settings.identity_rules) if settings.identity_rules else None
     )
     ch = await enter(parts.clickhouse_store(settings)) if roles.clickhouse else None

@@ -25,6 +25,7 @@ from api.deps import events_body, get_services, required_part
 from api.enrich import client_ip, enrich
 from api.errors import EVENT_LOG_REFUSED, NO_COLLECTOR, RETRY_LATER, ApiError
 from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
+from identity.rules import IdentityRules
 from schemas.errors import BatchItemError, EventError
 from schemas.segment import EventTooLarge, accept_batch, accept_event
 from schemas.settings import Settings
@@ -51,6 +52,7 @@ class Intake:
     deadletter_topic: str
     producer: AsyncProducer
     settings: Settings
+    rules: IdentityRules
 
     def record(self, event: dict[str, Any]) -> Record:
         enriched = enrich(
@@ -60,7 +62,7 @@ class Intake:
             channel=self.source.channel,
             source_id=self.source.name,
         )
-        return self.topic, raw_event_key(enriched), orjson.dumps(enriched)
+        return self.topic, raw_event_key(enriched, self.rules), orjson.dumps(enriched)
 
     def deadletter(self, item: Any, error: BatchItemError) -> Record:
         record = {
@@ -102,6 +104,7 @@ async def intake(request: Request) -> Intake:
         services.topics.deadletter,
         required_part(services.producer, NO_COLLECTOR),
         settings,
+        required_part(services.rules, NO_COLLECTOR),
     )
 
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.deps import Services
+from identity.rules import IdentityRules
 from schemas.settings import Settings
 from sinks.clickhouse import ClickHouse
 from streams.audiences import AudienceDefinitions
@@ -58,6 +59,7 @@ def services(max_request_bytes: int = 512_000, ch: ClickHouse | None = None) -> 
         audiences=audiences,
         index=MembershipIndex(),
         id_types=frozenset({"profile_id", "email", "anonymous_id"}),
+        rules=IdentityRules.load(None),
     )
 
 

@@ -13,7 +13,7 @@ def test_an_accepted_event_is_produced_enriched_under_its_key() -> None:
     r = client(s).post("/v1/track", json={"event": "Viewed", "anonymousId": "a1", "userId": "u1"}, auth=(WRITE_KEY, ""))
     assert r.status_code == 200 and r.json() == {"success": True}
     [(topic, key, value)] = sent(s)
-    assert topic == "t.events.online" and key == b"a1"
+    assert topic == "t.events.online" and key == b"user_id:u1"  # its primary identifier's node
     event = orjson.loads(value or b"")
     assert (event["type"], event["channel"], event["sourceId"]) == ("track", "online", "web")
     assert "writeKey" not in event and event["receivedAt"]
