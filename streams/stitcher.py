@@ -371,6 +371,8 @@ class Stitcher:
         assert self._consumer is not None
         started = time.perf_counter()
         recovered = sum(self._recover(partition) for partition in sorted(partitions))
+        if self._stop.is_set():
+            return  # stopping: a recovery cut short must not be handled from
         inputs = self._input_partitions(partitions)
         committed = self._consumer.committed(inputs, 60)
         for tp in committed:
@@ -409,7 +411,7 @@ class Stitcher:
             read = 0
             waited = time.monotonic()
             position = start
-            while position < high:
+            while position < high and not self._stop.is_set():  # stopped: what was read is kept, with its offset
                 for record in reader.consume(10_000, 0.5):
                     if record.error() is None:
                         pending[orjson.loads(record.key() or b'""')] = record.value()

@@ -1,0 +1,123 @@
+"""The stitcher's batch loop against the real broker, driven directly (no Faust): transactions, the changelog as the
+truth of the node states, and recovery of a partition a worker gets."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.stack import RecordCounter, prepare_cdp_topics, produce_all
+from identity.graph import NodeState
+from identity.rules import IdentityRules
+from schemas.settings import Settings
+from streams.keys import raw_event_key
+from streams.partitioner import partition_for
+from streams.producer import CHECKED_HEADER
+from streams.stitcher import Stitcher
+
+pytestmark = pytest.mark.e2e
+RULES = IdentityRules.load(None)
+PEOPLE = 40
+
+
+def events(run: str) -> list[tuple[str, bytes | None, bytes]]:
+    out = []
+    for i in range(PEOPLE):
+        for j, body in enumerate(
+            [
+                {"type": "identify", "userId": f"{run}-u{i}", "anonymousId": f"{run}-a{i}"},
+                {"type": "track", "event": "Viewed", "anonymousId": f"{run}-a{i}"},
+                {"type": "track", "event": "Bought", "userId": f"{run}-u{i}", "anonymousId": f"{run}-b{i}"},
+            ]
+        ):
+            event = {**body, "messageId": f"{run}-{i}-{j}", "timestamp": f"2026-01-01T00:00:{j:02d}.000Z"}
+            out.append((f"{run}.events.online", raw_event_key(event, RULES), orjson.dumps(event)))
+    return out
+
+
+def stitched(counter: RecordCounter, want: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while counter.count() < want:
+        assert time.monotonic() < deadline, f"{counter.count()} of {want} stitched"
+        time.sleep(0.1)
+
+
+def run_stitcher(settings: Settings) -> Stitcher:
+    failures: list[BaseException] = []
+    stitcher = Stitcher(settings, RULES, on_failure=failures.append).start()
+    stitcher.assign(range(settings.topic_partitions))
+    return stitcher
+
+
+def node_states(stitcher: Stitcher, keys: list[str]) -> dict[str, NodeState]:
+    out = {}
+    for key in keys:
+        raw = stitcher.store.get(partition_for(key, 4), key)
+        if raw is not None:
+            out[key] = NodeState.from_dict(orjson.loads(raw))
+    return out
+
+
+def test_a_worker_that_gets_the_partitions_recovers_the_node_states_from_the_changelog(kafka, tmp_path: Path) -> None:
+    run = f"t{uuid.uuid4().hex[:8]}"
+    prepare_cdp_topics(kafka.bootstrap, run)
+    first = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=run, data_dir=tmp_path / "a", worker_id="a")
+    counter = RecordCounter(kafka.bootstrap, [f"{run}.events.stitched"])
+    records = events(run)
+    stitcher = run_stitcher(first)
+    try:
+        produce_all(kafka.bootstrap, records, headers=[CHECKED_HEADER])
+        stitched(counter, len(records))
+    finally:
+        stitcher.stop()
+    keys = [f"{t}:{run}-{x}{i}" for i in range(PEOPLE) for t, x in (("user_id", "u"), ("anonymous_id", "a"))]
+    keys += [f"anonymous_id:{run}-b{i}" for i in range(PEOPLE)]
+    for partition in range(4):
+        stitcher.store.open(partition)
+    expected = node_states(stitcher, keys)
+    stitcher.store.close_all()
+    assert len(expected) == len(keys)
+    # One profile per person: the user id, both cookies.
+    for i in range(PEOPLE):
+        person = [f"user_id:{run}-u{i}", f"anonymous_id:{run}-a{i}", f"anonymous_id:{run}-b{i}"]
+        assert len({expected[k].label for k in person}) == 1
+
+    # Another worker, with an empty disk, takes the partitions over: it reads every state from the changelog.
+    second = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=run, data_dir=tmp_path / "b", worker_id="b")
+    other = run_stitcher(second)
+    try:
+        deadline = time.monotonic() + 60
+        while other.store.partitions != {0, 1, 2, 3} or len(node_states(other, keys)) < len(keys):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert node_states(other, keys) == expected
+        # ... and goes on from the committed offsets: nothing is stitched twice.
+        time.sleep(2)
+        assert counter.count() == len(records)
+    finally:
+        other.stop()
+        counter.close()
+
+
+def test_a_local_store_ahead_of_its_changelog_is_rebuilt(kafka, tmp_path: Path) -> None:
+    run = f"t{uuid.uuid4().hex[:8]}"
+    prepare_cdp_topics(kafka.bootstrap, run)
+    settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=run, data_dir=tmp_path, worker_id="w")
+    stitcher = Stitcher(settings, RULES, on_failure=lambda exc: None)
+    stitcher.store.open(1)
+    stitcher.store.write(1, {"user_id:ghost": b'{"stale": true}'}, next_offset=10_000)  # a changelog that is gone
+    stitcher.store.close_all()
+    stitcher.start()
+    stitcher.assign([1])
+    try:
+        deadline = time.monotonic() + 30
+        while stitcher.store.partitions != {1}:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert stitcher.store.get(1, "user_id:ghost") is None and stitcher.store.next_offset(1) == 0
+    finally:
+        stitcher.stop()
