@@ -32,9 +32,10 @@ membership holds. A worker frozen for longer than the group's session timeout (a
 minute) would not hear of its eviction before its next commit; workers have distinct transactional ids, so that
 is the one case the transaction does not fence.
 
-Backlog priority: identity messages come before new raw events. While the worker's own identity-message
-backlog is above a bound, its raw partitions are paused, so a catch-up or a big import never starves the
-protocol; links keep converging at a steady rate and the raw backlog waits.
+Backlog priority: identity messages come before new raw events. They are read by a consumer of their own,
+drained first into every batch, and raw events only fill the room left, so a catch-up or a big import never
+starves the protocol (and an identity message never waits behind thousands of prefetched raw events): links
+keep converging at a steady rate and the raw backlog waits.
 """
 
 from __future__ import annotations
@@ -62,9 +63,6 @@ log = logging.getLogger(__name__)
 BATCH_RECORDS = 5_000  # per consume: a transaction commit costs milliseconds, so batches amortise it
 POLL_S = 0.05  # longest wait for a batch to fill: bounds the latency a trickle of events sees
 LOCAL_BUDGET = 200_000  # messages one batch handles among its own partitions before sending the rest on
-PAUSE_BACKLOG = 20_000  # identity messages waiting on the owned partitions: pause raw events above ...
-RESUME_BACKLOG = 5_000  # ... and resume them below
-BACKLOG_CHECK_S = 0.2
 CACHE_NODES = 50_000  # decoded node states kept in memory (two generations of this many at most)
 TRANSACTION_TIMEOUT_MS = 10_000  # the broker aborts a dead worker's open transaction after this
 
@@ -123,20 +121,20 @@ class Stitcher:
         self._cache = _NodeCache(CACHE_NODES)
         self._wanted: set[int] = set()
         self._owned: set[int] = set()
-        self._paused = False
-        self._next_check = 0.0
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._changelog_next: dict[int, int] = {}
-        self._consumer: Consumer | None = None
+        self._messages: Consumer | None = None  # identity messages of the owned partitions
+        self._raw: Consumer | None = None  # raw events of the owned partitions
         self._producer: Producer | None = None
 
     # -------------------------------------------------------------------------------------- lifecycle
 
     def start(self) -> Stitcher:
         """Connect, and fence any earlier incarnation of this worker (blocking: call from a thread)."""
-        self._consumer = Consumer(self._consumer_config())
+        self._messages = Consumer(self._consumer_config())
+        self._raw = Consumer(self._consumer_config())
         self._producer = Producer(
             producer_config(
                 self.settings.kafka_bootstrap,
@@ -161,8 +159,9 @@ class Stitcher:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
-        if self._consumer is not None:
-            self._consumer.close()
+        for consumer in (self._messages, self._raw):
+            if consumer is not None:
+                consumer.close()
         if self._producer is not None:
             self._producer.flush(10)
         self.store.close_all()
@@ -193,9 +192,7 @@ class Stitcher:
                     with self._cond:
                         self._cond.wait(0.2)
                     continue
-                self._prioritise_messages()
-                assert self._consumer is not None
-                records = self._consumer.consume(BATCH_RECORDS, POLL_S)
+                records = self._next_records()
                 if records:
                     self._batch(records)
         except BaseException as exc:
@@ -205,6 +202,16 @@ class Stitcher:
             with self._cond:
                 self._owned = set()
                 self._cond.notify_all()
+
+    def _next_records(self) -> list[Message]:
+        """Identity messages first, whatever has arrived of them; raw events fill the room left (and are waited
+        for, briefly, only when no identity message is there)."""
+        assert self._messages is not None and self._raw is not None
+        records = self._messages.consume(BATCH_RECORDS, 0)
+        room = BATCH_RECORDS - len(records)
+        if room > 0:
+            records += self._raw.consume(room, 0 if records else POLL_S)
+        return records
 
     def _batch(self, records: list[Message]) -> None:
         started = time.perf_counter()
@@ -282,7 +289,7 @@ class Stitcher:
     def _transact(self, out: BatchOutput, after: dict[tuple[str, int], int]) -> bool:
         """Produce the batch's records and commit them with the consumed offsets; False if it was aborted."""
         producer = self._producer
-        assert producer is not None and self._consumer is not None
+        assert producer is not None and self._raw is not None
         self._changelog_next = {}
         changelog = self.topics.identity_nodes
         try:
@@ -296,7 +303,7 @@ class Stitcher:
                     except BufferError:  # the local queue is full: let it drain
                         producer.poll(0.05)
             offsets = [TopicPartition(t, p, o) for (t, p), o in after.items()]
-            producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), 60)
+            producer.send_offsets_to_transaction(offsets, self._raw.consumer_group_metadata(), 60)
             self._retry(lambda: producer.commit_transaction(60))
             # commit_transaction delivered every record; serve the reports that say where the changelog went.
             producer.poll(0)
@@ -332,9 +339,8 @@ class Stitcher:
 
     def _rewind(self, first: dict[tuple[str, int], int]) -> None:
         """After an aborted batch: read its records again (the node states of the batch were never kept)."""
-        assert self._consumer is not None
         for (topic, partition), offset in first.items():
-            self._consumer.seek(TopicPartition(topic, partition, offset))
+            self._consumer_of(topic).seek(TopicPartition(topic, partition, offset))
 
     # ------------------------------------------------------------------------------------ assignment
 
@@ -347,39 +353,43 @@ class Stitcher:
         if new:
             self._acquire(new)
 
-    def _input_partitions(self, partitions: Iterable[int]) -> list[TopicPartition]:
-        topics = [*self.topics.raw_all, self.topics.identity_ops]
-        return [TopicPartition(t, p) for p in sorted(partitions) for t in topics]
+    def _consumer_of(self, topic: str) -> Consumer:
+        consumer = self._messages if topic == self.topics.identity_ops else self._raw
+        assert consumer is not None
+        return consumer
 
-    def _raw_partitions(self) -> list[TopicPartition]:
-        return [TopicPartition(t, p) for p in sorted(self._owned) for t in self.topics.raw_all]
+    def _inputs(self, partitions: Iterable[int]) -> dict[str, list[TopicPartition]]:
+        """The input partitions of the given graph partitions, by the consumer that reads them."""
+        owned = sorted(partitions)
+        return {
+            self.topics.identity_ops: [TopicPartition(self.topics.identity_ops, p) for p in owned],
+            "raw": [TopicPartition(t, p) for p in owned for t in self.topics.raw_all],
+        }
 
     def _release(self, partitions: set[int]) -> None:
-        assert self._consumer is not None
-        self._consumer.incremental_unassign(self._input_partitions(partitions))
+        for name, tps in self._inputs(partitions).items():
+            self._consumer_of(name).incremental_unassign(tps)
         for partition in partitions:
             self.store.close(partition)
         # Another worker may change these nodes from now on; the cache does not know which node is where.
         self._cache.clear()
-        self._resume_raw()
         with self._cond:
             self._owned -= partitions
             self._cond.notify_all()
         log.info("stitcher released partitions %s", sorted(partitions))
 
     def _acquire(self, partitions: set[int]) -> None:
-        assert self._consumer is not None
         started = time.perf_counter()
         recovered = sum(self._recover(partition) for partition in sorted(partitions))
         if self._stop.is_set():
             return  # stopping: a recovery cut short must not be handled from
-        inputs = self._input_partitions(partitions)
-        committed = self._consumer.committed(inputs, 60)
-        for tp in committed:
-            if tp.offset < 0:
-                tp.offset = -2  # OFFSET_BEGINNING: a partition nobody has committed on yet
-        self._resume_raw()
-        self._consumer.incremental_assign(committed)
+        for name, tps in self._inputs(partitions).items():
+            consumer = self._consumer_of(name)
+            committed = consumer.committed(tps, 60)
+            for tp in committed:
+                if tp.offset < 0:
+                    tp.offset = -2  # OFFSET_BEGINNING: a partition nobody has committed on yet
+            consumer.incremental_assign(committed)
         with self._cond:
             self._owned |= partitions
         log.info(
@@ -426,31 +436,6 @@ class Stitcher:
             return read
         finally:
             reader.close()
-
-    def _prioritise_messages(self) -> None:
-        """Pause raw events while identity messages wait on the owned partitions (see the module docstring)."""
-        now = time.monotonic()
-        if now < self._next_check:
-            return
-        self._next_check = now + BACKLOG_CHECK_S
-        assert self._consumer is not None
-        ops = [TopicPartition(self.topics.identity_ops, p) for p in sorted(self._owned)]
-        backlog = 0
-        for tp in self._consumer.position(ops):
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            if tp.offset >= 0 and high >= 0:
-                backlog += max(0, high - tp.offset)
-        if not self._paused and backlog > PAUSE_BACKLOG:
-            self._consumer.pause(self._raw_partitions())
-            self._paused = True
-        elif self._paused and backlog < RESUME_BACKLOG:
-            self._resume_raw()
-
-    def _resume_raw(self) -> None:
-        if self._paused:
-            assert self._consumer is not None
-            self._consumer.resume(self._raw_partitions())
-            self._paused = False
 
     def _consumer_config(self) -> dict[str, object]:
         return {
