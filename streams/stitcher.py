@@ -65,6 +65,7 @@ POLL_S = 0.05  # longest wait for a batch to fill: bounds the latency a trickle 
 LOCAL_BUDGET = 200_000  # messages one batch handles among its own partitions before sending the rest on
 CACHE_NODES = 50_000  # decoded node states kept in memory (two generations of this many at most)
 TRANSACTION_TIMEOUT_MS = 10_000  # the broker aborts a dead worker's open transaction after this
+MAX_RENEWALS, RENEWAL_WINDOW_S = 5, 300.0  # fenced more often than this: two workers share one CDP_WORKER_ID
 
 STITCH_EVENTS = Counter(
     "cdp_stitch_events_total",
@@ -125,6 +126,7 @@ class Stitcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._changelog_next: dict[int, int] = {}
+        self._renewals: list[float] = []
         self._messages: Consumer | None = None  # identity messages of the owned partitions
         self._raw: Consumer | None = None  # raw events of the owned partitions
         self._producer: Producer | None = None
@@ -135,7 +137,15 @@ class Stitcher:
         """Connect, and fence any earlier incarnation of this worker (blocking: call from a thread)."""
         self._messages = Consumer(self._consumer_config())
         self._raw = Consumer(self._consumer_config())
-        self._producer = Producer(
+        self._producer = self._new_producer()
+        self._thread = threading.Thread(target=self._run, name="stitcher", daemon=True)
+        self._thread.start()
+        return self
+
+    def _new_producer(self) -> Producer:
+        """The transactional producer; initialising it aborts the transaction a killed predecessor with the same id
+        left open (and fences that predecessor, should it still run)."""
+        producer = Producer(
             producer_config(
                 self.settings.kafka_bootstrap,
                 **{
@@ -146,11 +156,29 @@ class Stitcher:
                 },
             )
         )
-        # Aborts the transaction a killed predecessor with the same id left open.
-        self._producer.init_transactions(60)
-        self._thread = threading.Thread(target=self._run, name="stitcher", daemon=True)
-        self._thread.start()
-        return self
+        self._retry(lambda: producer.init_transactions(60))
+        return producer
+
+    def _renew_producer(self, error: KafkaError) -> None:
+        """After a fatal producer error: a new producer, so the worker goes on.
+
+        The usual cause is a transaction the broker aborted while it could not be reached (an outage longer than
+        the transaction timeout): it moves the producer's epoch on, and the old producer is then fenced for good.
+        Nothing of that batch was committed, so a new producer and the batch read again lose nothing. Another
+        live worker with the same ``CDP_WORKER_ID`` fences us the same way; renewing would fence it in turn, so
+        repeated fencing within minutes is a configuration error and stops the worker."""
+        now = time.monotonic()
+        self._renewals = [t for t in self._renewals if now - t < RENEWAL_WINDOW_S] + [now]
+        if len(self._renewals) > MAX_RENEWALS:
+            raise RuntimeError(
+                f"the stitcher's producer was fenced {len(self._renewals)} times within {RENEWAL_WINDOW_S:.0f} s "
+                f"({error}): is another worker running with CDP_WORKER_ID={self.settings.worker_id!r}?"
+            )
+        log.error("stitch producer failed (%s); a new one takes over and the batch is read again", error)
+        old, self._producer = self._producer, None
+        if old is not None:
+            old.purge()
+        self._producer = self._new_producer()
 
     def stop(self) -> None:
         """Finish the batch in hand (commit it), let go of every partition, close (blocking)."""
@@ -196,8 +224,11 @@ class Stitcher:
                 if records:
                     self._batch(records)
         except BaseException as exc:
-            log.exception("the stitcher stopped on an error")
-            self.on_failure(exc)
+            if self._stop.is_set():
+                log.warning("the stitcher stopped with a batch unfinished (%r): it is read again", exc)
+            else:
+                log.exception("the stitcher stopped on an error")
+                self.on_failure(exc)
         finally:
             with self._cond:
                 self._owned = set()
@@ -313,21 +344,30 @@ class Stitcher:
             return True
         except KafkaException as exc:
             error = exc.args[0]
-            if not isinstance(error, KafkaError) or not error.txn_requires_abort():
+            if not isinstance(error, KafkaError):
                 raise
-            log.warning("stitch batch aborted (%s); it is read again", error)
-            self._retry(lambda: producer.abort_transaction(60))
+            if error.txn_requires_abort():
+                log.warning("stitch batch aborted (%s); it is read again", error)
+                try:
+                    self._retry(lambda: producer.abort_transaction(60))
+                    return False
+                except KafkaException as abort_exc:
+                    error = abort_exc.args[0]
+            if not error.fatal():
+                raise
+            self._renew_producer(error)
             return False
 
     def _retry(self, call: Callable[[], None]) -> None:
-        """Retry a transactional call while the error says retrying may work (e.g. the broker away)."""
+        """Retry a transactional call while the error says retrying may work (e.g. the broker away), unless the
+        worker is stopping (the shutdown deadline ends a process whose broker is gone)."""
         while True:
             try:
                 call()
                 return
             except KafkaException as exc:
                 error = exc.args[0]
-                if not (isinstance(error, KafkaError) and error.retriable()):
+                if not (isinstance(error, KafkaError) and error.retriable()) or self._stop.is_set():
                     raise
                 log.warning("transaction: %s; retrying", error)
                 time.sleep(0.5)

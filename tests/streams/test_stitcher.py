@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import Producer
 
 from bench.stack import RecordCounter, prepare_cdp_topics, produce_all
 from identity.graph import NodeState
@@ -121,3 +122,28 @@ def test_a_local_store_ahead_of_its_changelog_is_rebuilt(kafka, tmp_path: Path) 
         assert stitcher.store.get(1, "user_id:ghost") is None and stitcher.store.next_offset(1) == 0
     finally:
         stitcher.stop()
+
+
+def test_a_fenced_producer_is_renewed_and_nothing_is_lost_or_doubled(kafka, tmp_path: Path) -> None:
+    """A transaction the broker aborted during an outage fences the worker's producer for good: the stitcher takes
+    a new one and reads the batch again. Fenced here on purpose, by another producer with the same id."""
+    run = f"t{uuid.uuid4().hex[:8]}"
+    prepare_cdp_topics(kafka.bootstrap, run)
+    settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=run, data_dir=tmp_path, worker_id="w")
+    failures: list[BaseException] = []
+    stitcher = Stitcher(settings, RULES, on_failure=failures.append).start()
+    stitcher.assign(range(4))
+    counter = RecordCounter(kafka.bootstrap, [f"{run}.events.stitched"])
+    records = events(run)
+    try:
+        produce_all(kafka.bootstrap, records[: len(records) // 2], headers=[CHECKED_HEADER])
+        stitched(counter, len(records) // 2)
+        usurper = Producer({"bootstrap.servers": kafka.bootstrap, "transactional.id": f"{run}-stitch-w"})
+        usurper.init_transactions(30)  # bumps the epoch: the stitcher's producer is fenced
+        produce_all(kafka.bootstrap, records[len(records) // 2 :], headers=[CHECKED_HEADER])
+        stitched(counter, len(records))
+        time.sleep(2)
+        assert counter.count() == len(records) and not failures
+    finally:
+        stitcher.stop()
+        counter.close()
