@@ -8,8 +8,12 @@ KAFKA_DATA ?= .cdp-data/kafka
 KAFKA_PORT ?= 9092
 KAFKA_CONTROLLER_PORT ?= 9093
 BENCH ?= quick
+CHROMIUM ?= /usr/bin/chromium
+SDK_PACKAGES := tests/e2e/browser/package.json tests/e2e/browser/package-lock.json
+SDK_DIR := .cache/browser-sdks
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit bench lint format kafka-fetch kafka-up kafka-down clean venv
+.PHONY: run test test-unit bench lint format kafka-fetch kafka-up kafka-down clean venv browser
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -25,6 +29,18 @@ $(KAFKA_LIB)/.fetched: deploy/kafka/pom.xml
 	    -DoutputDirectory=$(abspath $(KAFKA_LIB))
 	touch $@
 
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used) with the stock
+# Segment and RudderStack browser SDKs, installed from npm at the versions the lock file pins.
+browser: $(CHROMIUM) $(SDK_DIR)/.installed
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+$(SDK_DIR)/.installed: $(SDK_PACKAGES)
+	mkdir -p $(SDK_DIR)
+	cp $(SDK_PACKAGES) $(SDK_DIR)/
+	cd $(SDK_DIR) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
 # Starts a local broker unless CDP_KAFKA_BOOTSTRAP points at one.
 kafka-up: kafka-fetch
 	@if [ -z "$$CDP_KAFKA_BOOTSTRAP" ]; then deploy/kafka/broker.sh start $(KAFKA_DATA) $(KAFKA_PORT) $(KAFKA_CONTROLLER_PORT); \
@@ -38,7 +54,7 @@ run: venv kafka-up
 	CDP_KAFKA_BOOTSTRAP=$${CDP_KAFKA_BOOTSTRAP:-127.0.0.1:$(KAFKA_PORT)} $(BIN)/cdp run
 
 # The suite starts its own broker on free ports and its own chDB folder (tests/conftest.py).
-test: venv kafka-fetch
+test: venv kafka-fetch browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # What needs no broker (and so no Maven): every test not marked e2e.

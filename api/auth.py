@@ -1,5 +1,6 @@
-"""Write keys (HTTP Basic user name, or `writeKey` in the body, as Segment SDKs send them) and bearer tokens, as
-dependencies: a route names who may call it (`dependencies=[Depends(admin)]`; the collector's intake).
+"""Write keys (HTTP Basic user name, `writeKey` in the body as Segment SDKs send them, or `?writeKey=` for
+sendBeacon) and bearer tokens, as dependencies: a route names who may call it (`dependencies=[Depends(admin)]`;
+the collector's intake).
 
 Three tokens, three roles: the admin token may do everything; the analyst token runs SQL and reads profiles
 and audiences; the read token serves lookups and profiles. A token that is none of them is 401 (as no
@@ -86,7 +87,12 @@ reader = Requires(Role.ADMIN, Role.ANALYST, Role.READ)
 def write_key_source(request: Request, payload: dict[str, Any], sources: SourceRegistry) -> Source:
     """The source whose write key the request carries; 401 without one or with one nobody issued. Called by the
     collector's intake dependency (api/routes/collect.py), once the body is read."""
-    key = basic_user(request.headers.get("authorization")) or payload.get("writeKey")
+    # The query parameter is for navigator.sendBeacon, which cannot set an Authorization header.
+    key = (
+        basic_user(request.headers.get("authorization"))
+        or payload.get("writeKey")
+        or request.query_params.get("writeKey")
+    )
     if not isinstance(key, str) or not key:
         raise ApiError(401, MISSING_WRITE_KEY)
     source = sources.get(key)

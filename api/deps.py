@@ -89,6 +89,7 @@ def required(pick: Callable[[Services], T | None], missing: str) -> Callable[[Se
 ClickHouseDep = Annotated[ClickHouse, Depends(required(lambda s: s.ch, NO_CLICKHOUSE))]
 AnalystSqlDep = Annotated[AnalystSql, Depends(required(lambda s: s.analyst, NO_ANALYST_SQL))]
 ProducerDep = Annotated[AsyncProducer, Depends(required(lambda s: s.producer, NO_COLLECTOR))]
+SourcesDep = Annotated[SourceRegistry, Depends(required(lambda s: s.sources, NO_COLLECTOR))]
 AudiencesDep = Annotated[AudienceDefinitions, Depends(required(lambda s: s.audiences, NO_AUDIENCES))]
 IndexDep = Annotated[MembershipIndex, Depends(required(lambda s: s.index, NO_INDEX))]
 

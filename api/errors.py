@@ -23,8 +23,9 @@ from schemas.errors import EventError, FieldError, error_body, format_loc, from_
 from schemas.segment import EventTooLarge
 from streams.producer import ProduceTimeout
 
-MISSING_WRITE_KEY = "missing write key (HTTP Basic user name or writeKey in the body)"
+MISSING_WRITE_KEY = "missing write key (HTTP Basic user name, writeKey in the body or in the query)"
 UNKNOWN_WRITE_KEY = "unknown write key"
+INVALID_WRITE_KEY = "invalid write key"  # RudderStack's words: its mobile SDKs stop retrying on them
 MISSING_TOKEN = "missing bearer token (Authorization: Bearer TOKEN)"
 UNKNOWN_TOKEN = "unknown bearer token"
 NOT_ALLOWED = "this token may not use this endpoint"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CHANNELS: tuple[str, ...] = ("online", "mobile", "offline")
@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         "(what was not committed is read again after a restart).",
     )
     cors_origins: str = "*"
+    public_url: str = Field(
+        "",
+        description="The collector's URL as SDKs reach it (https://cdp.example.com), written into the settings "
+        "documents SDKs fetch; empty: each request's own scheme and Host.",
+    )
     collector_processes: int = Field(
         1,
         ge=1,
@@ -97,6 +102,14 @@ class Settings(BaseSettings):
     sql_max_threads: int = Field(1, ge=1, description="Engine threads of one query (max_threads).")
     sql_concurrency: int = Field(2, ge=1, description="Analyst queries running at once; more wait, then get 429.")
     sql_queue_s: float = Field(1.0, ge=0, description="How long a query waits for a free slot before 429.")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://cdp.example.com")
+        return value
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:

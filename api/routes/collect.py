@@ -1,4 +1,6 @@
-"""Segment HTTP Tracking API: /v1/track, identify, page, screen, group, alias, batch.
+"""Segment HTTP Tracking API: /v1/track, identify, page, screen, group, alias, batch, and the other paths stock
+SDKs post the same two shapes to (one event: analytics-next's /v1/t, /v1/i, ...; a batch: /v1/b, /v1/import,
+RudderStack's /beacon/v1/batch). The README's SDK compatibility table says which SDK uses which.
 
 Thin, as a collector should be: the intake dependency reads the bounded body and authenticates the write key;
 the route validates, enriches, hands to Kafka, and answers 200 only after the broker acknowledged. Invalid batch
@@ -35,6 +37,11 @@ from streams.sources import Source
 
 router = APIRouter(tags=["collect"])
 SINGLE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+# analytics-next posts one event to /v1/ + the first letter of its type (plugins/segmentio: type.charAt(0)).
+SINGLE_PATHS = {t: (f"/v1/{t}", f"/v1/{t[0]}") for t in SINGLE_TYPES}
+# A batch: analytics-next (batching) and analytics-kotlin/-swift/-react-native post to /v1/b, the classic
+# analytics-android to /v1/import, RudderStack's sendBeacon plugin to /beacon/v1/batch?writeKey=...
+BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
 MAX_DEADLETTER_CHARS = 512 * 1024
 Record = tuple[str, bytes | None, bytes]
 
@@ -152,11 +159,11 @@ def _single(event_type: str) -> Callable[[Intake], Awaitable[JSONResponse]]:
     return endpoint
 
 
-for _t in SINGLE_TYPES:
-    router.add_api_route(f"/v1/{_t}", _single(_t), methods=["POST"])
+for _t, _paths in SINGLE_PATHS.items():
+    for _path in _paths:
+        router.add_api_route(_path, _single(_t), methods=["POST"])
 
 
-@router.post("/v1/batch")
 async def collect_batch(intake: IntakeDep) -> JSONResponse:
     with counted_rejection("invalid_batch"):
         good, bad = accept_batch(intake.payload, max_bytes=intake.settings.max_event_bytes)
@@ -171,3 +178,7 @@ async def collect_batch(intake: IntakeDep) -> JSONResponse:
     if bad:
         body["rejected"] = [e.to_dict() for e in bad]
     return JSONResponse(body)
+
+
+for _path in BATCH_PATHS:
+    router.add_api_route(_path, collect_batch, methods=["POST"])
