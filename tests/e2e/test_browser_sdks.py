@@ -73,7 +73,9 @@ class Visit:
         def on_request(request: Any) -> None:
             parts = urlsplit(request.url)
             if parts.netloc == origin:
-                self.sent.append((request.method, parts.path + (f"?{parts.query}" if parts.query else ""), request.headers))
+                self.sent.append(
+                    (request.method, parts.path + (f"?{parts.query}" if parts.query else ""), request.headers)
+                )
 
         self.context.on("request", on_request)
         self.page: Page = self.context.new_page()
@@ -162,9 +164,7 @@ def segment_calls(visit: Visit, user_id: str) -> None:
     )
 
 
-def test_segment_snippet_sends_page_track_identify_to_cdp(
-    cdp: CdpProcess, site: StaticSite, visit: Visit
-) -> None:
+def test_segment_snippet_sends_page_track_identify_to_cdp(cdp: CdpProcess, site: StaticSite, visit: Visit) -> None:
     user = f"u-ajs-{uuid.uuid4().hex[:10]}"
     visit.page.goto(segment_page(site, cdp, {}))
     segment_calls(visit, user)

@@ -52,7 +52,9 @@ def sdk_file(relative: str) -> Path:
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    """No access log on stderr: pytest shows it as noise under every failure."""
+
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
