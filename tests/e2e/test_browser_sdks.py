@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,13 +26,14 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests.e2e.test_collector_helpers import in_list
-from tests.support.browser import StaticSite, chromium, require_browser, sdk_file
-from tests.support.service import CdpProcess
+from tests.support.browser import PAGES, StaticSite, chromium, require_browser, sdk_file
+from tests.support.service import ROOT, CdpProcess
 
 pytestmark = pytest.mark.e2e
 
 SEGMENT_SDK = "@segment/analytics-next/dist/umd/standalone.js"
 RUDDERSTACK_SDK = "@rudderstack/analytics-js/dist/npm/modern/bundled/umd/index.js"
+README = ROOT / "README.md"
 RUDDERSTACK_ENCRYPTED = "RS_ENC_v3_"  # RudderStack's v3 cookie values: this prefix, then base64 of JSON
 
 
@@ -247,3 +249,10 @@ def test_rudderstack_beacon_posts_text_plain_with_the_write_key_in_the_query(
     assert beacons[0][0].endswith(f"?writeKey={cdp.write_keys['online']}")
     assert "authorization" not in beacons[0][1]
     assert beacons[0][1].get("content-type", "").startswith("text/plain")
+
+
+def test_the_npm_versions_under_test_are_the_ones_in_the_readme_table() -> None:
+    versions = json.loads((PAGES / "package.json").read_text())["dependencies"]
+    table = README.read_text().split("### SDK compatibility", 1)[1]
+    for package, version in versions.items():
+        assert re.search(rf"^\| `{re.escape(package)}`.*npm {re.escape(version)} in the test", table, re.M), package

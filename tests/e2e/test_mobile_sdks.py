@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,9 +25,10 @@ import httpx
 import pytest
 
 from tests.e2e.test_collector_helpers import in_list, now_iso
-from tests.support.service import CdpProcess
+from tests.support.service import ROOT, CdpProcess
 
 pytestmark = pytest.mark.e2e
+README = ROOT / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -342,3 +344,10 @@ def test_mobile_sdk_replay_is_stored_and_stitched(sdk: str, cdp: CdpProcess, htt
     assert {by_id[m][2] for m in device.message_ids} == {device.anonymous_id}
     assert by_id[device.message_ids[-1]][3] == device.user_id
     wait_one_profile(cdp, device)
+
+
+def test_every_replay_has_its_row_in_the_readme_compatibility_table() -> None:
+    table = README.read_text().split("### SDK compatibility", 1)[1].split("\n\n", 2)[2]
+    for sdk in REPLAYS:
+        name, version = sdk.split()
+        assert re.search(rf"^\| `[a-z]+/{re.escape(name)}` {re.escape(version)}\b", table, re.M), sdk
