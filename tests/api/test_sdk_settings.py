@@ -32,7 +32,9 @@ class Producer:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes]] = []
 
-    async def send_many(self, records: list[tuple[str, bytes | None, bytes]], timeout: float) -> None:
+    async def send_many(
+        self, records: list[tuple[str, bytes | None, bytes]], timeout: float, headers: Any = None
+    ) -> None:
         self.records.extend(records)
 
 
