@@ -20,12 +20,15 @@ from fastapi.routing import APIRoute
 from api.app import create_app
 from api.auth import Requires, Role
 from api.deps import Services
+from api.routes.collect import BATCH_PATHS, SINGLE_PATHS
 from schemas.settings import Settings
 from streams.topics import topics_for
 
 TOKENS = {Role.ADMIN: "t-admin", Role.ANALYST: "t-analyst", Role.READ: "t-read"}
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/v1/track", "/v1/identify", "/v1/page", "/v1/screen"}
 PUBLIC |= {"/v1/group", "/v1/alias", "/v1/batch"}  # write-key auth (collector)
+PUBLIC |= {path for paths in SINGLE_PATHS.values() for path in paths} | set(BATCH_PATHS)  # the SDKs' own paths
+PUBLIC |= {"/v1/projects/{write_key}/settings", "/sourceConfig", "/sourceConfig/"}  # SDK settings, by write key
 ADMIN_ONLY_AT_LEAST = {("POST", "/v1/audiences"), ("DELETE", "/v1/audiences/{audience_id}")}
 ANALYST_MAY = {("POST", "/v1/sql"), ("GET", "/v1/audiences"), ("GET", "/v1/profiles/{id_type}/{value}")}
 
