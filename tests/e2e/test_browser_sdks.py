@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.e2e.test_collector_helpers import in_list
+from tests.e2e.fixtures import in_list
 from tests.support.browser import PAGES, StaticSite, chromium, require_browser, sdk_file
 from tests.support.service import ROOT, CdpProcess
 

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_collector_helpers import in_list, now_iso
+from tests.e2e.fixtures import in_list, now_iso
 from tests.support.service import ROOT, CdpProcess
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,6 @@ for the headers the browser SDKs add."""
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 import orjson
 import pytest
@@ -15,33 +14,17 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.deps import Services
 from api.sdk_documents import PublicBase, public_base, rudderstack_source_config, segment_settings, source_id
-from cdp.settings import Settings
-from streams.sources import Source
-from streams.topics import Topics
+from tests.api.routes.fixtures import WRITE_KEY, error_of, sent, services
 
-KEY = "wk_test_key"
-SOURCE = Source(KEY, "web", "online", 1_700_000_000_000)
+KEY = WRITE_KEY
+CREATED_AT_MS = 1_700_000_000_000
 
 
-class Sources:
-    def get(self, write_key: str) -> Source | None:
-        return SOURCE if write_key == KEY else None
-
-
-class Producer:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes | None, bytes]] = []
-
-    async def send_many(
-        self, records: list[tuple[str, bytes | None, bytes]], timeout: float, headers: Any = None
-    ) -> None:
-        self.records.extend(records)
-
-
-def client(**settings: Any) -> tuple[TestClient, Producer]:
-    producer = Producer()
-    services = Services(Settings(**settings), Topics("t"), producer=producer, sources=Sources())  # type: ignore[arg-type]
-    return TestClient(create_app(services, query_api=False), base_url="http://cdp.test:8080"), producer
+def client(**settings: object) -> tuple[TestClient, Services]:
+    """The collector app over fake parts, at an address of its own (the documents name the request's host)."""
+    s = services()
+    s.settings = s.settings.model_copy(update=settings)
+    return TestClient(create_app(s, query_api=False), base_url="http://cdp.test:8080"), s
 
 
 def basic(key: str) -> dict[str, str]:
@@ -77,7 +60,7 @@ def test_segment_settings_name_only_the_segment_destination_pointing_here() -> N
 
 
 def test_rudderstack_source_config_is_enabled_without_destinations_and_names_this_data_plane() -> None:
-    doc = rudderstack_source_config(KEY, "web", SOURCE.created_at_ms, PublicBase("https", "cdp.example.com"))
+    doc = rudderstack_source_config(KEY, "web", CREATED_AT_MS, PublicBase("https", "cdp.example.com"))
     source = doc["source"]
     assert source["enabled"] is True and source["destinations"] == [] and isinstance(source["config"], dict)
     assert source["id"] == source_id(KEY) and KEY not in source["id"]
@@ -110,12 +93,10 @@ def test_forwarded_host_counts_only_when_trusted() -> None:
 
 def test_unknown_write_keys_get_the_errors_each_sdk_family_expects() -> None:
     http, _ = client()
-    r = http.get("/v1/projects/wk_nope/settings")
-    assert r.status_code == 404 and r.json()["success"] is False
+    assert error_of(http.get("/v1/projects/wk_nope/settings"), 404)["error"] == "unknown write key"
     for path in ("/sourceConfig", "/sourceConfig/?writeKey=wk_nope"):
-        r = http.get(path)
-        assert r.status_code == 401
-        assert "invalid write key" in r.text.lower()  # RudderStack's mobile SDKs stop retrying on these words
+        # RudderStack's mobile SDKs stop retrying on these words
+        assert "invalid write key" in error_of(http.get(path), 401)["error"].lower()
 
 
 @pytest.mark.parametrize(
@@ -139,35 +120,35 @@ def test_rudderstack_source_config_route_finds_the_key_where_each_sdk_puts_it(
     [("/v1/t", "track"), ("/v1/p", "page"), ("/v1/i", "identify"), ("/v1/s", "screen"), ("/v1/g", "group")],
 )
 def test_short_paths_reach_the_single_event_handler_with_their_type(path: str, event_type: str) -> None:
-    http, producer = client()
+    http, s = client()
     body = {"anonymousId": "a1", "event": "E", "name": "N", "groupId": "g1", "writeKey": KEY, "type": "track"}
     r = http.post(path, content=orjson.dumps(body), headers={"Content-Type": "text/plain"})
     assert r.status_code == 200, r.text
-    assert orjson.loads(producer.records[0][2])["type"] == event_type
+    assert orjson.loads(sent(s)[0][2] or b"")["type"] == event_type
 
 
 def test_alias_short_path() -> None:
-    http, producer = client()
+    http, s = client()
     r = http.post("/v1/a", json={"userId": "u1", "previousId": "a1"}, headers=basic(KEY))
     assert r.status_code == 200, r.text
-    assert orjson.loads(producer.records[0][2])["type"] == "alias"
+    assert orjson.loads(sent(s)[0][2] or b"")["type"] == "alias"
 
 
 @pytest.mark.parametrize("path", ["/v1/b", "/v1/import", f"/beacon/v1/batch?writeKey={KEY}"])
 def test_batch_paths_reach_the_batch_handler(path: str) -> None:
-    http, producer = client()
+    http, s = client()
     batch = {"batch": [{"type": "track", "event": "E", "anonymousId": "a1"}, {"type": "page", "anonymousId": "a1"}]}
     if "beacon" not in path:
         batch["writeKey"] = KEY
     r = http.post(path, content=orjson.dumps(batch), headers={"Content-Type": "text/plain"})
     assert r.status_code == 200, r.text
-    assert r.json()["accepted"] == 2 and len(producer.records) == 2
+    assert r.json()["accepted"] == 2 and len(sent(s)) == 2
 
 
 def test_write_key_in_the_query_must_still_be_known() -> None:
-    http, producer = client()
+    http, s = client()
     r = http.post("/beacon/v1/batch?writeKey=wk_nope", content=b'{"batch": [{"type": "page", "anonymousId": "a"}]}')
-    assert r.status_code == 401 and not producer.records
+    assert r.status_code == 401 and not sent(s)
 
 
 @pytest.mark.parametrize(
