@@ -7,13 +7,17 @@ KAFKA_LIB := .cache/kafka/lib
 KAFKA_DATA ?= .cdp-data/kafka
 KAFKA_PORT ?= 9092
 KAFKA_CONTROLLER_PORT ?= 9093
+CONNECT_LIB := .cache/connect/lib
+CONNECT_DATA ?= .cdp-data/connect
+CONNECT_PORT ?= 8083
 BENCH ?= quick
 CHROMIUM ?= /usr/bin/chromium
 SDK_PACKAGES := tests/e2e/browser/package.json tests/e2e/browser/package-lock.json
 SDK_DIR := .cache/browser-sdks
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit bench lint format kafka-fetch kafka-up kafka-down clean venv browser
+.PHONY: run test test-unit bench lint format kafka-fetch kafka-up kafka-down connect-fetch connect-up connect-down \
+	postgres clean venv browser
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -49,19 +53,41 @@ kafka-up: kafka-fetch
 kafka-down:
 	deploy/kafka/broker.sh stop $(KAFKA_DATA)
 
+# Kafka Connect with the Debezium PostgreSQL connector, for sources of kind postgres (README "Pull sources").
+connect-fetch: $(CONNECT_LIB)/.fetched
+$(CONNECT_LIB)/.fetched: deploy/connect/pom.xml
+	mkdir -p $(CONNECT_LIB)
+	mvn -q -B -f deploy/connect/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	    -DoutputDirectory=$(abspath $(CONNECT_LIB))
+	touch $@
+
+connect-up: connect-fetch
+	deploy/connect/connect.sh start $(CONNECT_DATA) $(CONNECT_PORT) $${CDP_KAFKA_BOOTSTRAP:-127.0.0.1:$(KAFKA_PORT)} \
+	    $${CDP_TOPIC_PREFIX:-cdp}
+
+connect-down:
+	deploy/connect/connect.sh stop $(CONNECT_DATA)
+
+# The PostgreSQL server (Debian's package) for the database-source tests; they start their own in a folder of
+# their own, so the package's default cluster is not created.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	    mkdir -p /etc/postgresql-common && echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+
 run: venv kafka-up
 	@trap '[ -z "$$CDP_KAFKA_BOOTSTRAP" ] && deploy/kafka/broker.sh stop $(KAFKA_DATA)' EXIT; \
 	CDP_KAFKA_BOOTSTRAP=$${CDP_KAFKA_BOOTSTRAP:-127.0.0.1:$(KAFKA_PORT)} $(BIN)/cdp run
 
 # The suite starts its own broker on free ports and its own chDB folder (tests/conftest.py).
-test: venv kafka-fetch browser
+test: venv kafka-fetch connect-fetch postgres browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # What needs no broker (and so no Maven): every test not marked e2e.
 test-unit: venv
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
-bench: venv kafka-fetch
+bench: venv kafka-fetch connect-fetch postgres
 	$(BIN)/python -m bench.run --mode $(BENCH)
 
 # Ruff (with SLF), strict mypy on the production packages, and the import layering of the rooms.
@@ -76,5 +102,6 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 clean:
+	-deploy/connect/connect.sh stop $(CONNECT_DATA)
 	-deploy/kafka/broker.sh stop $(KAFKA_DATA)
 	rm -rf .cdp-data .bench .pytest_cache .ruff_cache .mypy_cache

@@ -7,7 +7,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
 from api.deps import Services
-from api.routes import audiences, collect, health, profiles, query, sdk_settings
+from api.routes import audiences, collect, health, profiles, query, sdk_settings, webhooks
 
 
 def create_app(services: Services, *, collector: bool = True, query_api: bool = True) -> FastAPI:
@@ -29,6 +29,7 @@ def create_app(services: Services, *, collector: bool = True, query_api: bool = 
     if collector:
         app.include_router(collect.router)
         app.include_router(sdk_settings.router)
+        app.include_router(webhooks.router)
     if query_api:
         app.include_router(query.router)
         app.include_router(profiles.router)

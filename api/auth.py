@@ -18,7 +18,15 @@ from typing import Any
 from fastapi import Request
 
 from api.deps import SettingsDep
-from api.errors import MISSING_TOKEN, MISSING_WRITE_KEY, NOT_ALLOWED, UNKNOWN_TOKEN, UNKNOWN_WRITE_KEY, ApiError
+from api.errors import (
+    MISSING_TOKEN,
+    MISSING_WRITE_KEY,
+    NOT_ALLOWED,
+    PULL_SOURCE_WRITE_KEY,
+    UNKNOWN_TOKEN,
+    UNKNOWN_WRITE_KEY,
+    ApiError,
+)
 from schemas.settings import Settings
 from streams.sources import Source, SourceRegistry
 
@@ -98,4 +106,6 @@ def write_key_source(request: Request, payload: dict[str, Any], sources: SourceR
     source = sources.get(key)
     if source is None:
         raise ApiError(401, UNKNOWN_WRITE_KEY)
+    if source.kind != "sdk":  # e.g. a webhook source's key, printed and not secret, must not bypass its signature
+        raise ApiError(401, PULL_SOURCE_WRITE_KEY)
     return source

@@ -33,6 +33,7 @@ from sinks.clickhouse import ClickHouse
 from streams.audiences import AudienceDefinitions
 from streams.producer import AsyncProducer
 from streams.serving import MembershipIndex
+from streams.source_status import SourceStats
 from streams.sources import SourceRegistry
 from streams.topics import Topics
 
@@ -54,6 +55,7 @@ class Services:
     index: MembershipIndex | None = None  # query API
     id_types: frozenset[str] = frozenset()  # identifier types a lookup accepts
     rules: IdentityRules | None = None  # collector: keys raw events by their primary identifier
+    source_stats: SourceStats | None = None  # collector: webhook deliveries, for the sources' status
 
 
 async def get_services(request: Request) -> Services:

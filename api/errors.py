@@ -26,6 +26,7 @@ from streams.producer import ProduceTimeout
 MISSING_WRITE_KEY = "missing write key (HTTP Basic user name, writeKey in the body or in the query)"
 UNKNOWN_WRITE_KEY = "unknown write key"
 INVALID_WRITE_KEY = "invalid write key"  # RudderStack's words: its mobile SDKs stop retrying on them
+PULL_SOURCE_WRITE_KEY = "the write key of a pull source cannot send events (its data comes through its own path)"
 MISSING_TOKEN = "missing bearer token (Authorization: Bearer TOKEN)"
 UNKNOWN_TOKEN = "unknown bearer token"
 NOT_ALLOWED = "this token may not use this endpoint"

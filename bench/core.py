@@ -175,6 +175,9 @@ class Mode:
     # receipt. Every identity pattern stays (cookies, devices, logins, aliases, receipts, CRM, shared devices,
     # junk); only the repeated page views go, so stitching has a fifth of the events to get through.
     accuracy_lean: bool = False
+    # database change capture: rows of the PostgreSQL table snapshotted to profiles
+    cdc_rows: int = 2_000
+    cdc_timeout_s: float = 600.0
     seed: int = 42
 
     def as_dict(self) -> dict[str, Any]:
@@ -208,6 +211,8 @@ FULL = Mode(
     freshness_s=60.0,
     accuracy_people=5_000,  # ~44,000 events: about 8 minutes at today's stitching rate (2 cores)
     accuracy_timeout_s=7_200.0,
+    cdc_rows=1_000_000,
+    cdc_timeout_s=7_200.0,
     accuracy_lean=True,  # 50,000 people with full journeys are ~2.2M events: hours at today's stitching rate
 )
 MODES: dict[str, Mode] = {"quick": QUICK, "full": FULL}

@@ -49,7 +49,7 @@ def collector_record(
     event: dict[str, Any], channel: str, received_at: datetime | None = None
 ) -> tuple[bytes | None, bytes]:
     """(key, value) exactly as the collector produces an accepted event: validated, dumped, enriched."""
-    from api.enrich import enrich
+    from schemas.enrich import enrich
     from schemas.segment import parse_event
     from schemas.validation import offline_invalid_reason
     from streams.keys import raw_event_key
@@ -70,7 +70,7 @@ def collector_record(
 
 def stitched_record(event: dict[str, Any], channel: str, profile_id: str) -> tuple[bytes, bytes]:
     """(key, value) as the stitcher writes an event to `{prefix}.events.stitched` (what the events sink reads)."""
-    from api.enrich import enrich
+    from schemas.enrich import enrich
 
     enriched = enrich(
         event, received_at=datetime.now(UTC), client_ip="127.0.0.1", channel=channel, source_id=SOURCE_NAMES[channel]

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -152,6 +153,148 @@ class Broker:
 
     def stop(self) -> None:
         subprocess.run([str(BROKER_SCRIPT), "stop", str(self.data_dir)], check=False, timeout=60)
+
+
+# ------------------------------------------------------------------------------- postgres and connect
+
+CONNECT_SCRIPT = ROOT / "deploy" / "connect" / "connect.sh"
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not found:
+        raise RuntimeError("PostgreSQL server not installed: run make postgres")
+    return found[-1].parent
+
+
+class Postgres:
+    """A PostgreSQL server of its own (Debian's binaries; initdb and pg_ctl in a folder of its own) on a free
+    loopback port, with ``wal_level=logical`` for change data capture. The server refuses to run as root, so
+    as root it runs as the ``postgres`` user, in a folder that user owns."""
+
+    def __init__(self, parent: Path | None = None) -> None:
+        self.bin = _pg_bin()
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="cdp-pg-", dir=parent))
+        self.data = self.root / "data"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            user = pwd.getpwnam("postgres")
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        subprocess.run([*self._as, *args], check=True, timeout=timeout, capture_output=True)
+
+    def start(self) -> Postgres:
+        if not self.data.exists():
+            self._run(str(self.bin / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c wal_level=logical "
+            "-c max_replication_slots=20 -c max_wal_senders=20 -c fsync=off -c synchronous_commit=off"
+        )
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
+        return self
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self._as, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            check=False,
+            timeout=60,
+            capture_output=True,
+        )
+
+    def sql(self, statements: str, timeout: float = 600) -> str:
+        """Run SQL with psql (stops at the first error); returns what it printed (unaligned, tuples only)."""
+        proc = subprocess.run(
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ],
+            input=statements,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"psql failed: {proc.stderr.strip()}")
+        return proc.stdout.strip()
+
+
+class Connect:
+    """Kafka Connect (deploy/connect/connect.sh) on a free loopback port, against a broker."""
+
+    def __init__(self, data_dir: Path, bootstrap: str, topic_prefix: str = "cdp") -> None:
+        self.data_dir = data_dir
+        self.bootstrap = bootstrap
+        self.topic_prefix = topic_prefix
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "connect.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def start(self) -> Connect:
+        subprocess.run(
+            [str(CONNECT_SCRIPT), "start", str(self.data_dir), str(self.port), self.bootstrap, self.topic_prefix],
+            check=True,
+            timeout=180,
+            stdout=subprocess.DEVNULL,
+        )
+        return self
+
+    def stop(self) -> None:
+        subprocess.run([str(CONNECT_SCRIPT), "stop", str(self.data_dir)], check=False, timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: what the worker had not committed is read again after the next start."""
+        pid = self.pid
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+        (self.data_dir / "connect.pid").unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------- cdp
@@ -311,7 +454,8 @@ def source_write_keys(bootstrap: str, topic_prefix: str) -> dict[str, str]:
     try:
         keys: dict[str, str] = {}
         for source in registry.all():
-            keys.setdefault(source.channel, source.write_key)
+            if source.kind == "sdk":
+                keys.setdefault(source.channel, source.write_key)
         return keys
     finally:
         registry.stop()

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from schemas.settings import CHANNELS, Settings
+from schemas.settings import CHANNELS, SOURCE_KINDS, Settings
 
 
 def _settings() -> Settings:
@@ -82,38 +82,6 @@ def format_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> str:
     return "\n".join(lines) + f"\n({len(rows)} rows)\n"
 
 
-def cmd_sources_create(name: str, channel: str) -> int:
-    from streams.producer import AsyncProducer
-    from streams.sources import new_source, publish_source
-    from streams.topics import ensure_topics, topics_for
-
-    settings = _settings()
-    ensure_topics(settings)
-    try:
-        source = new_source(name, channel)
-    except ValueError as exc:
-        raise SystemExit(f"cdp sources create: {exc}") from exc
-    producer = AsyncProducer(settings.kafka_bootstrap)
-    publish_source(producer, topics_for(settings).sources, source)
-    producer.close()
-    print(f"created source {source.name!r} on channel {source.channel}; write key:")
-    print(source.write_key)
-    return 0
-
-
-def cmd_sources_list() -> int:
-    from streams.sources import SourceRegistry
-    from streams.topics import ensure_topics, topics_for
-
-    settings = _settings()
-    ensure_topics(settings)
-    registry = SourceRegistry(settings.kafka_bootstrap, topics_for(settings).sources).start()
-    for s in registry.all():
-        print(f"{s.channel:<8} {s.name:<20} {s.write_key}")
-    registry.stop()
-    return 0
-
-
 def cmd_import(path: str, write_key: str, reject_file: str | None) -> int:
     from cdp.importer import run_import
 
@@ -136,10 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--reject-file", default=None, help="default: FILE.rejects.jsonl")
     src = sub.add_parser("sources", help="sources and write keys")
     ssub = src.add_subparsers(dest="sub", required=True)
-    c = ssub.add_parser("create")
+    c = ssub.add_parser("create", help="an SDK source, or a pull source (postgres, webhook, folder)")
     c.add_argument("--name", required=True)
-    c.add_argument("--channel", required=True, choices=CHANNELS)
-    ssub.add_parser("list")
+    c.add_argument("--channel", choices=CHANNELS, help="required for SDK sources; pull sources: offline")
+    c.add_argument("--kind", choices=SOURCE_KINDS, default="sdk")
+    c.add_argument("--dsn", help="postgres: postgresql://USER:PASSWORD@HOST:PORT/DBNAME")
+    c.add_argument("--table", help="postgres: SCHEMA.TABLE")
+    c.add_argument("--mapping", help="postgres: contacts, orders or a file; webhook: stripe, shopify or a file")
+    c.add_argument("--path", help="folder: the directory to watch")
+    c.add_argument("--secret-file", help="webhook: a file holding the sender's signing secret (else generated)")
+    ssub.add_parser("list", help="sources with state, lag, rows today and last error")
+    d = ssub.add_parser("delete", help="remove a source (and a database source's connector)")
+    d.add_argument("name")
     a = p.parse_args(argv)
     if a.cmd == "run":
         return cmd_serve(frozenset({"collector", "worker", "api"}))
@@ -150,7 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "import":
         return cmd_import(a.file, a.write_key, a.reject_file)
     if a.cmd == "sources":
-        return cmd_sources_create(a.name, a.channel) if a.sub == "create" else cmd_sources_list()
+        from cdp import sources_cmd
+
+        if a.sub == "create":
+            return sources_cmd.create(
+                a.name,
+                a.channel,
+                a.kind,
+                dsn=a.dsn,
+                table=a.table,
+                mapping=a.mapping,
+                path=a.path,
+                secret_file=a.secret_file,
+            )
+        return sources_cmd.list_sources() if a.sub == "list" else sources_cmd.delete(a.name)
     return 2
 
 

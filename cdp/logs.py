@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-NOISY = ("aiokafka", "faust", "mode", "kafka")
+NOISY = ("aiokafka", "faust", "mode", "kafka", "httpx")  # httpx: every Connect status poll
 
 
 class RateLimitFilter(logging.Filter):

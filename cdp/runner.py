@@ -5,10 +5,11 @@ chDB store (a chDB folder can be opened by one process only). `cdp collector`, `
 parts apart, for scale-out against a ClickHouse server; every role composes the same parts (cdp/parts.py).
 
 Start order, each part after what it uses: ClickHouse store (migrated), analyst SQL engine, producer, audience
-definitions, serving index, sink, audience evaluator, stitch worker, sources, HTTP server, extra collector
-processes. On SIGTERM or SIGINT the stack stops them in reverse: stop taking requests, then the stitch worker (it
-commits its last batch), the evaluator, the sink (flush and commit), the followers, the producer (everything
-answered 200 is in Kafka), the analyst engine, and the store last. A shutdown deadline bounds the whole stop.
+definitions, serving index, sink, audience evaluator, stitch worker, sources, source status, pull sources, HTTP
+server, extra collector processes. On SIGTERM or SIGINT the stack stops them in reverse: stop taking requests, then
+the pull sources (they finish their batch), the stitch worker (it commits its last batch), the evaluator, the sink
+(flush and commit), the followers, the producer (everything answered 200 is in Kafka), the analyst engine, and the
+store last. A shutdown deadline bounds the whole stop.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from sinks.rows import IDENTITY_COLUMNS, MERGE_COLUMNS, REFUSAL_COLUMNS, identit
 from sinks.writer import KafkaSink, Route
 from streams.audiences import AudienceDefinitions
 from streams.producer import AsyncProducer
+from streams.pull import PullSources
 from streams.serving import ServingIndex
+from streams.source_status import SourceStats, StatusPublisher, reporter_name
 from streams.sources import SourceRegistry, new_source, publish_source
 from streams.topics import ensure_topics, topics_for
 
@@ -103,7 +106,7 @@ def sink_routes(settings: Settings) -> dict[str, Route]:
 
 def ensure_default_sources(registry: SourceRegistry, producer: AsyncProducer, topic: str) -> None:
     """One source per channel on first start, so `make run` has write keys to print."""
-    have = {s.channel for s in registry.all()}
+    have = {s.channel for s in registry.all() if s.kind == "sdk"}
     for channel in CHANNELS:
         if channel not in have:
             source = new_source(DEFAULT_SOURCES[channel], channel)
@@ -116,7 +119,7 @@ def banner(settings: Settings, registry: SourceRegistry | None, roles: Roles) ->
     lines = [f"cdp is running ({', '.join(roles.names())})", f"  collector URL : {url}"]
     if registry is not None:
         for channel in CHANNELS:
-            first = next((s for s in registry.all() if s.channel == channel), None)
+            first = next((s for s in registry.all() if s.channel == channel and s.kind == "sdk"), None)
             if first:
                 lines.append(f"  write key {channel:<8}: {first.write_key}   (source {first.name!r})")
     lines += [
@@ -146,13 +149,32 @@ async def start_parts(stack: contextlib.AsyncExitStack, settings: Settings, role
         await start_audience_parts(stack, roles, rules, ch, producer, services)
     if roles.worker:
         await enter(parts.stream_workers(settings, rules))
-    if roles.collector:
+    if roles.collector or roles.worker:
         registry = await enter(parts.running(SourceRegistry(settings.kafka_bootstrap, services.topics.sources)))
-        await asyncio.to_thread(ensure_default_sources, registry, producer, services.topics.sources)
-        services.sources = registry
+        await start_source_parts(stack, roles, registry, services)
     if roles.http:
         await start_http(stack, roles, services)
     return services
+
+
+async def start_source_parts(
+    stack: contextlib.AsyncExitStack, roles: Roles, registry: SourceRegistry, services: Services
+) -> None:
+    """The sources: the collector's write keys; the status of this process's pull sources (webhook deliveries
+    in a collector, database and folder sources in a worker), and the worker's pull sources themselves."""
+    enter = stack.enter_async_context
+    settings, topics, producer = services.settings, services.topics, services.producer
+    assert producer is not None
+    if roles.collector:
+        await asyncio.to_thread(ensure_default_sources, registry, producer, topics.sources)
+        services.sources = registry
+    stats = services.source_stats = SourceStats(reporter_name("worker" if roles.worker else "collector"))
+    await enter(parts.running(StatusPublisher(stats, producer, topics.sources_status, settings.source_status_s)))
+    if roles.worker:
+        # Left before the agents (the stack is left in reverse): what it produced is then stitched, or read
+        # again at the next start.
+        assert services.rules is not None
+        await enter(parts.running(PullSources(settings, topics, registry, stats, services.rules)))
 
 
 async def start_audience_parts(

@@ -12,6 +12,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CHANNELS: tuple[str, ...] = ("online", "mobile", "offline")
+# sdk: events pushed with the source's write key; the others are pull sources (streams/pull.py, webhooks).
+SOURCE_KINDS: tuple[str, ...] = ("sdk", "postgres", "webhook", "folder")
 
 
 class Settings(BaseSettings):
@@ -82,13 +84,22 @@ class Settings(BaseSettings):
     )
     worker_id: str = Field(
         "w0",
-        description="Names this worker's local state folder (RocksDB) and its transactional id: unique per worker.",
+        description="Names this worker's local state folder (RocksDB), its transactional id and its claims in drop "
+        "folders: unique per worker.",
     )
     worker_session_timeout_s: float = Field(
         15.0,
         ge=6.0,
         description="A stitch worker that stops heartbeating (killed, frozen) loses its partitions after this long.",
     )
+    connect_url: str = Field(
+        "http://127.0.0.1:8083", description="Kafka Connect's REST API, for database sources (make connect-up)."
+    )
+    webhook_tolerance_s: float = Field(
+        300.0, gt=0, description="Stripe-style signatures older or newer than this are refused (replays)."
+    )
+    folder_poll_s: float = Field(1.0, gt=0, description="How often folder sources look for new files.")
+    source_status_s: float = Field(2.0, gt=0, description="How often pull sources publish their status.")
     log_level: str = "INFO"
 
     # Analyst SQL (POST /v1/sql, `cdp sql`): limits the engine enforces on every statement, so one query cannot

@@ -99,7 +99,7 @@ class AsyncProducer:
 
     def send_sync(
         self,
-        records: Iterable[tuple[str, bytes | None, bytes]],
+        records: Iterable[tuple[str, bytes | None, bytes | None]],
         timeout: float = 30.0,
         headers: Headers | None = None,
     ) -> None:

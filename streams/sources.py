@@ -3,17 +3,23 @@
 Every collector follows the topic, so a source created by `cdp sources create` (from any process) is known to
 all collectors within milliseconds and survives restarts without any extra database.
 Write keys identify a source; they are public in browsers by design and are not secrets.
+
+A source is of a kind: ``sdk`` (events pushed by SDKs and `cdp import` with its write key), or a pull source
+(``postgres``, ``webhook``, ``folder``: streams/pull.py, api/routes/webhooks.py), whose ``config`` says where
+its data comes from and through which mapping. A webhook source's config holds its signing secret: the topic
+is as private as the broker.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import orjson
 
-from schemas.settings import CHANNELS
+from schemas.settings import CHANNELS, SOURCE_KINDS
 from streams.follow import CompactedTopic, wait_until
 from streams.producer import AsyncProducer
 
@@ -24,14 +30,20 @@ class Source:
     name: str
     channel: str
     created_at_ms: int
+    kind: str = "sdk"
+    config: dict[str, Any] = field(default_factory=dict)
 
 
-def new_source(name: str, channel: str) -> Source:
+def new_source(name: str, channel: str, kind: str = "sdk", config: dict[str, Any] | None = None) -> Source:
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {', '.join(CHANNELS)}")
     if not name.strip():
         raise ValueError("name must not be empty")
-    return Source(f"wk_{secrets.token_urlsafe(18)}", name.strip(), channel, int(time.time() * 1000))
+    if kind not in SOURCE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(SOURCE_KINDS)}")
+    return Source(
+        f"wk_{secrets.token_urlsafe(18)}", name.strip(), channel, int(time.time() * 1000), kind, dict(config or {})
+    )
 
 
 def publish_source(producer: AsyncProducer, topic: str, source: Source) -> None:
@@ -50,6 +62,11 @@ class SourceRegistry(CompactedTopic[Source]):
 
     def all(self) -> list[Source]:
         return sorted(self.values(), key=lambda s: s.created_at_ms)
+
+    def named(self, name: str, kind: str | None = None) -> Source | None:
+        """The newest source of that name (and kind): pull sources are addressed by name, not write key."""
+        matches = [s for s in self.all() if s.name == name and (kind is None or s.kind == kind)]
+        return matches[-1] if matches else None
 
     def wait_for(self, write_key: str, timeout: float = 5.0) -> Source | None:
         """Blocking: for command-line code and threads."""

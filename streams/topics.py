@@ -78,6 +78,15 @@ class Topics:
         """Compacted: audience id -> definition (tombstone on delete)."""
         return f"{self.prefix}.audiences"
 
+    @property
+    def sources_status(self) -> str:
+        """Compacted: (source, reporting process) -> status of a pull source (streams/source_status.py)."""
+        return f"{self.prefix}.sources.status"
+
+    def cdc_prefix(self, source: str) -> str:
+        """Debezium's topic prefix for a database source; its table topics are ``PREFIX.SCHEMA.TABLE``."""
+        return f"{self.prefix}.cdc.{source}"
+
 
 def topics_for(settings: Settings) -> Topics:
     return Topics(settings.topic_prefix)
@@ -105,6 +114,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         NewTopic(t.audience_changes, p, r, config=compacted),
         NewTopic(t.sources, 1, r, config=compacted),
         NewTopic(t.audiences, 1, r, config=compacted),
+        NewTopic(t.sources_status, 1, r, config=compacted),
     ]
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [nt for nt in wanted if nt.topic not in existing]
@@ -114,5 +124,22 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         try:
             fut.result(timeout)
         except Exception as exc:  # a concurrent creator won the race: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+
+
+def ensure_topic(settings: Settings, name: str, *, compacted: bool = False, timeout: float = 30.0) -> None:
+    """One topic of our own beside the fixed ones (a database source's change topic), with our durability."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    config = {"min.insync.replicas": str(settings.topic_min_insync)}
+    if compacted:
+        config["cleanup.policy"] = "compact"
+    if name in admin.list_topics(timeout=timeout).topics:
+        return
+    topic = NewTopic(name, settings.topic_partitions, settings.topic_replication, config=config)
+    for fut in admin.create_topics([topic], operation_timeout=timeout).values():
+        try:
+            fut.result(timeout)
+        except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise RuntimeError(f"could not create topic {name}: {exc}") from exc

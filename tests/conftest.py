@@ -5,13 +5,14 @@ collection refuses an unmarked test that uses the broker, so the split cannot dr
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.broker import Broker
+from tests.support.broker import Broker, Connect, Postgres
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,6 +30,27 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server for the session (wal_level=logical); tests keep to tables of their own."""
+    server = Postgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def connect(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connect]:
+    """One Kafka Connect worker for the session (its start-up costs seconds); connectors are per test."""
+    worker = Connect(tmp_path_factory.mktemp("connect"), kafka.bootstrap, f"c{uuid.uuid4().hex[:8]}").start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
 
 
 @pytest.fixture

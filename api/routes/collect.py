@@ -24,10 +24,10 @@ from fastapi.responses import JSONResponse
 
 from api.auth import write_key_source
 from api.deps import events_body, get_services, required_part
-from api.enrich import client_ip, enrich
 from api.errors import EVENT_LOG_REFUSED, NO_COLLECTOR, RETRY_LATER, ApiError
 from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
 from identity.rules import IdentityRules
+from schemas.enrich import client_ip, enrich
 from schemas.errors import BatchItemError, EventError
 from schemas.segment import EventTooLarge, accept_batch, accept_event
 from schemas.settings import Settings
@@ -82,16 +82,22 @@ class Intake:
         return self.deadletter_topic, None, _deadletter_value(record)
 
     async def produce(self, records: list[Record]) -> None:
-        """Waits for the broker's acknowledgement; a timeout (ProduceTimeout) or a refusal is the client's 503."""
-        started = time.perf_counter()
-        try:
-            await self.producer.send_many(records, timeout=self.settings.produce_timeout_s, headers=[CHECKED_HEADER])
-        except ProduceTimeout:
-            raise
-        except Exception as exc:  # a broker-side refusal: still the client's signal to retry, never a 500
-            raise ApiError(503, f"{EVENT_LOG_REFUSED}: {exc}", headers=RETRY_LATER) from exc
-        finally:
-            PRODUCE_SECONDS.observe(time.perf_counter() - started)
+        await produce(self.producer, records, self.settings.produce_timeout_s)
+
+
+async def produce(producer: AsyncProducer, records: list[Record], timeout: float) -> None:
+    """Waits for the broker's acknowledgement; a timeout (ProduceTimeout) or a refusal is the client's 503. Shared
+    by every route that writes events (the collector's, the webhooks'), which validate them: the records carry
+    CHECKED_HEADER, so the stitcher does not validate them again."""
+    started = time.perf_counter()
+    try:
+        await producer.send_many(records, timeout=timeout, headers=[CHECKED_HEADER])
+    except ProduceTimeout:
+        raise
+    except Exception as exc:  # a broker-side refusal: still the client's signal to retry, never a 500
+        raise ApiError(503, f"{EVENT_LOG_REFUSED}: {exc}", headers=RETRY_LATER) from exc
+    finally:
+        PRODUCE_SECONDS.observe(time.perf_counter() - started)
 
 
 async def intake(request: Request) -> Intake:

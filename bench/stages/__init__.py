@@ -15,6 +15,7 @@ BUILTIN: tuple[str, ...] = (
     "end_to_end",
     "lookup",
     "analyst",
+    "cdc",
 )
 
 for _module in BUILTIN:

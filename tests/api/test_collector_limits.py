@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from api.enrich import enrich
-from cdp.importer import content_message_id, read_rows
+from schemas.enrich import enrich
 from schemas.errors import EventError
 from schemas.segment import MAX_DEPTH, EventTooLarge, parse_batch, parse_event, parse_timestamp
+from streams.ingest import UnreadableFile, content_message_id, read_rows
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -108,8 +108,8 @@ def test_csv_errors_reject_the_row_and_keep_going(tmp_path: Path) -> None:
     ]
 
 
-def test_non_utf8_csv_is_a_clean_exit(tmp_path: Path) -> None:
+def test_non_utf8_csv_is_refused_whole(tmp_path: Path) -> None:
     file = tmp_path / "latin1.csv"
     file.write_bytes("receipt_id,email\nR1,jos\xe9@example.com\n".encode("latin-1"))
-    with pytest.raises(SystemExit, match="not UTF-8"):
+    with pytest.raises(UnreadableFile, match="not UTF-8"):
         list(read_rows(file))

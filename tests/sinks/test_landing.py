@@ -49,3 +49,16 @@ def test_a_retried_block_is_stored_once(ch) -> None:
     ch.insert_json_lines("events_landing", lines, dedup_token="topic|0:0-499")
     ch.insert_json_lines("events_landing", lines, dedup_token="topic|0:0-499")  # forced retry
     assert ch.scalar(f"SELECT count() FROM {ch.database}.events_store") == 500
+
+
+def test_the_latest_source_version_wins_whatever_the_arrival_order(ch) -> None:
+    """A pull source's new version of an event (same messageId) replaces the old one even when the sink's
+    writers insert the newer block first."""
+    newer = _line("o1", properties={"revenue": 99}, sourceVersion="2026-01-02T10:00:00.002Z")
+    older = _line("o1", properties={"revenue": 10}, sourceVersion="2026-01-02T10:00:00.001Z")
+    ch.insert_json_lines("events_landing", [newer], dedup_token="t|0:1-1")
+    ch.insert_json_lines("events_landing", [older], dedup_token="t|0:0-0")
+    assert ch.scalar(f"SELECT JSONExtractFloat(properties, 'revenue') FROM {ch.database}.events") == 99
+    # Events without a source version (SDK retries, identical copies) keep arrival time as their version.
+    ch.insert_json_lines("events_landing", [_line("s1"), _line("s1")])
+    assert ch.scalar(f"SELECT count() FROM {ch.database}.events WHERE message_id = 's1'") == 1

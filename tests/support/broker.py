@@ -1,5 +1,6 @@
-"""The real Kafka broker for tests: the same helper the benchmarks use (bench/stack.py)."""
+"""The real Kafka broker, PostgreSQL server and Kafka Connect for tests: the helpers the benchmarks use
+(bench/stack.py)."""
 
-from bench.stack import Broker, free_port
+from bench.stack import Broker, Connect, Postgres, free_port
 
-__all__ = ["Broker", "free_port"]
+__all__ = ["Broker", "Connect", "Postgres", "free_port"]

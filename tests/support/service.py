@@ -5,6 +5,8 @@ The process handling is the benchmarks' (bench/stack.py); tests add admin SQL an
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import httpx
 from bench.stack import ROOT
 from bench.stack import CdpProcess as _CdpProcess
 
-__all__ = ["ROOT", "CdpProcess"]
+__all__ = ["ROOT", "CdpProcess", "cdp_cli"]
 
 
 class CdpProcess(_CdpProcess):
@@ -43,3 +45,15 @@ class CdpProcess(_CdpProcess):
                 return time.monotonic() - started
             time.sleep(0.1)
         raise AssertionError(f"{query!r} gave {last!r}, expected {expected!r} after {timeout} s")
+
+
+def cdp_cli(cdp: CdpProcess, *args: str, cli_dir: Path | None = None, timeout: float = 180) -> str:
+    """The `cdp` command as a user runs it beside the service (its own data folder, never the service's chDB
+    store); returns stdout, asserting success."""
+    env = {**cdp.env, "CDP_DATA_DIR": str(cli_dir or cdp.data_dir.parent / "cli-data")}
+    env.pop("CDP_CLICKHOUSE_URL", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdp.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, f"cdp {' '.join(args)}: {proc.stdout}\n{proc.stderr}"
+    return proc.stdout

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from api.enrich import client_ip, enrich, format_timestamp, parse_user_agent
+from schemas.enrich import client_ip, enrich, format_timestamp, parse_user_agent
 from schemas.segment import parse_event
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)
