@@ -169,7 +169,8 @@ async def start_source_parts(
         await asyncio.to_thread(ensure_default_sources, registry, producer, topics.sources)
         services.sources = registry
     stats = services.source_stats = SourceStats(reporter_name("worker" if roles.worker else "collector"))
-    await enter(parts.running(StatusPublisher(stats, producer, topics.sources_status, settings.source_status_s)))
+    publisher = StatusPublisher(stats, settings.kafka_bootstrap, topics.sources_status, settings.source_status_s)
+    await enter(parts.running(publisher))
     if roles.worker:
         # Left before the agents (the stack is left in reverse): what it produced is then stitched, or read
         # again at the next start.

@@ -104,12 +104,17 @@ class SourceStats:
 class StatusPublisher:
     """Part: writes this process's source status to the status topic every ``interval_s`` and once at stop."""
 
-    def __init__(self, stats: SourceStats, producer: AsyncProducer, topic: str, interval_s: float) -> None:
-        self._stats, self._producer, self._topic, self._interval = stats, producer, topic, interval_s
+    _producer: AsyncProducer
+
+    def __init__(self, stats: SourceStats, bootstrap: str, topic: str, interval_s: float) -> None:
+        self._stats, self._bootstrap, self._topic, self._interval = stats, bootstrap, topic, interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="source-status", daemon=True)
 
     def start(self) -> StatusPublisher:
+        # A producer of its own: a flush of the process's shared one would wait for the collector's events too
+        # (for as long as the broker is away).
+        self._producer = AsyncProducer(self._bootstrap)
         self._thread.start()
         return self
 
@@ -136,6 +141,7 @@ class StatusPublisher:
             self.publish(final=True)
         except Exception as exc:
             log.warning("could not publish the final source status: %s", exc)
+        self._producer.close(timeout=5)
 
 
 class StatusBoard:
