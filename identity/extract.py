@@ -45,30 +45,39 @@ def _mapping(value: Any) -> Mapping[str, Any] | None:
 
 def _raw_values(event: Mapping[str, Any], rules: IdentityRules) -> tuple[tuple[str, Any], ...]:
     """(type, raw value) for every place an identifier sits in the event (absent places left out)."""
-    user_id = event.get("userId")
-    found: list[tuple[str, Any]] = [("user_id", user_id), ("anonymous_id", event.get("anonymousId"))]
+    get = event.get
+    user_id = get("userId")
+    found: list[tuple[str, Any]] = []
+    if user_id is not None:
+        found.append(("user_id", user_id))
+    anonymous_id = get("anonymousId")
+    if anonymous_id is not None:
+        found.append(("anonymous_id", anonymous_id))
     # An alias call says "previousId and userId are the same person". previousId is usually the
     # anonymous id (or an old guest id) the person had before signing up, so it is treated as an
     # anonymous_id; when a client sends previousId == userId it is the user id itself and adds nothing.
     # An alias from one user id to another must therefore go through an identify with both ids as
     # traits, never silently merging two user_ids (which the user_id limit exists to prevent).
-    previous_id = event.get("previousId")
+    previous_id = get("previousId")
     if previous_id is not None and to_text(previous_id) != to_text(user_id):
         found.append(("anonymous_id", previous_id))
-    context = _mapping(event.get("context"))
+    context = _mapping(get("context"))
     # Identify calls carry traits at the top level, every other call in context.traits; both count.
-    all_traits = [t for t in (_mapping(event.get("traits")), context and _mapping(context.get("traits"))) if t]
+    all_traits = [t for t in (_mapping(get("traits")), context and _mapping(context.get("traits"))) if t]
+    trait_types = rules.trait_types
     for traits in all_traits:
-        found.append(("email", traits.get("email")))
-        found.append(("phone", traits.get("phone")))
+        traits_get = traits.get
+        for id_type, trait in (("email", "email"), ("phone", "phone"), *trait_types):
+            value = traits_get(trait)
+            if value is not None:
+                found.append((id_type, value))
     device = context and _mapping(context.get("device"))
     if device:
-        found.append(("device_id", device.get("id")))
-        found.append(("advertising_id", device.get("advertisingId")))
-    for id_type, trait in rules.trait_types:
-        for traits in all_traits:
-            found.append((id_type, traits.get(trait)))
-    return tuple(pair for pair in found if pair[1] is not None)
+        for id_type, field in (("device_id", "id"), ("advertising_id", "advertisingId")):
+            value = device.get(field)
+            if value is not None:
+                found.append((id_type, value))
+    return tuple(found)
 
 
 def _identifiers(raw: tuple[tuple[str, Any], ...], rules: IdentityRules) -> list[Identifier]:

@@ -202,11 +202,17 @@ class IdentityRules(BaseModel):
             a, b = summary_a.get(id_type), summary_b.get(id_type)
             # Both sides are sorted (every summary is), so a type on one side only needs no sort.
             if not b or a == b:
-                merged = list(a or ())
+                merged = a or []
             elif not a:
-                merged = list(b)
+                merged = b
             else:
-                merged = sorted(set(a) | set(b))
+                # Usually one side brings a value or two the other lacks: sorting the longer list plus those
+                # (two sorted runs) is cheaper than sorting the union of two sets.
+                if len(a) < len(b):
+                    a, b = b, a
+                seen = set(a)
+                extra = [value for value in b if value not in seen]
+                merged = sorted(a + extra) if extra else a
             if merged:
-                out[id_type] = merged[: limits.get(id_type, cap) + 1]
+                out[id_type] = merged[: limits.get(id_type, cap) + 1]  # a copy: never the caller's list
         return out

@@ -26,6 +26,12 @@ written only after the commit, atomically with the changelog offset it reaches. 
 
 A batch can be replayed any number of times and counts once: no link is lost, no visible event is doubled.
 
+Pipelining: a commit waits for the broker (every record acknowledged, then the transaction markers), so it runs in
+a thread of its own while the loop reads and handles the next batch. That next batch sees the node states of the
+one still committing (``_Pending``), but produces nothing before that commit has succeeded; if it was aborted
+instead, both batches are dropped and read again from the first one's offsets. Only committed states ever reach
+the cache and the local store.
+
 Rebalances: Faust's revocation handler waits until this loop has finished (committed or aborted) its batch and
 let go of the revoked partitions, so two workers never handle one partition at once while the group's
 membership holds. A worker frozen for longer than the group's session timeout (an event loop blocked for a
@@ -44,6 +50,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -76,7 +84,9 @@ STITCH_MESSAGES = Counter(
     "cdp_stitch_messages_total", "Identity messages handled in the worker or sent to another partition", ["where"]
 )
 STITCH_BATCH_SECONDS = Histogram(
-    "cdp_stitch_batch_seconds", "Time per stitch batch in each phase (handle, commit, store)", ["phase"]
+    "cdp_stitch_batch_seconds",
+    "Time per stitch batch in each phase (handle; produce; wait: for the previous batch's commit; store)",
+    ["phase"],
 )
 STITCH_ABORTS = Counter("cdp_stitch_aborted_batches_total", "Stitch batches aborted and read again")
 
@@ -107,6 +117,15 @@ class _NodeCache:
         self._new, self._old = {}, {}
 
 
+@dataclass
+class _Pending:
+    """A batch produced and committing (in the commit thread): the loop handles the next one meanwhile."""
+
+    out: BatchOutput
+    first: dict[tuple[str, int], int]  # the first offset it consumed per input partition: where a failure rewinds
+    commit: Future[dict[int, int] | None]  # the changelog's next offset per partition, None if aborted
+
+
 class Stitcher:
     """The batch loop of one worker. ``assign``/``revoke`` are called from Faust's rebalance callbacks."""
 
@@ -126,6 +145,8 @@ class Stitcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._changelog_next: dict[int, int] = {}
+        self._pending: _Pending | None = None
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="stitch-commit")
         self._renewals: list[float] = []
         self._messages: Consumer | None = None  # identity messages of the owned partitions
         self._raw: Consumer | None = None  # raw events of the owned partitions
@@ -187,6 +208,7 @@ class Stitcher:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
+        self._committer.shutdown(wait=True)
         for consumer in (self._messages, self._raw):
             if consumer is not None:
                 consumer.close()
@@ -223,6 +245,9 @@ class Stitcher:
                 records = self._next_records()
                 if records:
                     self._batch(records)
+                else:
+                    self._settle()  # nothing new: finish the commit in flight before waiting for more
+            self._settle()
         except BaseException as exc:
             if self._stop.is_set():
                 log.warning("the stitcher stopped with a batch unfinished (%r): it is read again", exc)
@@ -230,6 +255,9 @@ class Stitcher:
                 log.exception("the stitcher stopped on an error")
                 self.on_failure(exc)
         finally:
+            pending, self._pending = self._pending, None
+            if pending is not None:  # let the commit in flight end (either way) before the producer is closed
+                pending.commit.exception()
             with self._cond:
                 self._owned = set()
                 self._cond.notify_all()
@@ -273,30 +301,49 @@ class Stitcher:
             raw, messages
         )
         handled = time.perf_counter()
-        if not self._transact(out, after):
+        STITCH_BATCH_SECONDS.labels("handle").observe(handled - started)
+        if not self._settle(also=first):
+            return  # handled on top of a batch that was aborted: read again with it
+        if not self._produce(out, after):
             STITCH_ABORTS.inc()
             self._rewind(first)
             return
-        committed = time.perf_counter()
+        self._pending = _Pending(out, first, self._committer.submit(self._commit, out))
+        STITCH_BATCH_SECONDS.labels("produce").observe(time.perf_counter() - handled)
+        log.debug(
+            "batch of %d records (%d out): handle %.1f ms", len(records), len(out.records), (handled - started) * 1000
+        )
+
+    def _settle(self, also: dict[tuple[str, int], int] | None = None) -> bool:
+        """Wait for the batch in flight to commit, then keep its node states; False if it was aborted (its records,
+        and those of the batch handled on top of it, ``also``, are then read again)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return True
+        waited = time.perf_counter()
+        changelog_next = pending.commit.result()
+        settled = time.perf_counter()
+        STITCH_BATCH_SECONDS.labels("wait").observe(settled - waited)
+        if changelog_next is None:
+            STITCH_ABORTS.inc()
+            self._rewind({**(also or {}), **pending.first})
+            return False
+        out = pending.out
         for partition, values in out.changelog.items():
-            self.store.write(partition, values, self._changelog_next[partition])
+            self.store.write(partition, values, changelog_next[partition])
         for node, (_, state) in out.states.items():
             self._cache.put(node, state)
         self._count(out.counts)
-        stored = time.perf_counter()
-        STITCH_BATCH_SECONDS.labels("handle").observe(handled - started)
-        STITCH_BATCH_SECONDS.labels("commit").observe(committed - handled)
-        STITCH_BATCH_SECONDS.labels("store").observe(stored - committed)
-        log.debug(
-            "batch of %d records (%d out): handle %.1f ms, commit %.1f ms, store %.1f ms",
-            len(records),
-            len(out.records),
-            (handled - started) * 1000,
-            (committed - handled) * 1000,
-            (stored - committed) * 1000,
-        )
+        STITCH_BATCH_SECONDS.labels("store").observe(time.perf_counter() - settled)
+        return True
 
     def _read(self, partition: int, key: str) -> NodeState | None:
+        """A node's state: as the batch in flight leaves it, else as committed."""
+        pending = self._pending
+        if pending is not None:
+            known = pending.out.states.get(key)
+            if known is not None:
+                return known[1]
         state = self._cache.get(key)
         if state is None:
             raw = self.store.get(partition, key)
@@ -317,8 +364,8 @@ class Stitcher:
 
     # ---------------------------------------------------------------------------------- transactions
 
-    def _transact(self, out: BatchOutput, after: dict[tuple[str, int], int]) -> bool:
-        """Produce the batch's records and commit them with the consumed offsets; False if it was aborted."""
+    def _produce(self, out: BatchOutput, after: dict[tuple[str, int], int]) -> bool:
+        """Open the batch's transaction: its records and the consumed offsets; False if it had to be aborted."""
         producer = self._producer
         assert producer is not None and self._raw is not None
         self._changelog_next = {}
@@ -335,28 +382,44 @@ class Stitcher:
                         producer.poll(0.05)
             offsets = [TopicPartition(t, p, o) for (t, p), o in after.items()]
             producer.send_offsets_to_transaction(offsets, self._raw.consumer_group_metadata(), 60)
+            return True
+        except KafkaException as exc:
+            self._abandon(exc)
+            return False
+
+    def _commit(self, out: BatchOutput) -> dict[int, int] | None:
+        """Commit the open transaction (in the commit thread); the changelog's next offsets, or None if aborted."""
+        producer = self._producer
+        assert producer is not None
+        try:
             self._retry(lambda: producer.commit_transaction(60))
             # commit_transaction delivered every record; serve the reports that say where the changelog went.
             producer.poll(0)
             missing = set(out.changelog) - set(self._changelog_next)
             if missing:
                 raise RuntimeError(f"no changelog offsets reported for partitions {sorted(missing)}")
-            return True
+            return dict(self._changelog_next)
         except KafkaException as exc:
-            error = exc.args[0]
-            if not isinstance(error, KafkaError):
-                raise
-            if error.txn_requires_abort():
-                log.warning("stitch batch aborted (%s); it is read again", error)
-                try:
-                    self._retry(lambda: producer.abort_transaction(60))
-                    return False
-                except KafkaException as abort_exc:
-                    error = abort_exc.args[0]
-            if not error.fatal():
-                raise
-            self._renew_producer(error)
-            return False
+            self._abandon(exc)
+            return None
+
+    def _abandon(self, exc: KafkaException) -> None:
+        """A failed transaction: abort it, or renew a producer the failure left fenced (else raise)."""
+        producer = self._producer
+        assert producer is not None
+        error = exc.args[0]
+        if not isinstance(error, KafkaError):
+            raise exc
+        if error.txn_requires_abort():
+            log.warning("stitch batch aborted (%s); it is read again", error)
+            try:
+                self._retry(lambda: producer.abort_transaction(60))
+                return
+            except KafkaException as abort_exc:
+                error = abort_exc.args[0]
+        if not error.fatal():
+            raise exc
+        self._renew_producer(error)
 
     def _retry(self, call: Callable[[], None]) -> None:
         """Retry a transactional call while the error says retrying may work (e.g. the broker away), unless the
@@ -388,6 +451,8 @@ class Stitcher:
         with self._cond:
             wanted = set(self._wanted)
         gone, new = self._owned - wanted, wanted - self._owned
+        if gone or new:
+            self._settle()  # the batch in flight is committed (or aborted) before a partition changes hands
         if gone:
             self._release(gone)
         if new:
