@@ -217,6 +217,12 @@ class Stitcher:
         self.store.close_all()
         log.info("stitch totals %s", orjson.dumps(self.counts.__dict__).decode())
 
+    @property
+    def owned(self) -> frozenset[int]:
+        """The partitions this worker handles now (recovered and assigned)."""
+        with self._cond:
+            return frozenset(self._owned)
+
     def assign(self, partitions: Iterable[int]) -> None:
         """The worker's whole assignment (Faust's on_partitions_assigned); taken up between batches."""
         with self._cond:
