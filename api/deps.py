@@ -25,7 +25,7 @@ from api.errors import (
     unknown_id_type,
 )
 from api.metrics import EVENTS_REJECTED
-from identity.normalise import normalised_key
+from identity.normalise import DEFAULT_NORMALISERS, normalised_key
 from identity.rules import IdentityRules
 from schemas.settings import Settings
 from sinks.analyst import AnalystSql
@@ -96,9 +96,19 @@ AudiencesDep = Annotated[AudienceDefinitions, Depends(required(lambda s: s.audie
 IndexDep = Annotated[MembershipIndex, Depends(required(lambda s: s.index, NO_INDEX))]
 
 
+def lookup_key(services: Services, id_type: str, value: str) -> str | None:
+    """An identifier given to a lookup as the stitcher keys it, normalised by this process's identity rules
+    (`email:bob@x.com`, a lower-cased advertising id); None for a type a lookup does not accept. The route and
+    the lookup fast path (api/fastpath.py) both ask here, so they never disagree."""
+    rules = services.rules
+    if rules is None:
+        return normalised_key(services.id_types, id_type, value, DEFAULT_NORMALISERS)
+    return normalised_key(services.id_types, id_type, value, rules.normalisers, rules.default_phone_region)
+
+
 async def identifier_key(id_type: str, value: str, services: ServicesDep) -> str:
     """The path's identifier as the stitcher keys it (`email:bob@x.com`); 400 for a type the rules do not know."""
-    key = normalised_key(services.id_types, id_type, value)
+    key = lookup_key(services, id_type, value)
     if key is None:
         raise unknown_id_type(services.id_types)
     return key

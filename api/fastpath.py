@@ -16,9 +16,8 @@ from urllib.parse import unquote
 import orjson
 
 from api.auth import reader, role_of
-from api.deps import Services
+from api.deps import Services, lookup_key
 from api.errors import MISSING_TOKEN, NOT_ALLOWED, UNKNOWN_TOKEN, unknown_id_type
-from identity.normalise import normalised_key
 from schemas.errors import error_body
 
 Scope = MutableMapping[str, Any]
@@ -57,7 +56,7 @@ class LookupFastPath:
             await _answer(send, 403, error_body(NOT_ALLOWED, []))
             return
         id_type, value = parts[0], unquote(parts[1])
-        key = normalised_key(self.services.id_types, id_type, value)
+        key = lookup_key(self.services, id_type, value)
         if key is None:
             refused = unknown_id_type(self.services.id_types)
             await _answer(send, refused.status_code, error_body(refused.message, []))

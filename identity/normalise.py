@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -23,6 +23,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 __all__ = [
+    "DEFAULT_NORMALISERS",
     "Blocklist",
     "is_junk",
     "normalise_email",
@@ -198,22 +199,38 @@ def to_text(raw: object) -> str | None:
 
 
 def normalise_value(raw: str, how: str, default_region: str = "US") -> str | None:
-    """Apply one of the rule-file normalisers (``email`` | ``phone`` | ``none``) to a trimmed value."""
+    """Apply one of the rule-file normalisers to a value: ``email``, ``phone``, ``lowercase`` (trimmed and
+    lower-cased: identifiers that are case-insensitive by definition, such as the IDFA / GAID advertising ids,
+    UUIDs that iOS writes in upper case and Android in lower case) or ``none`` (trimmed)."""
     if how == "email":
         return normalise_email(raw)
     if how == "phone":
         return normalise_phone(raw, default_region)
     value = raw.strip()
+    if how == "lowercase":
+        value = value.lower()
     return value or None
 
 
-def normalised_key(allowed: Collection[str], id_type: str, value: str) -> str | None:
-    """`type:value` as the stitcher keys an identifier (so a lookup of ``Bob@X.com `` finds ``email:bob@x.com``);
-    None for a type not in ``allowed``. A value the normaliser refuses is still looked up, trimmed."""
+# The normalisers of the packaged rules (identity/rules.yaml), for callers that hold no rule set.
+DEFAULT_NORMALISERS: Mapping[str, str] = {"email": "email", "phone": "phone", "advertising_id": "lowercase"}
+
+
+def normalised_key(
+    allowed: Collection[str],
+    id_type: str,
+    value: str,
+    normalisers: Mapping[str, str] = DEFAULT_NORMALISERS,
+    default_region: str = "US",
+) -> str | None:
+    """`type:value` as the stitcher keys an identifier (so a lookup of ``Bob@X.com `` finds ``email:bob@x.com``
+    and one of an upper-case IDFA finds the lower-cased node); None for a type not in ``allowed``.
+    ``normalisers`` are the rule set's (type -> normaliser name). A value the normaliser refuses is still
+    looked up, trimmed (and lower-cased where the type is case-insensitive)."""
     if id_type not in allowed:
         return None
-    if id_type == "email":
-        value = normalise_email(value) or value.strip().lower()
-    elif id_type == "phone":
-        value = normalise_phone(value) or value.strip()
-    return f"{id_type}:{value}"
+    how = normalisers.get(id_type, "none")
+    normalised = normalise_value(value, how, default_region)
+    if normalised is None:
+        normalised = value.strip().lower() if how in ("email", "lowercase") else value.strip()
+    return f"{id_type}:{normalised}"

@@ -40,7 +40,7 @@ class IdentifierType(BaseModel):
     limit: int | None = Field(default=None, ge=1)
     # "builtin" (fixed Segment field) or the trait name carrying the value.
     source: str = "builtin"
-    normalise: Literal["email", "phone", "none"] = "none"
+    normalise: Literal["email", "phone", "lowercase", "none"] = "none"
 
     @field_validator("name")
     @classmethod
@@ -139,13 +139,18 @@ class IdentityRules(BaseModel):
         return tuple((name, spec.source) for name, spec in self.types.items() if spec.source != "builtin")
 
     @cached_property
+    def normalisers(self) -> dict[str, str]:
+        """Type -> the name of its normaliser: what a lookup applies to the identifier it is given."""
+        return {name: spec.normalise for name, spec in self.types.items()}
+
+    @cached_property
     def identifier_value(self) -> Callable[[str, str], str | None]:
         """``identifier_value(id_type, text)``: the canonical value of an identifier of a known type, or None when
         it is a placeholder or cannot be normalised (checked before and after normalisation).
 
         Cached per rule set: a person's few identifiers come back with every one of their events, and an e-mail
         or phone normalisation plus two blocklist checks cost more than the lookup."""
-        kinds = {name: spec.normalise for name, spec in self.types.items()}
+        kinds = self.normalisers
         blocked = self.blocklist.matches
         region = self.default_phone_region
 

@@ -6,6 +6,8 @@ import orjson
 
 from api.deps import Services
 from api.fastpath import LookupFastPath
+from identity.extract import identifier_keys
+from identity.rules import IdentityRules
 from schemas.settings import Settings
 from streams.serving import MembershipIndex
 from streams.topics import Topics
@@ -42,6 +44,30 @@ def test_lookup_normalises_like_the_stitcher() -> None:
     assert _call(_app(), "/v1/lookup/profile_id/p1", "adm1n") == (200, {"audiences": ["aud_1"]})
     assert _call(_app(), "/v1/lookup/profile_id/p1", "an4lyst") == (200, {"audiences": ["aud_1"]})
     assert _call(_app(), "/v1/lookup/email/nobody@x.com", "r3ad") == (200, {"audiences": []})
+
+
+IDFA = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
+
+
+def test_advertising_ids_are_looked_up_in_any_case() -> None:
+    """IDFA (upper case on iOS) and GAID (lower case on Android) are UUIDs: the stitcher keys them lower-cased, and
+    a lookup in another case finds the same node."""
+    rules = IdentityRules.load(None)
+    (key,) = identifier_keys({"context": {"device": {"advertisingId": f" {IDFA} "}}}, rules)
+    assert key == f"advertising_id:{IDFA.lower()}"
+    index = MembershipIndex()
+    index.apply_identity({"id_type": "advertising_id", "id_value": IDFA.lower(), "profile_id": "p9", "version": 1})
+    index.apply_change("p9", "aud_9", True)
+    services = Services(
+        Settings(read_token="r3ad"),
+        Topics("t"),
+        index=index,
+        id_types=frozenset({"profile_id", *rules.types}),
+        rules=rules,
+    )
+    app = LookupFastPath(lambda *_: None, services)
+    for spelling in (IDFA, IDFA.lower(), IDFA.title()):
+        assert _call(app, f"/v1/lookup/advertising_id/{spelling}", "r3ad") == (200, {"audiences": ["aud_9"]})
 
 
 def test_lookup_errors() -> None:
