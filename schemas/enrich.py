@@ -13,7 +13,9 @@ What is added, Segment-style:
 * ``timestamp`` corrected for client clock skew: ``receivedAt - (sentAt - originalTimestamp)``, the
   client's own value is kept in ``originalTimestamp``;
 * ``context.ip`` from the connection (unless the client set one, e.g. a server relaying a browser);
-* ``context.ua``: the parsed ``context.userAgent`` (browser, OS, device, device type).
+* ``context.ua``: the parsed ``context.userAgent`` (browser, OS, device, device type), completed from the
+  mobile SDKs' own ``context.os`` and ``context.device.type`` where the user agent says nothing (an app's
+  events often carry no user agent, or an HTTP library's).
 
 ``writeKey`` is removed: write keys identify sources and must not end up in the warehouse.
 """
@@ -143,6 +145,43 @@ def parse_user_agent(user_agent: str) -> dict[str, str | None]:
     return dict(_parse_ua_cached(user_agent[:_MAX_UA_CHARS]))
 
 
+# context.device.type as the mobile SDKs write it (Segment: "ios" / "android"; RudderStack: "iOS" / "Android"),
+# lower-cased: a platform, not a form factor, so a phone unless the model says tablet.
+_MOBILE_PLATFORMS: Final = frozenset({"ios", "ipados", "android", "mobile", "phone", "watchos", "wearos"})
+_UA_FIELDS: Final = ("browser", "browser_version", "os", "os_version", "device", "device_type")
+_OS_NAMES: Final = {"ios": "iOS", "ipados": "iOS", "android": "Android"}
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _app_device(context: Mapping[str, Any], ua: dict[str, str | None]) -> dict[str, str | None]:
+    """``ua`` completed from the SDK's ``context.os.name`` / ``.version`` and ``context.device.type`` / ``.model``:
+    they fill what the user agent left unknown (absent, ``Other``, device type ``other``), never override it."""
+    os_ctx = context.get("os")
+    device_ctx = context.get("device")
+    os_ctx = os_ctx if isinstance(os_ctx, Mapping) else {}
+    device_ctx = device_ctx if isinstance(device_ctx, Mapping) else {}
+    out: dict[str, str | None] = dict.fromkeys(_UA_FIELDS) | ua
+    os_name = _text(os_ctx.get("name"))
+    if os_name and out.get("os") in (None, "Other"):
+        out["os"] = _OS_NAMES.get(os_name.lower(), os_name)
+        out["os_version"] = _text(os_ctx.get("version")) or out.get("os_version")
+    platform = (_text(device_ctx.get("type")) or "").lower()
+    model = _text(device_ctx.get("model")) or ""
+    if platform and out.get("device_type") in (None, "other"):
+        if platform == "tablet" or (platform in _MOBILE_PLATFORMS and _TABLET_HINT.search(model)):
+            out["device_type"] = "tablet"
+        elif platform in _MOBILE_PLATFORMS:
+            out["device_type"] = "mobile"
+        elif platform in ("desktop", "macos", "windows", "linux"):
+            out["device_type"] = "desktop"
+    if model and not out.get("device"):
+        out["device"] = model
+    return out
+
+
 def _corrected_timestamp(event: Mapping[str, Any], received_at: datetime) -> tuple[datetime, Any]:
     """Segment's clock-skew correction; returns (timestamp, client's original timestamp or None).
 
@@ -210,8 +249,10 @@ def enrich(
     if client_ip and not context.get("ip"):
         context["ip"] = client_ip
     user_agent = context.get("userAgent")
-    if isinstance(user_agent, str) and user_agent.strip():
-        context["ua"] = parse_user_agent(user_agent)
+    parsed = parse_user_agent(user_agent) if isinstance(user_agent, str) and user_agent.strip() else {}
+    ua = _app_device(context, parsed) if "os" in context or "device" in context else parsed
+    if any(ua.values()):
+        context["ua"] = ua
     if context or raw_context is not None:
         out["context"] = context
     return out

@@ -250,3 +250,16 @@ def test_no_user_agent_no_ua_field() -> None:
 def test_huge_user_agent_is_truncated_for_parsing() -> None:
     ua = parse_user_agent(CHROME_DESKTOP + " x" * 100_000)
     assert ua["browser"] == "Chrome"
+
+
+def test_mobile_sdk_context_fills_what_the_user_agent_does_not_say() -> None:
+    """An Android screen without a user agent, and one whose user agent (an HTTP library's) says nothing: the SDK's
+    own context.os.name and context.device.type give the OS and device type; a browser's user agent still wins."""
+    app = {"os": {"name": "Android", "version": "14"}, "device": {"type": "android", "model": "Pixel 8"}}
+    for context in (app, {**app, "userAgent": "okhttp/4.12.0"}):
+        ua = run({"type": "screen", "name": "Home", "context": context})["context"]["ua"]
+        assert (ua["os"], ua["os_version"], ua["device_type"]) == ("Android", "14", "mobile")
+    ipad = {"os": {"name": "iOS"}, "device": {"type": "ios", "model": "iPad13,4"}}
+    assert run({"type": "screen", "context": ipad})["context"]["ua"]["device_type"] == "tablet"
+    web = run({"type": "page", "context": {**app, "userAgent": IPHONE_SAFARI}})["context"]["ua"]
+    assert (web["os"], web["device_type"]) == ("iOS", "mobile")

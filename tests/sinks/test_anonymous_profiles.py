@@ -80,3 +80,15 @@ def test_a_retried_block_is_counted_once(ch) -> None:
     ch.insert_json_lines("events_landing", lines, dedup_token="topic|0:0-4")  # the sink's retry after a timeout
     events = ch.scalar(f"SELECT events FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-retry'")
     assert events == 5
+
+
+def test_a_later_event_without_device_or_location_keeps_the_latest_known_values(ch) -> None:
+    """The DMP fields take the latest non-empty value: a server-side track after a browser page wipes nothing."""
+    now = datetime.now(UTC)
+    browser = {"ua": {"device_type": "mobile", "os": "iOS", "browser": "Mobile Safari"}, "location": {"country": "fr"}}
+    _land(ch, [_event("k1", "c-keep", now - timedelta(minutes=1), context=browser)])
+    _land(ch, [_event("k2", "c-keep", now, type="track", event="Signed Up", context={"library": {"name": "x"}})])
+    got = ch.query(
+        f"SELECT device_type, os, browser, country FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-keep'"
+    )[1]
+    assert [tuple(r) for r in got] == [("mobile", "iOS", "Mobile Safari", "FR")]
