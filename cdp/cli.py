@@ -82,10 +82,10 @@ def format_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> str:
     return "\n".join(lines) + f"\n({len(rows)} rows)\n"
 
 
-def cmd_import(path: str, write_key: str, reject_file: str | None) -> int:
+def cmd_import(path: str, write_key: str, reject_file: str | None, phone_region: str | None) -> int:
     from cdp.importer import run_import
 
-    return run_import(_settings(), path, write_key, reject_file)
+    return run_import(_settings(), path, write_key, reject_file, phone_region)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("file")
     imp.add_argument("--write-key", required=True)
     imp.add_argument("--reject-file", default=None, help="default: FILE.rejects.jsonl")
+    imp.add_argument("--phone-region", help="country of the file's national phone numbers (FR); default: the source's")
     src = sub.add_parser("sources", help="sources and write keys")
     ssub = src.add_subparsers(dest="sub", required=True)
     c = ssub.add_parser("create", help="an SDK source, or a pull source (postgres, webhook, folder)")
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--mapping", help="postgres: contacts, orders or a file; webhook: stripe, shopify or a file")
     c.add_argument("--path", help="folder: the directory to watch")
     c.add_argument("--secret-file", help="webhook: a file holding the sender's signing secret (else generated)")
+    c.add_argument("--phone-region", help="country of the source's national phone numbers (FR); default: the rules'")
     ssub.add_parser("list", help="sources with state, lag, rows today and last error")
     d = ssub.add_parser("delete", help="remove a source (and a database source's connector)")
     d.add_argument("name")
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "sql":
         return cmd_sql(a.query, a.format)
     if a.cmd == "import":
-        return cmd_import(a.file, a.write_key, a.reject_file)
+        return cmd_import(a.file, a.write_key, a.reject_file, a.phone_region)
     if a.cmd == "sources":
         from cdp import sources_cmd
 
@@ -138,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 mapping=a.mapping,
                 path=a.path,
                 secret_file=a.secret_file,
+                phone_region=a.phone_region,
             )
         return sources_cmd.list_sources() if a.sub == "list" else sources_cmd.delete(a.name)
     return 2

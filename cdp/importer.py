@@ -13,7 +13,10 @@ from tqdm import tqdm
 from schemas.settings import Settings
 
 
-def run_import(settings: Settings, file: str, write_key: str, reject_file: str | None) -> int:
+def run_import(
+    settings: Settings, file: str, write_key: str, reject_file: str | None, phone_region: str | None = None
+) -> int:
+    from identity.normalise import phone_region as region_code
     from identity.rules import IdentityRules
     from streams.ingest import UnreadableFile, count_lines, import_file
     from streams.producer import AsyncProducer
@@ -23,6 +26,10 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
     path = Path(file)
     if not path.is_file():
         raise SystemExit(f"cdp import: no such file: {file}")
+    try:
+        region = region_code(phone_region) if phone_region else None
+    except ValueError as exc:
+        raise SystemExit(f"cdp import: {exc}") from None
     ensure_topics(settings)
     topics = topics_for(settings)
     registry = SourceRegistry(settings.kafka_bootstrap, topics.sources).start()
@@ -35,7 +42,9 @@ def run_import(settings: Settings, file: str, write_key: str, reject_file: str |
     producer = AsyncProducer(settings.kafka_bootstrap)
     try:
         with tqdm(total=count_lines(path), unit="rows", desc=f"import {path.name}", disable=None) as bar:
-            result = import_file(path, source, topics.raw(source.channel), producer, rejects_path, rules, bar.update)
+            result = import_file(
+                path, source, topics.raw(source.channel), producer, rejects_path, rules, bar.update, region
+            )
     except UnreadableFile as exc:
         raise SystemExit(f"cdp import: {exc}") from None
     finally:

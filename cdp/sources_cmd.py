@@ -115,6 +115,7 @@ def create(
     mapping: str | None = None,
     path: str | None = None,
     secret_file: str | None = None,
+    phone_region: str | None = None,
 ) -> int:
     from streams.producer import AsyncProducer
     from streams.sources import new_source, publish_source
@@ -142,6 +143,13 @@ def create(
         if not path:
             raise _fail("--kind folder needs --path")
         config = {"path": str(Path(path).resolve())}
+    if phone_region:
+        from identity.normalise import phone_region as region_code
+
+        try:
+            config["phone_region"] = region_code(phone_region)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
     try:
         source = new_source(name, channel or "offline", kind, config)
     except ValueError as exc:

@@ -30,6 +30,7 @@ __all__ = [
     "normalise_phone",
     "normalise_value",
     "normalised_key",
+    "phone_region",
     "to_text",
 ]
 
@@ -175,6 +176,15 @@ def normalise_phone(raw: str, default_region: str = "US") -> str | None:
         if phonenumbers.is_possible_number(number) and phonenumbers.is_valid_number(number):
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return None
+
+
+def phone_region(code: str) -> str:
+    """A default region for national-format phone numbers, as libphonenumber names it (``FR``, ``GB``: ISO 3166
+    alpha-2, upper case); ValueError naming the value when libphonenumber has no metadata for it."""
+    region = code.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"phone region {code!r} is not a country code libphonenumber knows (FR, GB, US, ...)")
+    return region
 
 
 def to_text(raw: object) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from identity.normalise import normalise_phone, to_text
 from identity.rules import IdentityRules
 from schemas.enrich import enrich
 from schemas.errors import from_validation_error
@@ -80,10 +81,41 @@ def content_message_id(event: dict[str, Any]) -> str:
     return f"import-{digest}"
 
 
-def prepare(event: Any, source: Source, received_at: datetime) -> tuple[dict[str, Any] | None, str | None]:
+def source_phone_region(source: Source, rules: IdentityRules, override: str | None = None) -> str:
+    """The region national phone numbers of this input are read in: the import's own (``cdp import
+    --phone-region``), else the source's (``cdp sources create --phone-region``), else the identity rules'."""
+    return override or source.config.get("phone_region") or rules.default_phone_region
+
+
+def phones_to_e164(event: dict[str, Any], region: str, rules: IdentityRules) -> str | None:
+    """Rewrite the event's ``traits.phone`` / ``context.traits.phone`` to E.164, reading national numbers in
+    ``region``, so the stitcher (whose rules know one region for all inputs) keys them whatever the source's
+    country. The reason when a phone cannot be read: a till receipt's ``06 12 34 56 78`` in the wrong region
+    would otherwise be accepted and attach to no one. Placeholders (``n/a``) are left to the blocklist."""
+    context = event.get("context")
+    for path, traits in (("traits", event.get("traits")), ("context.traits", context and context.get("traits"))):
+        if not isinstance(traits, dict) or traits.get("phone") is None:
+            continue
+        text = to_text(traits["phone"])
+        if text is None or rules.is_blocked(text):
+            continue
+        e164 = normalise_phone(text, region)
+        if e164 is None:
+            return (
+                f"{path}.phone: {text!r} is not a phone number in region {region}; give it with its country code"
+                " (+33 6 ...) or set the region (cdp sources create --phone-region, cdp import --phone-region)"
+            )
+        traits["phone"] = e164
+    return None
+
+
+def prepare(
+    event: Any, source: Source, received_at: datetime, rules: IdentityRules, phone_region: str | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
     """(enriched event, None) or (None, reason). As the collector does: the validated, normalised event is
     stored ("Track" -> "track", numeric ids -> strings), not the raw one; a missing messageId is derived
-    from the content, so the same input twice stores one event."""
+    from the content, so the same input twice stores one event. Phones become E.164 (:func:`phones_to_e164`),
+    national ones read in the import's or the source's region."""
     error = offline_invalid_reason(event)
     if error is not None:
         return None, error
@@ -93,6 +125,9 @@ def prepare(event: Any, source: Source, received_at: datetime) -> tuple[dict[str
         return None, "; ".join(str(e) for e in from_validation_error(exc))
     if not valid.get("messageId"):
         valid["messageId"] = content_message_id(valid)
+    error = phones_to_e164(valid, source_phone_region(source, rules, phone_region), rules)
+    if error is not None:
+        return None, error
     return enrich(valid, received_at=received_at, client_ip=None, channel=source.channel, source_id=source.name), None
 
 
@@ -127,10 +162,12 @@ def import_file(
     rejects_path: Path,
     rules: IdentityRules,
     on_row: Callable[[], None] | None = None,
+    phone_region: str | None = None,
 ) -> ImportResult:
     """Every row of a CSV or JSON Lines file into ``topic``; rejected rows into ``rejects_path`` (JSON Lines:
     line number, reason, row; removed when there are none). Returns once the broker acknowledged every event
-    (``send_sync`` raises otherwise). UnreadableFile when the file is not text."""
+    (``send_sync`` raises otherwise). UnreadableFile when the file is not text. ``phone_region`` reads the
+    file's national phone numbers (else the source's region)."""
     result = ImportResult()
     chunk: list[Record] = []
     is_csv = path.suffix.lower() == ".csv"
@@ -142,7 +179,7 @@ def import_file(
             event = None
             if error is None and row is not None:
                 try:
-                    event, error = prepare(row_event(row) if is_csv else row, source, received)
+                    event, error = prepare(row_event(row) if is_csv else row, source, received, rules, phone_region)
                 except RowError as exc:
                     error = str(exc)
             if error is not None or event is None:

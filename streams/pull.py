@@ -139,7 +139,7 @@ class CdcRunner(_Runner):
                 mapped = change_event(self.mapping, self.source.name, self.table, change)
                 if mapped is None:
                     continue
-                event, reason = prepare(mapped, self.source, received)
+                event, reason = prepare(mapped, self.source, received, self.rules)
             except (MappingError, orjson.JSONDecodeError) as exc:
                 event, reason = None, str(exc)
             if event is None:

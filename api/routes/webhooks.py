@@ -77,7 +77,8 @@ async def receive(
     if delivery.event is None:
         return JSONResponse({"success": True, "ignored": delivery.event_type})
     received = datetime.now(UTC)
-    event, reason = prepare(delivery.event, source, received)
+    rules = required_part(services.rules, NO_COLLECTOR)
+    event, reason = prepare(delivery.event, source, received, rules)
     if event is None:
         record = deadletter_record(services.topics.deadletter, source, reason or "", delivery.event, received)
         await produce(producer, [record], settings.produce_timeout_s)
@@ -86,7 +87,7 @@ async def receive(
         return JSONResponse({"success": True, "deadletter": reason})
     record = (
         services.topics.raw(source.channel),
-        raw_event_key(event, required_part(services.rules, NO_COLLECTOR)),
+        raw_event_key(event, rules),
         orjson.dumps(event),
     )
     await produce(producer, [record], settings.produce_timeout_s)

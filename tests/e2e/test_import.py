@@ -65,15 +65,17 @@ def test_import_till_receipts(cdp: CdpProcess, tmp_path: Path) -> None:
         ",2024-05-02T10:00:00Z,S02,carol@example.com,,,1,GBP,,",  # line 8: no receipt_id
         f"R-{run}-7,01/05/2024 10:00,S03,dave-{run}@example.com,,,3,GBP,,",  # line 9: not ISO-8601
         f"R-{run}-8,2024-05-03T08:00:00Z,S03,EVE-{run}@EXAMPLE.COM,0044 20 7946 0960,,0.5,EUR,,",
+        f"R-{run}-9,2024-05-03T09:00:00Z,S03,,06 12 34 56 78,,2,EUR,,",  # line 11: a French mobile, not a GB number
     ]
     file = tmp_path / "receipts.csv"
     file.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
-    proc = cdp_import(cdp, file, cdp.write_keys["offline"])
+    proc = cdp_import(cdp, file, cdp.write_keys["offline"], "--phone-region", "GB")  # the tills are in the UK
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "imported 4 events" in proc.stdout and "4 rejected" in proc.stdout, proc.stdout
+    assert "imported 4 events" in proc.stdout and "5 rejected" in proc.stdout, proc.stdout
 
     rejects = rejects_of(Path(f"{file}.rejects.jsonl"))
-    assert sorted(rejects) == [6, 7, 8, 9]
+    assert sorted(rejects) == [6, 7, 8, 9, 11]
+    assert "not a phone number in region GB" in rejects[11]["reason"]
     assert "at least one is required" in rejects[6]["reason"]
     assert rejects[7]["reason"].startswith("total:")
     assert rejects[8]["reason"].startswith("receipt_id:")
@@ -103,11 +105,14 @@ def test_import_till_receipts(cdp: CdpProcess, tmp_path: Path) -> None:
         timeout=60,
     )
     cdp.wait_for(
-        f"SELECT count() FROM cdp.identities WHERE id_type = 'phone' AND id_value = '+44207946{digits}'", 1, timeout=60
+        f"SELECT count() FROM cdp.identities WHERE id_type = 'phone' AND id_value IN ('+44207946{digits}', "
+        "'+442079460959')",  # the national (020) 7946-0959, read in the import's region
+        2,
+        timeout=60,
     )
 
     # Re-importing the same file (say after a failed run) stores nothing twice.
-    again = cdp_import(cdp, file, cdp.write_keys["offline"])
+    again = cdp_import(cdp, file, cdp.write_keys["offline"], "--phone-region", "GB")
     assert again.returncode == 0, again.stdout + again.stderr
     marker = tmp_path / "marker.jsonl"
     marker.write_text(
