@@ -41,6 +41,8 @@ def seed_one_customer(ch: ClickHouse) -> None:
     ch.insert("identities_store", [identity_row({**identity, "version": 1})], IDENTITY_COLUMNS)
     members = [(a, "p1", "profile_id", "entered", start) for a in ("aud_a", "aud_b")]
     ch.insert("audience_members", members, MEMBER_COLUMNS)
+    audiences = [(a, f"Name of {a}", "profile", "{}", start, 0, 1) for a in ("aud_a", "aud_b")]
+    ch.insert("audiences", audiences, ["audience_id", "name", "scope", "rule", "created_at", "deleted", "version"])
 
 
 def test_readme_has_examples() -> None:
@@ -54,3 +56,20 @@ def test_example_counts_the_seeded_customer(ch: ClickHouse, query: str) -> None:
     assert rows, "no row"
     counts = [v for v in rows[0] if isinstance(v, int | float) and not isinstance(v, bool)]
     assert any(v > 0 for v in counts), f"the first row counts nobody: {rows[0]}"
+
+
+def test_the_overlap_example_names_the_audiences(ch: ClickHouse) -> None:
+    seed_one_customer(ch)
+    (query,) = [q for q in QUERIES if "audience_members_current AS b" in q]
+    _, rows = ch.query(query.replace("cdp.", f"{ch.database}."))
+    assert [list(r) for r in rows] == [["Name of aud_a", "Name of aud_b", 1]]
+
+
+def test_the_table_of_analyst_tables_is_one_table() -> None:
+    """Markdown ends a table at the first line that is not a row: a paragraph or blank line inside splits it."""
+    section = README.read_text().split("## Tables for analysts", 1)[1].split("\n## ", 1)[0]
+    lines = section.splitlines()
+    rows = [i for i, line in enumerate(lines) if line.startswith("|")]
+    assert rows == list(range(rows[0], rows[-1] + 1)), "a line that is not a row interrupts the table"
+    table = "\n".join(lines[i] for i in rows)
+    assert "`events` (view" in table and "`profiles` (view)" in table and "`audience_members`" in table
