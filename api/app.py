@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors
+from api import errors, openapi
 from api.deps import Services
 from api.routes import audiences, collect, health, profiles, query, sdk_settings, webhooks
 
@@ -25,6 +25,7 @@ def create_app(services: Services, *, collector: bool = True, query_api: bool = 
         max_age=86400,
     )
     errors.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     if collector:
         app.include_router(collect.router)

@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from fastapi import Request
+from fastapi.openapi.models import HTTPBearer
+from fastapi.security.base import SecurityBase
 
 from api.deps import SettingsDep
 from api.errors import (
@@ -68,12 +70,15 @@ def role_of(settings: Settings, token: bytes | str) -> Role | None:
     return found
 
 
-class Requires:
+class Requires(SecurityBase):
     """A route dependency: the bearer token must carry one of ``roles``. The roles stay readable on the
-    object, so the route table can be checked for who may call what."""
+    object, so the route table can be checked for who may call what. A security scheme to FastAPI, so the
+    OpenAPI document (/docs) asks for the token on exactly these routes."""
 
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(roles)
+        self.model = HTTPBearer(description="The admin, analyst or read token (`Authorization: Bearer TOKEN`).")
+        self.scheme_name = "token"
 
     async def __call__(self, request: Request, settings: SettingsDep) -> Role:
         token = bearer(request.headers.get("authorization"))

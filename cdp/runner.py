@@ -20,6 +20,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from cdp.logs import log_tasks
 from identity.rules import IdentityRules
 from schemas.settings import CHANNELS, Settings
 from sinks.audience_eval import AudienceEvaluator
-from sinks.clickhouse import ClickHouse
+from sinks.clickhouse import ClickHouse, StoreInUse
 from sinks.rows import IDENTITY_COLUMNS, MERGE_COLUMNS, REFUSAL_COLUMNS, identity_row, merge_row, refusal_row
 from sinks.writer import KafkaSink, Route
 from streams.audiences import AudienceDefinitions
@@ -316,5 +317,10 @@ class ShutdownDeadline:
 
 
 def run(settings: Settings, names: frozenset[str] = PARTS) -> int:
+    """Exit status 0 after a clean stop; 2, with one line and no traceback, when the store is held elsewhere."""
     configure_logging(settings.log_level)
-    return asyncio.run(serve(settings, names))
+    try:
+        return asyncio.run(serve(settings, names))
+    except StoreInUse as exc:
+        print(f"cdp: {exc}", file=sys.stderr, flush=True)
+        return 2

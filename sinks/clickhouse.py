@@ -8,11 +8,33 @@ parallel (the sink's writers) each take their own client (`sibling()`).
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+
+class StoreInUse(RuntimeError):
+    """The embedded store's folder is open in another process: the message says which folder and what to do."""
+
+
+def _held_elsewhere(folder: str) -> bool:
+    """Whether another process holds the engine's lock on the folder (the ``status`` file, locked with flock
+    as a ClickHouse server does). Asked after an open failed: chDB's own message does not always say why."""
+    status = Path(folder) / "status"
+    if not status.exists():
+        return False
+    with status.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 class ClickHouse:
@@ -34,7 +56,17 @@ class ClickHouse:
         current = database if in_database else None
         settings = dict(session_settings or {})
         if self.embedded:
-            self._client = clickhouse_connect.get_client(dsn=url, database=current, settings=settings)
+            try:
+                self._client = clickhouse_connect.get_client(dsn=url, database=current, settings=settings)
+            except ClickHouseError:
+                folder = url[len("chdb://") :].split("?", 1)[0]
+                if _held_elsewhere(folder):
+                    raise StoreInUse(
+                        f"the embedded ClickHouse store {folder} is open in another process (a running "
+                        "`cdp run`?): one process at a time opens a chDB folder; `cdp run` serves the API itself, "
+                        "or run the parts apart against a ClickHouse server (CDP_CLICKHOUSE_URL)"
+                    ) from None
+                raise
         else:
             self._client = clickhouse_connect.get_client(dsn=url, database=current or "default", settings=settings)
 

@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from api.auth import admin, analyst
 from api.deps import AudiencesDep, ClickHouseDep, JsonBody, ProducerDep, ServicesDep, SettingsDep
 from api.errors import ApiError
-from schemas.audience import parse_audience
+from api.openapi import json_body
+from schemas.audience import AudienceCreate, parse_audience
 from sinks.audience_sql import compile_audience
 from sinks.clickhouse import ClickHouse
 from streams.audiences import AudienceDefinitions, Definition
@@ -50,7 +51,7 @@ def _existing(audiences: AudienceDefinitions, audience_id: str) -> Definition:
     return definition
 
 
-@router.post("/v1/audiences", status_code=201, dependencies=[Depends(admin)])
+@router.post("/v1/audiences", status_code=201, dependencies=[Depends(admin)], openapi_extra=json_body(AudienceCreate))
 async def create_audience(
     payload: JsonBody, audiences: AudiencesDep, producer: ProducerDep, settings: SettingsDep
 ) -> JSONResponse:

@@ -26,10 +26,11 @@ from api.auth import write_key_source
 from api.deps import events_body, get_services, required_part
 from api.errors import EVENT_LOG_REFUSED, NO_COLLECTOR, RETRY_LATER, ApiError
 from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
+from api.openapi import WRITE_KEY, json_body
 from identity.rules import IdentityRules
 from schemas.enrich import client_ip, enrich
 from schemas.errors import BatchItemError, EventError
-from schemas.segment import EventTooLarge, accept_batch, accept_event
+from schemas.segment import EventTooLarge, SegmentEvent, accept_batch, accept_event
 from schemas.settings import Settings
 from streams.keys import raw_event_key
 from streams.producer import CHECKED_HEADER, AsyncProducer, ProduceTimeout
@@ -167,7 +168,7 @@ def _single(event_type: str) -> Callable[[Intake], Awaitable[JSONResponse]]:
 
 for _t, _paths in SINGLE_PATHS.items():
     for _path in _paths:
-        router.add_api_route(_path, _single(_t), methods=["POST"])
+        router.add_api_route(_path, _single(_t), methods=["POST"], openapi_extra=json_body(SegmentEvent) | WRITE_KEY)
 
 
 async def collect_batch(intake: IntakeDep) -> JSONResponse:
@@ -187,4 +188,6 @@ async def collect_batch(intake: IntakeDep) -> JSONResponse:
 
 
 for _path in BATCH_PATHS:
-    router.add_api_route(_path, collect_batch, methods=["POST"])
+    router.add_api_route(
+        _path, collect_batch, methods=["POST"], openapi_extra=json_body(SegmentEvent, batch=True) | WRITE_KEY
+    )

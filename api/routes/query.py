@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from api.auth import analyst
 from api.deps import AnalystSqlDep, JsonBody, SettingsDep
 from api.errors import ApiError
+from api.openapi import json_body
 from sinks.analyst import AnalystSql, SqlLimitExceeded, engine_message
 from sinks.sql_guard import SqlRefused
 
@@ -33,7 +34,9 @@ class SqlResponse(BaseModel):
     rows: list[list[Any]]
 
 
-@router.post("/v1/sql", dependencies=[Depends(analyst)], response_model=SqlResponse)
+@router.post(
+    "/v1/sql", dependencies=[Depends(analyst)], response_model=SqlResponse, openapi_extra=json_body(SqlRequest)
+)
 async def sql(request: Request, body: JsonBody, engine: AnalystSqlDep, settings: SettingsDep) -> Any:
     """Body `{"query": "..."}`, read as JSON whatever the content type (curl sends form encoding)."""
     query = SqlRequest.model_validate(body).query

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 
 import httpx
 import pytest
 
-from tests.support.service import CdpProcess
+from tests.support.service import ROOT, CdpProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -82,3 +84,16 @@ def test_sigterm_after_burst_loses_nothing(kafka, data_dir, topic_prefix) -> Non
         assert again.scalar(distinct) == 10_000
     finally:
         assert again.stop() == 0, again.output()[-3000:]
+
+
+def test_cdp_api_beside_cdp_run_on_one_embedded_store_says_so_in_one_line(cdp: CdpProcess) -> None:
+    from bench.stack import free_port
+
+    env = {**cdp.env, "CDP_HTTP_PORT": str(free_port())}  # the same data folder, so the same chDB store
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdp.cli", "api"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("cdp: the embedded ClickHouse store"), proc.stderr
+    assert "is open in another process" in proc.stderr

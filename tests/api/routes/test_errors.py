@@ -32,6 +32,8 @@ def test_admin_and_query_refusals_share_the_shape() -> None:
     rule = {"name": "x", "scope": "profile", "rule": {"all": [{"trait": "plan", "op": "like", "value": "a"}]}}
     refused = error_of(http.post("/v1/audiences", json=rule, headers=ADMIN), 422)
     assert [e["loc"] for e in refused["errors"]] == ["rule.all[0].op"]
+    nameless = error_of(http.post("/v1/audiences", json={**rule, "name": None} | {"rule": {}}, headers=ADMIN), 422)
+    assert nameless["error"].startswith("name:") and [e["loc"] for e in nameless["errors"]] == ["name"]
     assert "no ClickHouse" in error_of(http.post("/v1/sql", json={"query": "SELECT 1"}, headers=ADMIN), 503)["error"]
     assert "id_type" in error_of(http.get("/v1/lookup/shoe_size/42", headers=READ), 400)["error"]
     assert error_of(http.get("/v1/nowhere"), 404)["error"] == "Not Found"
