@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from cdp.local_stack import PROBE_S, local_settings, require_kafka
 from schemas.settings import CHANNELS, SOURCE_KINDS, Settings
 
 
@@ -34,10 +35,12 @@ def _sql_via_service(settings: Settings, query: str) -> tuple[list[str], list[li
             url,
             json={"query": query},
             headers={"Authorization": f"Bearer {settings.analyst_token}"},
-            timeout=settings.sql_timeout_s + settings.sql_queue_s + 30,
+            timeout=httpx.Timeout(settings.sql_timeout_s + settings.sql_queue_s + 30, connect=PROBE_S),
         )
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise SystemExit(f"cdp sql: the service at {url} is not reachable ({exc}); is `cdp run` running?") from None
     except httpx.HTTPError as exc:
-        raise SystemExit(f"cdp sql: the service at {url} is not reachable ({exc}); is `cdp run` running?") from exc
+        raise SystemExit(f"cdp sql: the service at {url} did not answer ({exc})") from None
     if r.status_code != 200:
         raise SystemExit(f"cdp sql: {r.status_code} {r.json().get('error', r.text)}")
     body = r.json()
@@ -45,7 +48,7 @@ def _sql_via_service(settings: Settings, query: str) -> tuple[list[str], list[li
 
 
 def cmd_sql(query: str, fmt: str) -> int:
-    settings = _settings()
+    settings = local_settings()
     if settings.embedded_clickhouse:
         columns, rows = _sql_via_service(settings, query)
     else:  # a server: the same guard and limits, on this process's own client
@@ -85,7 +88,9 @@ def format_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> str:
 def cmd_import(path: str, write_key: str, reject_file: str | None, phone_region: str | None) -> int:
     from cdp.importer import run_import
 
-    return run_import(_settings(), path, write_key, reject_file, phone_region)
+    settings = local_settings()
+    require_kafka(settings, "cdp import")
+    return run_import(settings, path, write_key, reject_file, phone_region)
 
 
 def main(argv: list[str] | None = None) -> int:

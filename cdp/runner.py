@@ -31,6 +31,7 @@ from api.app import create_app as create_http_app
 from api.deps import Services
 from api.fastpath import LookupFastPath
 from cdp import collectors, parts
+from cdp.local_stack import remove_run_file, write_run_file
 from cdp.logs import configure as configure_logging
 from cdp.logs import log_tasks
 from identity.rules import IdentityRules
@@ -263,6 +264,9 @@ async def serve(settings: Settings, names: frozenset[str] = PARTS) -> int:
             services = await start_parts(stack, settings, roles)
             if not collectors.is_child():
                 print(banner(settings, services.sources, roles), flush=True)
+                if roles.http:  # where `cdp sql`, `cdp sources` and `cdp import` find this stack
+                    write_run_file(settings)
+                    stack.callback(remove_run_file, settings)
             tune_gc()
             await stop.wait()
             log.info("stopping")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cdp.local_stack import local_settings, require_kafka
 from schemas.settings import Settings
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -105,6 +106,13 @@ def _webhook_config(mapping: str, secret_file: str | None) -> dict[str, Any]:
     return {"mapping": mapping, "mapping_yaml": text, "secret": secret}
 
 
+def _settings(command: str) -> Settings:
+    """The settings of the running local stack (cdp/local_stack.py), with a broker that answers."""
+    settings = local_settings()
+    require_kafka(settings, f"cdp sources {command}")
+    return settings
+
+
 def create(
     name: str,
     channel: str | None,
@@ -121,7 +129,7 @@ def create(
     from streams.sources import new_source, publish_source
     from streams.topics import topics_for
 
-    settings = Settings()
+    settings = _settings("create")
     if kind == "sdk" and channel is None:
         raise _fail("--channel is required for SDK sources")
     config: dict[str, Any] = {}
@@ -175,7 +183,7 @@ def list_sources() -> int:
     from streams.source_status import StatusBoard, summarise, today
     from streams.topics import topics_for
 
-    settings = Settings()
+    settings = _settings("list")
     registry = _registry(settings)
     board = StatusBoard(settings.kafka_bootstrap, topics_for(settings).sources_status).start()
     records = board.records()
@@ -212,7 +220,7 @@ def delete(name: str) -> int:
     from streams.producer import AsyncProducer
     from streams.topics import topics_for
 
-    settings = Settings()
+    settings = _settings("delete")
     registry = _registry(settings)
     source = registry.named(name)
     registry.stop()

@@ -8,6 +8,7 @@ import sys
 import uuid
 
 import httpx
+import orjson
 import pytest
 
 from tests.support.service import ROOT, CdpProcess
@@ -89,6 +90,8 @@ def test_sigterm_after_burst_loses_nothing(kafka, data_dir, topic_prefix) -> Non
 def test_cdp_api_beside_cdp_run_on_one_embedded_store_says_so_in_one_line(cdp: CdpProcess) -> None:
     from bench.stack import free_port
 
+    run_file = orjson.loads((cdp.data_dir / "run.json").read_bytes())  # where the CLI finds this stack
+    assert (run_file["http_port"], run_file["kafka_bootstrap"]) == (cdp.port, cdp.env["CDP_KAFKA_BOOTSTRAP"])
     env = {**cdp.env, "CDP_HTTP_PORT": str(free_port())}  # the same data folder, so the same chDB store
     proc = subprocess.run(
         [sys.executable, "-m", "cdp.cli", "api"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
