@@ -45,9 +45,11 @@ $(SDK_DIR)/.installed: $(SDK_PACKAGES)
 	cd $(SDK_DIR) && npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
-# Starts a local broker unless CDP_KAFKA_BOOTSTRAP points at one.
+# Starts a local broker unless CDP_KAFKA_BOOTSTRAP points at one; in a session (process group) of its own, so a
+# signal to `make run`'s group stops cdp first and the broker after it (deploy/run.sh).
 kafka-up: kafka-fetch
-	@if [ -z "$$CDP_KAFKA_BOOTSTRAP" ]; then deploy/kafka/broker.sh start $(KAFKA_DATA) $(KAFKA_PORT) $(KAFKA_CONTROLLER_PORT); \
+	@if [ -z "$$CDP_KAFKA_BOOTSTRAP" ]; then \
+	    setsid -w deploy/kafka/broker.sh start $(KAFKA_DATA) $(KAFKA_PORT) $(KAFKA_CONTROLLER_PORT); \
 	else echo "using Kafka at $$CDP_KAFKA_BOOTSTRAP"; fi
 
 kafka-down:
@@ -76,8 +78,8 @@ postgres:
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
 run: venv kafka-up
-	@trap '[ -z "$$CDP_KAFKA_BOOTSTRAP" ] && deploy/kafka/broker.sh stop $(KAFKA_DATA)' EXIT; \
-	CDP_KAFKA_BOOTSTRAP=$${CDP_KAFKA_BOOTSTRAP:-127.0.0.1:$(KAFKA_PORT)} $(BIN)/cdp run
+	@LOCAL_BROKER=$$([ -n "$$CDP_KAFKA_BOOTSTRAP" ] || echo yes) \
+	CDP_KAFKA_BOOTSTRAP=$${CDP_KAFKA_BOOTSTRAP:-127.0.0.1:$(KAFKA_PORT)} deploy/run.sh $(KAFKA_DATA) $(BIN)/cdp run
 
 # The suite starts its own broker on free ports and its own chDB folder (tests/conftest.py).
 test: venv kafka-fetch connect-fetch postgres browser
