@@ -29,6 +29,7 @@ from api.errors import (
     UNKNOWN_WRITE_KEY,
     ApiError,
 )
+from api.metrics import AUTH_FAILURES
 from schemas.settings import Settings
 from streams.sources import Source, SourceRegistry
 
@@ -83,11 +84,14 @@ class Requires(SecurityBase):
     async def __call__(self, request: Request, settings: SettingsDep) -> Role:
         token = bearer(request.headers.get("authorization"))
         if token is None:
+            AUTH_FAILURES.labels("missing_token").inc()
             raise ApiError(401, MISSING_TOKEN, headers={"WWW-Authenticate": "Bearer"})
         role = role_of(settings, token)
         if role is None:
+            AUTH_FAILURES.labels("unknown_token").inc()
             raise ApiError(401, UNKNOWN_TOKEN, headers={"WWW-Authenticate": "Bearer"})
         if role not in self.roles:
+            AUTH_FAILURES.labels("not_allowed").inc()
             raise ApiError(403, f"{NOT_ALLOWED} (the {role} token; needs {' or '.join(sorted(self.roles))})")
         return role
 
@@ -107,10 +111,14 @@ def write_key_source(request: Request, payload: dict[str, Any], sources: SourceR
         or request.query_params.get("writeKey")
     )
     if not isinstance(key, str) or not key:
+        AUTH_FAILURES.labels("missing_write_key").inc()
         raise ApiError(401, MISSING_WRITE_KEY)
     source = sources.get(key)
     if source is None:
+        AUTH_FAILURES.labels("unknown_write_key").inc()
         raise ApiError(401, UNKNOWN_WRITE_KEY)
-    if source.kind != "sdk":  # e.g. a webhook source's key, printed and not secret, must not bypass its signature
+    # e.g. a webhook source's key, printed and not secret, must not bypass its signature
+    if source.kind != "sdk":
+        AUTH_FAILURES.labels("pull_source_write_key").inc()
         raise ApiError(401, PULL_SOURCE_WRITE_KEY)
     return source

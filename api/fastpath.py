@@ -9,6 +9,7 @@ route in api/routes/profiles.py documents the same endpoint in the OpenAPI schem
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
@@ -18,6 +19,7 @@ import orjson
 from api.auth import reader, role_of
 from api.deps import Services, lookup_key
 from api.errors import MISSING_TOKEN, NOT_ALLOWED, UNKNOWN_TOKEN, unknown_id_type
+from api.metrics import AUTH_FAILURES, LOOKUP_SECONDS
 from schemas.errors import error_body
 
 Scope = MutableMapping[str, Any]
@@ -39,6 +41,7 @@ class LookupFastPath:
         if index is None or len(parts) != 2 or not parts[1]:
             await self.app(scope, receive, send)  # the framework gives the proper 404/503
             return
+        started = time.perf_counter()
         token = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -46,13 +49,16 @@ class LookupFastPath:
                     token = value[7:].strip()
                 break
         if not token:
+            AUTH_FAILURES.labels("missing_token").inc()
             await _answer(send, 401, error_body(MISSING_TOKEN, []))
             return
         role = role_of(self.services.settings, token)
         if role is None:
+            AUTH_FAILURES.labels("unknown_token").inc()
             await _answer(send, 401, error_body(UNKNOWN_TOKEN, []))
             return
         if role not in reader.roles:
+            AUTH_FAILURES.labels("not_allowed").inc()
             await _answer(send, 403, error_body(NOT_ALLOWED, []))
             return
         id_type, value = parts[0], unquote(parts[1])
@@ -62,6 +68,7 @@ class LookupFastPath:
             await _answer(send, refused.status_code, error_body(refused.message, []))
             return
         await _answer(send, 200, {"audiences": index.audiences(key)})
+        LOOKUP_SECONDS.observe(time.perf_counter() - started)
 
 
 async def _answer(send: Callable[[Any], Awaitable[None]], status: int, body: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ import orjson
 from schemas.audience import rule_uses_time_window, validate_rule
 from sinks.audience_sql import compile_audience
 from sinks.clickhouse import ClickHouse
+from sinks.metrics import AUDIENCE_CHANGES, AUDIENCE_EVALUATION_SECONDS, AUDIENCE_EVALUATIONS
 from streams.audiences import AudienceDefinitions
 from streams.producer import AsyncProducer
 
@@ -126,7 +127,10 @@ class AudienceEvaluator:
             if only_windows and not rule_uses_time_window(rule):
                 continue
             compiled = compile_audience(rule, d["scope"], self.ch.database)
+            started = time.perf_counter()
             _, rows = self.ch.query(compiled.sql, compiled.params)
+            AUDIENCE_EVALUATION_SECONDS.observe(time.perf_counter() - started)
+            AUDIENCE_EVALUATIONS.labels(d["scope"]).inc()
             changes += self._apply(d["id"], d["scope"], {r[0] for r in rows})
         self.evaluations += 1
         return changes
@@ -138,6 +142,8 @@ class AudienceEvaluator:
             return 0
         at = datetime.now(UTC)
         rows = diff_members(audience_id, scope, old, new, at)
+        for status in ("entered", "exited"):
+            AUDIENCE_CHANGES.labels(status).inc(sum(1 for r in rows if r[3] == status))
         for i in range(0, len(rows), 50_000):
             self.ch.insert("audience_members", rows[i : i + 50_000], MEMBER_COLUMNS)
         self.producer.send_sync(

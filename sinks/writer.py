@@ -20,7 +20,9 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from sinks.clickhouse import ClickHouse
+from sinks.metrics import SINK_INSERT_SECONDS, SINK_ROWS
 from sinks.rows import RowFn
+from streams.metrics import STATS_INTERVAL_MS, lag_reporter
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,8 @@ class KafkaSink:
                 # back-off keeps it fetching.
                 "fetch.queue.backoff.ms": 20,
                 "max.poll.interval.ms": 600_000,
+                "statistics.interval.ms": STATS_INTERVAL_MS,
+                "stats_cb": lag_reporter(group_id),
             }
         )
         self._pending: queue.Queue[tuple[int, Batch] | None] = queue.Queue(maxsize=writers)
@@ -253,8 +257,9 @@ class KafkaSink:
         for topic, values in batch.values.items():
             route = self.routes[topic]
             if route.json:
+                started = time.perf_counter()
                 client.insert_json_lines(route.table, values, dedup_token=batch.token(topic))
-                self._count(len(values))
+                self._count(route.table, len(values), started)
                 continue
             assert route.row is not None
             rows = []
@@ -264,9 +269,12 @@ class KafkaSink:
                 except Exception as exc:  # a malformed record must not stall the sink forever
                     log.error("dropping unreadable record %d of a batch of %s: %s", i, topic, exc)
             if rows:
+                started = time.perf_counter()
                 client.insert(route.table, rows, route.columns, dedup_token=batch.token(topic))
-                self._count(len(rows))
+                self._count(route.table, len(rows), started)
 
-    def _count(self, rows: int) -> None:
+    def _count(self, table: str, rows: int, started: float) -> None:
+        SINK_INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
+        SINK_ROWS.labels(table).inc(rows)
         with self._count_lock:  # two writers add to it
             self.rows_written += rows

@@ -29,6 +29,7 @@ from schemas.offline import RowError, row_event
 from schemas.segment import SegmentEvent
 from schemas.validation import offline_invalid_reason
 from streams.keys import raw_event_key
+from streams.metrics import IMPORT_ROWS
 from streams.producer import CHECKED_HEADER, AsyncProducer
 from streams.sources import Source
 
@@ -193,6 +194,8 @@ def import_file(
                 chunk = []
     if chunk:
         producer.send_sync(chunk, headers=[CHECKED_HEADER])
+    IMPORT_ROWS.labels("accepted").inc(result.accepted)
+    IMPORT_ROWS.labels("rejected").inc(result.rejected)
     if not result.rejected:
         rejects_path.unlink(missing_ok=True)
     return result

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from streams.metrics import queue_full
 from streams.partitioner import PARTITIONER
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class AsyncProducer:
                     self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=acks)
                     break
                 except BufferError:  # local queue full: back-pressure rather than drop, but only until the
+                    queue_full("send_many")
                     # deadline: with the broker down the queue drains only as messages expire (message.timeout.ms),
                     # and the client must get its 503 within the bound, not hang.
                     if loop.time() >= deadline:
@@ -116,6 +118,7 @@ class AsyncProducer:
                     self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=cb)
                     break
                 except BufferError:
+                    queue_full("send_sync")
                     self._producer.poll(0.05)
         remaining = self._producer.flush(timeout)
         if remaining or errors:

@@ -76,3 +76,16 @@ def test_lookup_errors() -> None:
     status, body = _call(_app(), "/v1/lookup/shoe_size/42", "r3ad")
     assert status == 400 and "id_type" in body["error"]
     assert _call(_app(), "/v1/lookups/email/x", "r3ad") == (404, {"fallback": True})  # not ours
+
+
+def test_lookups_and_auth_failures_are_measured() -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, labels: dict[str, str] | None = None) -> float:
+        return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+    lookups, refused = sample("cdp_lookup_seconds_count"), sample("cdp_auth_failures_total", {"reason": "unknown_token"})
+    _call(_app(), "/v1/lookup/email/nobody@x.com", "r3ad")
+    _call(_app(), "/v1/lookup/email/nobody@x.com", "wrong")
+    assert sample("cdp_lookup_seconds_count") == lookups + 1
+    assert sample("cdp_auth_failures_total", {"reason": "unknown_token"}) == refused + 1

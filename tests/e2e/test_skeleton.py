@@ -39,6 +39,11 @@ def test_track_event_lands_in_clickhouse(cdp: CdpProcess) -> None:
         f"profile_id != '' FROM cdp.events WHERE message_id = '{mid}'"
     )[0]
     assert row == ["online", "track", "Signed Up", "anon-1", "pro", True]
+    # Every stage reports on /metrics: the collector, the stitcher, the sinks (README "Metrics").
+    scraped = httpx.get(f"{cdp.url}/metrics").text
+    for series in ("cdp_events_accepted_total", "cdp_stitch_events_total", "cdp_sink_rows_total{table="):
+        assert series in scraped, series
+    assert "cdp_sink_insert_seconds_count" in scraped
 
 
 def test_unknown_write_key_is_refused(cdp: CdpProcess) -> None:
