@@ -13,6 +13,8 @@ What is added, Segment-style:
 * ``timestamp`` corrected for client clock skew: ``receivedAt - (sentAt - originalTimestamp)``, the
   client's own value is kept in ``originalTimestamp``;
 * ``context.ip`` from the connection (unless the client set one, e.g. a server relaying a browser);
+* ``context.geo.country``: the ISO country of that IP, looked up offline (see :func:`ip_country`), so the DMP
+  side has a country when the context gives neither a location nor a locale, without ever storing the IP;
 * ``context.ua``: the parsed ``context.userAgent`` (browser, OS, device, device type), completed from the
   mobile SDKs' own ``context.os`` and ``context.device.type`` where the user agent says nothing (an app's
   events often carry no user agent, or an HTTP library's).
@@ -30,11 +32,12 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
 
+from iptocc import country_code as _ip_country_code
 from ua_parser import parse as _ua_parse
 
 from schemas.segment import MIN_TIMESTAMP, parse_timestamp
 
-__all__ = ["client_ip", "enrich", "format_timestamp", "parse_user_agent"]
+__all__ = ["client_ip", "enrich", "format_timestamp", "ip_country", "parse_user_agent"]
 
 # Longer user agents are truncated before parsing: real ones are < 512 bytes, and regex cost (and the
 # cache's memory) must not be driven by whatever a client puts in the field.
@@ -182,6 +185,21 @@ def _app_device(context: Mapping[str, Any], ua: dict[str, str | None]) -> dict[s
     return out
 
 
+def ip_country(ip: str) -> str | None:
+    """The ISO 3166-1 alpha-2 country of an IP address, or None (private, reserved, unknown, not an address).
+
+    iptocc: the regional internet registries' delegation files compiled into the wheel, so the lookup needs no
+    network, no account and no database download at start (MaxMind's GeoLite2 needs a licence key for each
+    download; geoip2fast ships country data too, but its last release is older); a new release follows the
+    registries' data, so upgrading the package refreshes it. Country only: region and city need a city database,
+    which no offline package ships, so the region stays what ``context.location`` says."""
+    try:
+        code = _ip_country_code(ip)
+    except (ValueError, TypeError):
+        return None
+    return code if isinstance(code, str) and len(code) == 2 else None
+
+
 def _corrected_timestamp(event: Mapping[str, Any], received_at: datetime) -> tuple[datetime, Any]:
     """Segment's clock-skew correction; returns (timestamp, client's original timestamp or None).
 
@@ -248,6 +266,11 @@ def enrich(
     context: dict[str, Any] = dict(raw_context) if isinstance(raw_context, Mapping) else {}
     if client_ip and not context.get("ip"):
         context["ip"] = client_ip
+    ip = context.get("ip")
+    country = ip_country(ip) if isinstance(ip, str) and ip else None
+    if country is not None:
+        geo = context.get("geo")
+        context["geo"] = {**(geo if isinstance(geo, Mapping) else {}), "country": country}
     user_agent = context.get("userAgent")
     parsed = parse_user_agent(user_agent) if isinstance(user_agent, str) and user_agent.strip() else {}
     ua = _app_device(context, parsed) if "os" in context or "device" in context else parsed

@@ -2,6 +2,8 @@
 -- user agent or a location (a server-side track, an app event) no longer wipes what an earlier event said. An
 -- empty value is aggregated with the epoch as its time, so any real value outranks it; the store's column types
 -- (argMax states) stay as they are and rows aggregated before keep their states.
+-- The country comes from context.location, else the locale, else context.geo.country: the country of the client
+-- IP, stamped by the collector (schemas/enrich.py). The IP itself is never read here.
 DROP VIEW IF EXISTS {db}.anonymous_profiles_landing_mv;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.anonymous_profiles_landing_mv TO {db}.anonymous_profiles_store AS
@@ -22,7 +24,8 @@ FROM
            if(kind = 'page', coalesce(nullIf(p.path, ''), c.page.path), '') AS path,
            p.category AS category,
            upper(coalesce(nullIf(c.location.country, ''),
-                          splitByChar('-', replaceAll(c.locale, '_', '-'))[2], '')) AS country_code,
+                          nullIf(splitByChar('-', replaceAll(c.locale, '_', '-'))[2], ''),
+                          c.geo.country)) AS country_code,
            arrayFilter(x -> x.2 != ''
                             AND lower(trimBoth(x.2)) NOT IN ('undefined', 'null', 'none', 'nil', 'nan', 'n/a',
                                 'unknown', 'anonymous', 'guest', 'distinct_id', 'distinctid', 'id',
@@ -39,6 +42,7 @@ FROM
                anonymousId,
                JSONExtract(context, 'Tuple(ua Tuple(device_type String, os String, browser String),
                                           location Tuple(country String, region String), locale String,
+                                          geo Tuple(country String),
                                           device Tuple(id String), page Tuple(path String))') AS c,
                JSONExtract(properties, 'Tuple(path String, category String)') AS p
         FROM {db}.events_landing

@@ -263,3 +263,10 @@ def test_mobile_sdk_context_fills_what_the_user_agent_does_not_say() -> None:
     assert run({"type": "screen", "context": ipad})["context"]["ua"]["device_type"] == "tablet"
     web = run({"type": "page", "context": {**app, "userAgent": IPHONE_SAFARI}})["context"]["ua"]
     assert (web["os"], web["device_type"]) == ("iOS", "mobile")
+
+
+def test_the_country_of_the_client_ip_is_stamped_offline() -> None:
+    assert run({"type": "page"}, client_ip="81.2.69.160")["context"]["geo"] == {"country": "GB"}
+    relayed = {"ip": "2a01:cb00::1", "geo": {"city": "Lyon"}}  # a server relaying a browser's address
+    assert run({"type": "page", "context": relayed})["context"]["geo"] == {"city": "Lyon", "country": "FR"}
+    assert "geo" not in run({"type": "page"}, client_ip="10.0.0.1")["context"]  # private: no country

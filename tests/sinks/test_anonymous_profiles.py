@@ -92,3 +92,13 @@ def test_a_later_event_without_device_or_location_keeps_the_latest_known_values(
         f"SELECT device_type, os, browser, country FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-keep'"
     )[1]
     assert [tuple(r) for r in got] == [("mobile", "iOS", "Mobile Safari", "FR")]
+
+
+def test_the_country_of_the_client_ip_when_the_context_gives_none(ch) -> None:
+    """The collector's context.geo.country stands in when there is neither a location nor a locale; the IP itself
+    never reaches the DMP side."""
+    now = datetime.now(UTC)
+    _land(ch, [_event("g1", "c-geo", now, context={"ip": "81.2.69.160", "geo": {"country": "GB"}})])
+    cols, rows = ch.query(f"SELECT * FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-geo'")
+    (row,) = [dict(zip(cols, r, strict=True)) for r in rows]
+    assert row["country"] == "GB" and "81.2.69.160" not in repr(row)
