@@ -84,8 +84,9 @@ def test_lookups_and_auth_failures_are_measured() -> None:
     def sample(name: str, labels: dict[str, str] | None = None) -> float:
         return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
-    lookups, refused = sample("cdp_lookup_seconds_count"), sample("cdp_auth_failures_total", {"reason": "unknown_token"})
+    unknown = {"reason": "unknown_token"}
+    lookups, refused = sample("cdp_lookup_seconds_count"), sample("cdp_auth_failures_total", unknown)
     _call(_app(), "/v1/lookup/email/nobody@x.com", "r3ad")
     _call(_app(), "/v1/lookup/email/nobody@x.com", "wrong")
     assert sample("cdp_lookup_seconds_count") == lookups + 1
-    assert sample("cdp_auth_failures_total", {"reason": "unknown_token"}) == refused + 1
+    assert sample("cdp_auth_failures_total", unknown) == refused + 1
