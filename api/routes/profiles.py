@@ -18,6 +18,7 @@ from api.auth import reader
 from api.deps import ClickHouseDep, IdentifierKey, IndexDep, ServicesDep
 from api.errors import ApiError
 from sinks.clickhouse import ClickHouse
+from sinks.profile_ids import current_profile_id
 from streams.serving import MembershipIndex
 
 router = APIRouter(dependencies=[Depends(reader)], tags=["profiles"])
@@ -47,8 +48,8 @@ def _profile(ch: ClickHouse, index: MembershipIndex | None, key: str) -> dict[st
     db = ch.database
     id_type, value = key.split(":", 1)
     profile_id: str | None
-    if id_type == "profile_id":
-        profile_id = value
+    if id_type == "profile_id":  # an id stored before a merge moved the label still finds the profile
+        profile_id = current_profile_id(ch, value)
     else:
         profile_id = index.profile_of(key) if index is not None else None
         if profile_id is None:

@@ -1,0 +1,26 @@
+"""A stored profile id keeps working after a merge moved the label: it answers the current profile, with its id."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sinks.clickhouse import ClickHouse
+from sinks.rows import IDENTITY_COLUMNS, MERGE_COLUMNS, identity_row, merge_row
+from tests.api.routes.fixtures import READ, client, services
+
+
+def test_an_old_profile_id_answers_the_current_profile(ch: ClickHouse) -> None:
+    ms = int(datetime.now(UTC).timestamp() * 1000)
+    held = {"id_type": "email", "id_value": "ann@example.com", "profile_id": "p3", "first_seen_ms": ms}
+    ch.insert("identities_store", [identity_row({**held, "updated_ms": ms, "version": 1})], IDENTITY_COLUMNS)
+    merges = [("p1", "p2"), ("p2", "p1"), ("p2", "p3")]  # one pair recorded both ways, then a later merge
+    rows = [merge_row({"from_profile": a, "into_profile": b, "ts_ms": ms}) for a, b in merges]
+    ch.insert("merges", rows, MERGE_COLUMNS)
+    http = client(services(ch=ch))
+    for stored in ("p1", "p2", "p3"):
+        r = http.get(f"/v1/profiles/profile_id/{stored}", headers=READ)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["profile_id"] == "p3"
+        assert body["identifiers"] == [{"type": "email", "value": "ann@example.com"}]
+    assert http.get("/v1/profiles/profile_id/p-never", headers=READ).status_code == 404
