@@ -32,6 +32,7 @@ from schemas.enrich import client_ip, enrich
 from schemas.errors import BatchItemError, EventError
 from schemas.segment import EventTooLarge, SegmentEvent, accept_batch, accept_event
 from schemas.settings import Settings
+from streams.ingest import phones_to_e164
 from streams.keys import raw_event_key
 from streams.producer import CHECKED_HEADER, AsyncProducer, ProduceTimeout
 from streams.sources import Source
@@ -70,6 +71,9 @@ class Intake:
             channel=self.source.channel,
             source_id=self.source.name,
         )
+        region = self.source.config.get("phone_region")
+        if region:  # the source's national phone numbers as E.164; one that cannot be read is left to the stitcher
+            phones_to_e164(enriched, region, self.rules)
         return self.topic, raw_event_key(enriched, self.rules), orjson.dumps(enriched)
 
     def deadletter(self, item: Any, error: BatchItemError) -> Record:

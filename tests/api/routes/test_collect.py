@@ -38,3 +38,14 @@ def test_a_mixed_batch_keeps_the_good_items_and_dead_letters_the_rest() -> None:
     assert topics == ["t.events.online", "t.deadletter"]
     dead = orjson.loads(sent(s)[1][2] or b"")
     assert dead["reason"].startswith("batch[1].event: required") and dead["event"] == batch["batch"][1]
+
+
+def test_a_source_with_a_phone_region_sends_its_national_phones_as_e164() -> None:
+    s = services()
+    assert s.sources is not None
+    source = {"write_key": "wk_fr", "name": "shop-fr", "channel": "online", "created_at_ms": 1}
+    s.sources.apply("wk_fr", orjson.dumps({**source, "config": {"phone_region": "FR"}}))
+    body = {"userId": "u1", "traits": {"phone": "06 12 34 56 78"}}
+    assert client(s).post("/v1/identify", json=body, auth=("wk_fr", "")).status_code == 200
+    [(_, _, value)] = sent(s)
+    assert orjson.loads(value or b"")["traits"]["phone"] == "+33612345678"
