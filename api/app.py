@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from api import errors, openapi
 from api.deps import Services
-from api.routes import audiences, collect, health, profiles, query, sdk_settings, webhooks
+from api.routes import audiences, collect, console, health, profiles, query, sdk_settings, sources, webhooks
 
 
 def create_app(services: Services, *, collector: bool = True, query_api: bool = True) -> FastAPI:
@@ -35,4 +36,7 @@ def create_app(services: Services, *, collector: bool = True, query_api: bool = 
         app.include_router(query.router)
         app.include_router(profiles.router)
         app.include_router(audiences.router)
+        app.include_router(sources.router)
+        app.include_router(console.router)
+        app.mount("/console/static", StaticFiles(directory=console.STATIC), name="console-static")
     return app

@@ -21,16 +21,20 @@ from api.errors import (
     NO_CLICKHOUSE,
     NO_COLLECTOR,
     NO_INDEX,
+    NO_LIVE,
     ApiError,
     unknown_id_type,
 )
 from api.metrics import EVENTS_REJECTED
+from api.sdk_documents import PublicBase, public_base
 from identity.normalise import DEFAULT_NORMALISERS, normalised_key
 from identity.rules import IdentityRules
 from schemas.settings import Settings
 from sinks.analyst import AnalystSql
 from sinks.clickhouse import ClickHouse
 from streams.audiences import AudienceDefinitions
+from streams.live import LiveTail
+from streams.pipeline_figures import PipelineFigures
 from streams.producer import AsyncProducer
 from streams.serving import MembershipIndex
 from streams.source_status import SourceStats
@@ -56,6 +60,8 @@ class Services:
     id_types: frozenset[str] = frozenset()  # identifier types a lookup accepts
     rules: IdentityRules | None = None  # collector: keys raw events by their primary identifier
     source_stats: SourceStats | None = None  # collector: webhook deliveries, for the sources' status
+    live: LiveTail | None = None  # query API: the console's live events (read while watched)
+    figures: PipelineFigures | None = None  # query API: the console's pipeline figures
 
 
 async def get_services(request: Request) -> Services:
@@ -94,6 +100,27 @@ ProducerDep = Annotated[AsyncProducer, Depends(required(lambda s: s.producer, NO
 SourcesDep = Annotated[SourceRegistry, Depends(required(lambda s: s.sources, NO_COLLECTOR))]
 AudiencesDep = Annotated[AudienceDefinitions, Depends(required(lambda s: s.audiences, NO_AUDIENCES))]
 IndexDep = Annotated[MembershipIndex, Depends(required(lambda s: s.index, NO_INDEX))]
+LiveDep = Annotated[LiveTail, Depends(required(lambda s: s.live, NO_LIVE))]
+FiguresDep = Annotated[PipelineFigures, Depends(required(lambda s: s.figures, NO_LIVE))]
+
+
+async def request_base(request: Request, settings: SettingsDep) -> PublicBase:
+    """Where SDKs reach this collector (api/sdk_documents.py :func:`public_base`), for this request: 400 for a
+    Host header that is not a host name."""
+    trusted = settings.trust_forwarded_for
+    try:
+        return public_base(
+            settings.public_url,
+            request.url.scheme,
+            request.headers.get("host"),
+            request.headers.get("x-forwarded-proto") if trusted else None,
+            request.headers.get("x-forwarded-host") if trusted else None,
+        )
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+PublicBaseDep = Annotated[PublicBase, Depends(request_base)]
 
 
 def lookup_key(services: Services, id_type: str, value: str) -> str | None:

@@ -41,6 +41,8 @@ from sinks.clickhouse import ClickHouse, StoreInUse
 from sinks.rows import IDENTITY_COLUMNS, MERGE_COLUMNS, REFUSAL_COLUMNS, identity_row, merge_row, refusal_row
 from sinks.writer import KafkaSink, Route
 from streams.audiences import AudienceDefinitions
+from streams.live import LiveTail
+from streams.pipeline_figures import PipelineFigures
 from streams.producer import AsyncProducer
 from streams.pull import PullSources
 from streams.serving import ServingIndex
@@ -199,6 +201,10 @@ async def start_audience_parts(
         await enter(parts.running(index))
         services.ch, services.audiences, services.index = ch, definitions, index
         services.id_types = frozenset({"profile_id", *rules.types})
+        services.live = await enter(
+            parts.running(LiveTail(settings.kafka_bootstrap, topics.raw_all, topics.deadletter))
+        )
+        services.figures = PipelineFigures(settings.kafka_bootstrap, topics, CHANNELS)
     if not roles.sinks:
         return
     sink = KafkaSink(

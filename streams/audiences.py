@@ -38,18 +38,21 @@ class AudienceDefinitions(CompactedTopic[Definition]):
         rule: dict[str, Any],
         description: str | None,
         timeout: float,
+        replacing: Definition | None = None,
     ) -> Definition:
-        audience_id = new_audience_id()
+        """A new audience, or a new definition of ``replacing`` (same id and creation time: its members are
+        re-evaluated under the new rule, entering and exiting as they differ)."""
+        audience_id = replacing["id"] if replacing is not None else new_audience_id()
         definition: Definition = {
             "id": audience_id,
             "name": name,
             "scope": scope,
             "rule": rule,
             "description": description,
-            "created_at_ms": int(time.time() * 1000),
+            "created_at_ms": replacing["created_at_ms"] if replacing is not None else int(time.time() * 1000),
         }
         await producer.send_many([(self.topic, audience_id.encode(), orjson.dumps(definition))], timeout)
-        await wait_until_async(lambda: self.get(audience_id) is not None, self.visible_within_s)
+        await wait_until_async(lambda: self.get(audience_id) == definition, self.visible_within_s)
         return definition
 
     async def delete(self, producer: AsyncProducer, audience_id: str, timeout: float) -> None:

@@ -46,8 +46,13 @@ def new_source(name: str, channel: str, kind: str = "sdk", config: dict[str, Any
     )
 
 
+def source_record(topic: str, source: Source) -> tuple[str, bytes, bytes]:
+    """The record of a source in the sources topic: keyed by write key, so compaction keeps its latest form."""
+    return topic, source.write_key.encode(), orjson.dumps(asdict(source))
+
+
 def publish_source(producer: AsyncProducer, topic: str, source: Source) -> None:
-    producer.send_sync([(topic, source.write_key.encode(), orjson.dumps(asdict(source)))])
+    producer.send_sync([source_record(topic, source)])
 
 
 def _decode(value: bytes) -> Source:

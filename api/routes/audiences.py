@@ -1,6 +1,7 @@
-"""Audience definitions and members: POST/GET /v1/audiences, GET/DELETE /v1/audiences/{id},
-GET /v1/audiences/{id}/members (streamed JSON Lines or CSV). Reading takes the analyst (or admin) token;
-creating and deleting the admin token."""
+"""Audience definitions and members: POST/GET /v1/audiences, GET/PUT/DELETE /v1/audiences/{id},
+GET /v1/audiences/{id}/members (streamed JSON Lines or CSV), and for the console POST /v1/audiences/preview (the
+size a definition would have, nothing stored) and GET /v1/audiences/{id}/history (size per day). Reading and
+previewing take the analyst (or admin) token; creating, editing and deleting the admin token."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from api.openapi import json_body
 from schemas.audience import AudienceCreate, parse_audience
 from sinks.audience_sql import compile_audience
 from sinks.clickhouse import ClickHouse
+from sinks.console_reads import membership_history, preview_size
 from streams.audiences import AudienceDefinitions, Definition
 
 router = APIRouter(tags=["audiences"])
@@ -62,6 +64,33 @@ async def create_audience(
         producer, spec.name, spec.scope, payload["rule"], spec.description, settings.produce_timeout_s
     )
     return JSONResponse(_view(definition, 0), status_code=201)
+
+
+@router.post("/v1/audiences/preview", dependencies=[Depends(analyst)])
+def preview_audience(payload: JsonBody, ch: ClickHouseDep) -> dict[str, Any]:
+    """The body of a POST /v1/audiences, validated the same way (422 naming the rule's path), and its size now."""
+    spec = parse_audience(payload)
+    return {"size": preview_size(ch, compile_audience(spec.rule, spec.scope, ch.database))}
+
+
+@router.put("/v1/audiences/{audience_id}", dependencies=[Depends(admin)])
+async def replace_audience(
+    audience_id: str, payload: JsonBody, audiences: AudiencesDep, producer: ProducerDep, services: ServicesDep
+) -> dict[str, Any]:
+    existing = _existing(audiences, audience_id)
+    spec = parse_audience(payload)
+    settings = services.settings
+    compile_audience(spec.rule, spec.scope, settings.clickhouse_database)
+    definition = await audiences.create(
+        producer, spec.name, spec.scope, payload["rule"], spec.description, settings.produce_timeout_s, existing
+    )
+    return _view(definition, _sizes(services.ch).get(audience_id, 0))
+
+
+@router.get("/v1/audiences/{audience_id}/history", dependencies=[Depends(analyst)])
+def audience_history(audience_id: str, audiences: AudiencesDep, ch: ClickHouseDep) -> dict[str, Any]:
+    _existing(audiences, audience_id)
+    return {"days": membership_history(ch, audience_id)}
 
 
 @router.get("/v1/audiences", dependencies=[Depends(analyst)])

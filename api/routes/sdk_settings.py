@@ -12,42 +12,25 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import basic_user
-from api.deps import SettingsDep, SourcesDep
+from api.deps import PublicBaseDep, SourcesDep
 from api.errors import INVALID_WRITE_KEY, UNKNOWN_WRITE_KEY, ApiError
-from api.sdk_documents import PublicBase, public_base, rudderstack_source_config, segment_settings
-from schemas.settings import Settings
+from api.sdk_documents import rudderstack_source_config, segment_settings
 
 router = APIRouter(tags=["sdk settings"])
 CACHE: dict[str, str] = {"Cache-Control": "max-age=60"}
 
 
-def _base(request: Request, settings: Settings) -> PublicBase:
-    trusted = settings.trust_forwarded_for
-    try:
-        return public_base(
-            settings.public_url,
-            request.url.scheme,
-            request.headers.get("host"),
-            request.headers.get("x-forwarded-proto") if trusted else None,
-            request.headers.get("x-forwarded-host") if trusted else None,
-        )
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-
-
 @router.get("/v1/projects/{write_key}/settings")
-async def segment_source_settings(
-    write_key: str, request: Request, settings: SettingsDep, sources: SourcesDep
-) -> JSONResponse:
+async def segment_source_settings(write_key: str, base: PublicBaseDep, sources: SourcesDep) -> JSONResponse:
     """Segment's CDN settings document, for analytics-next (``cdnURL``) and the mobile SDKs (``cdnHost``)."""
     if sources.get(write_key) is None:
         raise ApiError(404, UNKNOWN_WRITE_KEY)
-    return JSONResponse(segment_settings(write_key, _base(request, settings)), headers=CACHE)
+    return JSONResponse(segment_settings(write_key, base), headers=CACHE)
 
 
 @router.get("/sourceConfig")
 @router.get("/sourceConfig/", include_in_schema=False)
-async def rudderstack_source_settings(request: Request, settings: SettingsDep, sources: SourcesDep) -> JSONResponse:
+async def rudderstack_source_settings(request: Request, base: PublicBaseDep, sources: SourcesDep) -> JSONResponse:
     """RudderStack's source config, for its JavaScript v3 (``configUrl``) and mobile SDKs (``controlPlaneUrl``).
 
     The write key comes as HTTP Basic (every RudderStack SDK sends it) or as the ``writeKey`` query parameter
@@ -57,5 +40,5 @@ async def rudderstack_source_settings(request: Request, settings: SettingsDep, s
     source = sources.get(key) if key else None
     if source is None:
         raise ApiError(401, INVALID_WRITE_KEY)
-    document = rudderstack_source_config(source.write_key, source.name, source.created_at_ms, _base(request, settings))
+    document = rudderstack_source_config(source.write_key, source.name, source.created_at_ms, base)
     return JSONResponse(document, headers=CACHE)
