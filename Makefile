@@ -17,7 +17,7 @@ SDK_DIR := .cache/browser-sdks
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test test-unit bench lint format kafka-fetch kafka-up kafka-down connect-fetch connect-up connect-down \
-	postgres clean venv browser
+	postgres clean venv browser screenshots
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -84,6 +84,11 @@ run: venv kafka-up
 # The suite starts its own broker on free ports and its own chDB folder (tests/conftest.py).
 test: venv kafka-fetch connect-fetch postgres browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# 1280x800 PNGs of every console page, taken by its browser test against a real stack, into .screenshots/ (git
+# ignores it; the README shows two of them from docs/).
+screenshots: venv kafka-fetch browser
+	CONSOLE_SCREENSHOTS=$(abspath .screenshots) $(BIN)/pytest -q tests/e2e/test_console.py -k every_page
 
 # What needs no broker (and so no Maven): every test not marked e2e.
 test-unit: venv

@@ -30,7 +30,9 @@ PUBLIC |= {"/v1/group", "/v1/alias", "/v1/batch"}  # write-key auth (collector)
 PUBLIC |= {path for paths in SINGLE_PATHS.values() for path in paths} | set(BATCH_PATHS)  # the SDKs' own paths
 PUBLIC |= {"/v1/projects/{write_key}/settings", "/sourceConfig", "/sourceConfig/"}  # SDK settings, by write key
 PUBLIC |= {"/v1/webhooks/{name}"}  # the sender's signature over the body, with the source's secret
-ADMIN_ONLY_AT_LEAST = {("POST", "/v1/audiences"), ("DELETE", "/v1/audiences/{audience_id}")}
+PUBLIC |= {"/console"}  # the console's static page: no data; it asks for a token and sends it on every call
+ADMIN_ONLY_AT_LEAST = {("POST", "/v1/audiences"), ("DELETE", "/v1/audiences/{audience_id}"), ("POST", "/v1/sources")}
+ADMIN_ONLY_AT_LEAST |= {("PUT", "/v1/audiences/{audience_id}")}
 ANALYST_MAY = {("POST", "/v1/sql"), ("GET", "/v1/audiences"), ("GET", "/v1/profiles/{id_type}/{value}")}
 
 

@@ -10,6 +10,7 @@ browser context.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import time
@@ -152,9 +153,7 @@ def test_a_new_sources_snippet_pasted_into_a_page_shows_its_events_in_live_event
 def test_live_events_show_a_rejected_event_with_its_reason(cdp: CdpProcess, admin_console: Console) -> None:
     bad = {"type": "track", "anonymousId": "a-bad", "event": ""}  # an empty event name is refused
     good = {"type": "track", "anonymousId": "a-good", "event": "Product Viewed"}
-    r = httpx.post(
-        f"{cdp.url}/v1/batch", json={"batch": [good, bad]}, auth=(cdp.write_keys["online"], ""), timeout=10
-    )
+    r = httpx.post(f"{cdp.url}/v1/batch", json={"batch": [good, bad]}, auth=(cdp.write_keys["online"], ""), timeout=10)
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
     page = admin_console.open("live")
     rejected = page.locator("#live-rejected tbody tr")
@@ -180,7 +179,14 @@ def test_a_profile_found_by_email_shows_its_identifiers_and_ltv(customer: Custom
 def test_an_audience_is_previewed_saved_and_listed_with_its_size(customer: Customer, admin_console: Console) -> None:
     page = admin_console.open("audiences")
     name = f"Pro buyers {uuid.uuid4().hex[:6]}"
-    rule = f'{{"all": [{{"trait": "email", "op": "eq", "value": "{customer.email}"}}, {{"computed": "orders", "op": "gte", "value": 2}}]}}'
+    rule = json.dumps(
+        {
+            "all": [
+                {"trait": "email", "op": "eq", "value": customer.email},
+                {"computed": "orders", "op": "gte", "value": 2},
+            ]
+        }
+    )
     page.fill("#aud-name", name)
     page.fill("#aud-rule", rule)
     page.click("#aud-preview")

@@ -14,6 +14,7 @@ from identity.rules import IdentityRules
 from schemas.settings import Settings
 from sinks.clickhouse import ClickHouse
 from streams.audiences import AudienceDefinitions
+from streams.follow import CompactedTopic
 from streams.producer import AsyncProducer, Headers
 from streams.serving import MembershipIndex
 from streams.sources import SourceRegistry
@@ -28,7 +29,7 @@ NEVER_STARTED = "127.0.0.1:1"  # followers built but not started hold no Kafka c
 class RecordingProducer:
     """Acknowledges every record at once and keeps it; feeds records for a followed topic back, as Kafka would."""
 
-    def __init__(self, follows: dict[str, AudienceDefinitions] | None = None) -> None:
+    def __init__(self, follows: dict[str, CompactedTopic[Any]] | None = None) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None]] = []
         self.headers: list[Headers | None] = []
         self.follows = follows or {}
@@ -49,7 +50,7 @@ def services(max_request_bytes: int = 512_000, ch: ClickHouse | None = None) -> 
     sources = SourceRegistry(NEVER_STARTED, topics.sources)
     sources.apply(WRITE_KEY, b'{"write_key": "wk_test", "name": "web", "channel": "online", "created_at_ms": 1}')
     audiences = AudienceDefinitions(NEVER_STARTED, topics.audiences)
-    producer = RecordingProducer({topics.audiences: audiences})
+    producer = RecordingProducer({topics.audiences: audiences, topics.sources: sources})
     return Services(
         settings,
         topics,
