@@ -27,19 +27,28 @@ EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
 @dataclass(frozen=True)
 class Stage:
-    """A consumer group and the topics it reads: its lag is their end offsets minus what it committed."""
+    """A consumer group and the topics it reads: its lag is their end offsets minus what it committed.
+
+    A topic written in Kafka transactions (``transactional``) ends with a commit marker, an offset no consumer
+    commits past: its last offset of each partition is not counted as lag."""
 
     name: str
     group: str
     topics: tuple[str, ...]
+    transactional: frozenset[str] = frozenset()
+
+    def behind(self, topic: str, end: int, committed: int) -> int:
+        marker = 1 if topic in self.transactional and end > committed else 0
+        return max(0, end - committed - marker)
 
 
 def stages(topics: Topics, channels: Iterable[str]) -> list[Stage]:
     """The stages of the pipeline as the workers name their groups (streams/stitcher.py, cdp/runner.py)."""
     raw = tuple(topics.raw(c) for c in channels)
+    stitched = (topics.stitched, topics.identities, topics.merges, topics.refusals)  # the stitcher's transactions
     return [
-        Stage("stitching", f"{topics.prefix}-stitch", (*raw, topics.identity_ops)),
-        Stage("sink", f"{topics.prefix}-sink", (topics.stitched, topics.identities, topics.merges, topics.refusals)),
+        Stage("stitching", f"{topics.prefix}-stitch", (*raw, topics.identity_ops), frozenset({topics.identity_ops})),
+        Stage("sink", f"{topics.prefix}-sink", stitched, frozenset(stitched)),
     ]
 
 
@@ -110,7 +119,7 @@ class PipelineFigures:
             for (topic, partition), end in ends.items():
                 if topic in stage.topics:
                     done = committed.get((topic, partition), 0)
-                    behind += max(0, end - done)
+                    behind += stage.behind(topic, end, done)
                     if stage is self.stages[0] and topic in raw:
                         stitched += done
             lag[stage.name] = behind

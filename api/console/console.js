@@ -103,12 +103,13 @@ function csv(columns, rows) {
 }
 
 // A line chart of one or more series [{name, points: [[x, y], ...]}], x in ms; small, hand-drawn SVG.
-function lineChart(series, { width = 560, height = 160, unit = "" } = {}) {
+function lineChart(series, { width = 560, height = 160, unit = "", days = false } = {}) {
   const pad = { l: 44, r: 8, t: 8, b: 20 };
   const all = series.flatMap((s) => s.points);
   const xs = all.map((p) => p[0]);
   const ys = all.map((p) => p[1]);
-  const x0 = Math.min(...xs, Date.now() - 60000), x1 = Math.max(...xs, x0 + 1);
+  const span = days ? 7 * 86400000 : 60000;
+  const x0 = Math.min(...xs, Math.max(...xs, Date.now()) - span), x1 = Math.max(...xs, x0 + 1);
   const yMax = Math.max(1, ...ys) * 1.1;
   const X = (x) => pad.l + ((x - x0) / (x1 - x0)) * (width - pad.l - pad.r);
   const Y = (y) => height - pad.b - (y / yMax) * (height - pad.t - pad.b);
@@ -120,9 +121,12 @@ function lineChart(series, { width = 560, height = 160, unit = "" } = {}) {
     fill: "none", stroke: COLOURS[i % COLOURS.length], "stroke-width": 2,
     points: s.points.map((p) => `${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(" "),
   }) : null);
-  const labels = [svg("text", { x: pad.l, y: height - 5 }, fmtTime(x0).slice(11)),
-    svg("text", { x: width - pad.r, y: height - 5, "text-anchor": "end" }, fmtTime(x1).slice(11))];
-  const chart = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img" }, grid, lines, labels);
+  const dots = series.map((s, i) => s.points.length <= 3 ? s.points.map((p) => svg("circle", {
+    cx: X(p[0]).toFixed(1), cy: Y(p[1]).toFixed(1), r: 3, fill: COLOURS[i % COLOURS.length] })) : null);
+  const tick = (x) => (days ? fmtTime(x).slice(0, 10) : fmtTime(x).slice(11));
+  const labels = [svg("text", { x: pad.l, y: height - 5 }, tick(x0)),
+    svg("text", { x: width - pad.r, y: height - 5, "text-anchor": "end" }, tick(x1))];
+  const chart = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img" }, grid, lines, dots, labels);
   const legend = h("div", { class: "legend" }, series.map((s, i) => h("span", {}, h("i", { style: `background:${COLOURS[i % COLOURS.length]}` }), s.name)));
   return h("div", {}, chart, legend);
 }
@@ -334,6 +338,11 @@ const PAGES = {
     const dict = (obj) => Object.keys(obj).length ? kv(Object.entries(obj).map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : String(v)])) : h("p", { class: "muted" }, "none");
     let merges = [];
     try { merges = (await api("GET", `/v1/console/merges/${encodeURIComponent(p.profile_id)}`)).merges; } catch (e) { merges = []; }
+    const names = {};  // audience ids to names, where the token may read audiences
+    if (state.session.pages.includes("audiences") && p.audiences.length) {
+      (await api("GET", "/v1/audiences")).audiences.forEach((a) => { names[a.id] = a.name; });
+    }
+    const audienceBadge = (id) => names[id] ? h("a", { class: "badge", href: `#audiences?id=${encodeURIComponent(id)}` }, names[id]) : h("span", { class: "badge" }, id);
     out.append(
       h("div", { class: "panel" }, h("h2", {}, "Profile ", h("code", { id: "profile-id" }, p.profile_id))),
       h("div", { class: "row" },
@@ -348,7 +357,7 @@ const PAGES = {
         h("div", { class: "panel" }, h("h2", {}, "Traits"), dict(p.traits)),
         h("div", { class: "panel" }, h("h2", {}, "Consent"), dict(p.consent)),
         h("div", { class: "panel" }, h("h2", {}, "Audiences"), h("div", { id: "profile-audiences" },
-          p.audiences.length ? p.audiences.map((a) => h("span", { class: "badge" }, a)) : h("p", { class: "muted" }, "none")))),
+          p.audiences.length ? p.audiences.map(audienceBadge) : h("p", { class: "muted" }, "none")))),
       h("div", { class: "panel" }, h("h2", {}, "Merges"), merges.length ? table([
         { title: "merged", value: (m) => fmtTime(m.merged_at) }, { title: "from", value: (m) => m.from_profile },
         { title: "into", value: (m) => m.into_profile }, { title: "cause", value: (m) => m.cause },
@@ -464,7 +473,7 @@ const PAGES = {
       const points = history.map((d) => [Date.parse(d.day), d.size]);
       detail.replaceChildren(h("h2", {}, a.name, " ", h("span", { class: "muted small" }, a.id)),
         h("p", {}, h("span", { class: "figure", id: "aud-current-size" }, fmtNumber(a.size)), " members · scope ", a.scope),
-        history.length ? lineChart([{ name: "members per day", points }], { height: 140 }) : h("p", { class: "muted" }, "No membership changes yet."),
+        history.length ? lineChart([{ name: "members at the end of each day", points }], { height: 140, days: true }) : h("p", { class: "muted" }, "No membership changes yet."),
         h("p", {}, h("button", { type: "button", id: "aud-download", onclick: async () => {
           const r = await fetch(`/v1/audiences/${a.id}/members?format=csv`, { headers: { Authorization: `Bearer ${state.token}` } });
           download(`${a.name}.csv`, "text/csv", await r.text());

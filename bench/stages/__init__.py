@@ -16,6 +16,7 @@ BUILTIN: tuple[str, ...] = (
     "lookup",
     "analyst",
     "cdc",
+    "console",
 )
 
 for _module in BUILTIN:

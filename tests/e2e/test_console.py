@@ -73,16 +73,20 @@ class Customer:
         ]
         r = httpx.post(f"{cdp.url}/v1/batch", json={"batch": batch}, auth=auth, timeout=10)
         assert r.status_code == 200 and r.json()["accepted"] == 4, r.text
-        deadline = time.monotonic() + 60
-        profile: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            r = httpx.get(f"{cdp.url}/v1/profiles/email/{self.email}", headers=cdp.admin_headers(), timeout=10)
-            profile = r.json() if r.status_code == 200 else {}
-            if profile.get("computed", {}).get("orders") == 2:
-                break
-            time.sleep(0.2)
-        assert profile.get("computed", {}).get("orders") == 2, profile
-        self.profile_id: str = profile["profile_id"]
+        self.profile_id: str = wait_profile(cdp, self.email, orders=2)["profile_id"]
+
+
+def wait_profile(cdp: CdpProcess, email: str, orders: int, timeout: float = 60) -> dict[str, Any]:
+    """The profile holding ``email`` once it counts ``orders`` orders (through the profile API)."""
+    deadline = time.monotonic() + timeout
+    profile: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        r = httpx.get(f"{cdp.url}/v1/profiles/email/{email}", headers=cdp.admin_headers(), timeout=10)
+        profile = r.json() if r.status_code == 200 else {}
+        if profile.get("computed", {}).get("orders") == orders:
+            return profile
+        time.sleep(0.2)
+    raise AssertionError(f"no profile of {email} with {orders} orders: {profile}")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +124,7 @@ def admin_console(browser: Browser, cdp: CdpProcess) -> Iterator[Console]:
     c.close()
 
 
-def test_a_new_sources_snippet_pasted_into_a_page_shows_its_events_in_live_events(
+def test_a_new_sources_snippet_pasted_into_a_page_shows_its_events_live_and_then_its_profile(
     browser: Browser, cdp: CdpProcess, site: StaticSite, admin_console: Console
 ) -> None:
     page = admin_console.open("sources")
@@ -137,7 +141,8 @@ def test_a_new_sources_snippet_pasted_into_a_page_shows_its_events_in_live_event
     shop = site.add(f"{name}.html", f"<!doctype html><html><head>{snippet}</head><body>shop</body></html>")
     visitor = browser.new_context()
     try:
-        visitor.new_page().goto(shop)
+        shop_page = visitor.new_page()
+        shop_page.goto(shop)
         page.click("text=Watch its events arrive")
         expect(page.locator("#live-source")).to_have_value(name)
         rows = page.locator("#live-events tbody tr")
@@ -145,6 +150,22 @@ def test_a_new_sources_snippet_pasted_into_a_page_shows_its_events_in_live_event
         expect(rows.first).to_contain_text(name)
         rows.first.click()
         expect(page.locator("#live-detail")).to_contain_text(f'"sourceId": "{name}"')
+
+        # The README's walk-through goes on: the visitor says who they are and buys; the profile has it all.
+        email = f"{name}@example.com"
+        shop_page.evaluate(
+            """async (email) => {
+                await analytics.identify("user-" + email, { email });
+                await analytics.track("Order Completed", { revenue: 42 });
+            }""",
+            email,
+        )
+        expect(rows).to_have_count(3, timeout=30_000)
+        wait_profile(cdp, email, orders=1)  # stitched and stored within seconds; a search before is a 404
+        page = admin_console.open(f"profiles?type=email&value={email}")
+        expect(page.locator("#ltv")).to_have_text("42.00")
+        expect(page.locator("#identifiers")).to_contain_text(email)
+        expect(page.locator("#timeline li")).to_have_count(3)
     finally:
         visitor.close()
     assert admin_console.errors == []
@@ -250,6 +271,9 @@ def test_every_page_opens_without_console_errors_and_is_captured_at_1280x800(
         hash_, selector = ready[name]
         page = admin_console.open(hash_)
         expect(page.locator(selector).first).to_be_visible(timeout=15_000)
+        if name == "sources":
+            page.locator("#source-list tbody tr").first.click()
+            expect(page.locator("#snippet")).to_contain_text("analytics._writeKey")
         if name == "sql":
             page.click("#sql-run")
             expect(page.locator("#sql-result tbody tr").first).to_be_visible(timeout=15_000)

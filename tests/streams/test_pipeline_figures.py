@@ -26,3 +26,11 @@ def test_stages_are_the_groups_of_the_stitcher_and_the_sink() -> None:
     stitching, sink = stages(Topics("t"), ["online"])
     assert (stitching.group, sink.group) == ("t-stitch", "t-sink")
     assert "t.events.online" in stitching.topics and "t.events.stitched" in sink.topics
+
+
+def test_the_commit_marker_closing_a_transactional_topic_is_not_lag() -> None:
+    stitching, sink = stages(Topics("t"), ["online"])
+    assert sink.behind("t.events.stitched", end=10, committed=9) == 0
+    assert sink.behind("t.events.stitched", end=10, committed=5) == 4
+    assert stitching.behind("t.events.online", end=10, committed=9) == 1  # the collector writes no transactions
+    assert stitching.behind("t.events.online", end=10, committed=10) == 0
