@@ -8,6 +8,7 @@ pastes it into a page all speak of the same text.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 from api.sdk_documents import PublicBase
 
@@ -30,10 +31,14 @@ _SNIPPET = """<script>
 
 
 def analytics_js_snippet(write_key: str, base: PublicBase) -> str:
-    """The analytics.js snippet for one source; the values are JSON strings, so no key or URL can end the
-    script early (write keys are URL-safe base64, and the base is a checked host)."""
+    """The analytics.js snippet for one source. The values are JS strings with ``<`` escaped, so no value can
+    end the script early (write keys are URL-safe base64 and the base a checked host: this is a second guard)."""
     return (
-        _SNIPPET.replace("{write_key}", json.dumps(write_key))
-        .replace("{cdn}", json.dumps(base.url))
-        .replace("{script}", SCRIPT_PATH.format(write_key=write_key))
+        _SNIPPET.replace("{write_key}", _js_string(write_key))
+        .replace("{cdn}", _js_string(base.url))
+        .replace("{script}", SCRIPT_PATH.format(write_key=quote(write_key, safe="")))
     )
+
+
+def _js_string(value: str) -> str:
+    return json.dumps(value).replace("<", "\\u003c")

@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests.e2e.fixtures import in_list
-from tests.support.browser import PAGES, StaticSite, chromium, require_browser, sdk_file
+from tests.support.browser import PAGES, StaticSite, cdp_for_browsers, chromium, sdk_file
 from tests.support.service import ROOT, CdpProcess
 
 pytestmark = pytest.mark.e2e
@@ -39,11 +39,8 @@ RUDDERSTACK_ENCRYPTED = "RS_ENC_v3_"  # RudderStack's v3 cookie values: this pre
 
 @pytest.fixture(scope="module")
 def cdp(kafka, tmp_path_factory) -> Iterator[CdpProcess]:
-    require_browser()
-    service = CdpProcess(kafka.bootstrap, tmp_path_factory.mktemp("browser") / "data", f"t{uuid.uuid4().hex[:10]}")
-    service.start().wait_ready()
-    yield service
-    assert service.stop() == 0, service.output()[-3000:]
+    with cdp_for_browsers(kafka.bootstrap, tmp_path_factory.mktemp("browser")) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")

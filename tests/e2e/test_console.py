@@ -23,7 +23,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support.browser import StaticSite, chromium, require_browser, sdk_file
+from tests.support.browser import StaticSite, cdp_for_browsers, chromium, sdk_file
 from tests.support.service import CdpProcess
 
 pytestmark = pytest.mark.e2e
@@ -35,11 +35,8 @@ SIZE = {"width": 1280, "height": 800}
 
 @pytest.fixture(scope="module")
 def cdp(kafka, tmp_path_factory) -> Iterator[CdpProcess]:
-    require_browser()
-    service = CdpProcess(kafka.bootstrap, tmp_path_factory.mktemp("console") / "data", f"t{uuid.uuid4().hex[:10]}")
-    service.start().wait_ready()
-    yield service
-    assert service.stop() == 0, service.output()[-3000:]
+    with cdp_for_browsers(kafka.bootstrap, tmp_path_factory.mktemp("console")) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import functools
 import http.server
 import shutil
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from bench.stack import ROOT, free_port
+from tests.support.service import CdpProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 SDK_MODULES = ROOT / ".cache" / "browser-sdks" / "node_modules"
@@ -113,3 +115,14 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def cdp_for_browsers(bootstrap: str, folder: Path) -> Iterator[CdpProcess]:
+    """`cdp run` for one module of browser tests (a topic prefix of its own), after checking `make browser` ran;
+    it must stop cleanly."""
+    require_browser()
+    service = CdpProcess(bootstrap, folder / "data", f"t{uuid.uuid4().hex[:10]}")
+    service.start().wait_ready()
+    yield service
+    assert service.stop() == 0, service.output()[-3000:]
