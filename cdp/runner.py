@@ -217,8 +217,11 @@ async def start_audience_parts(
         writers=settings.sink_writers,
     )
     await enter(parts.running(sink))
+    # The evaluator's own engine client: its rounds over the events (seconds on a large store) never hold up the
+    # API's queries on `ch`, as the sink's writers have theirs.
+    evaluator_ch = await enter(parts.opened(ch.sibling))
     evaluator = AudienceEvaluator(
-        ch,
+        evaluator_ch,
         producer,
         definitions,
         topics.audience_changes,
