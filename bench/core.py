@@ -178,6 +178,10 @@ class Mode:
     # database change capture: rows of the PostgreSQL table snapshotted to profiles
     cdc_rows: int = 2_000
     cdc_timeout_s: float = 600.0
+    # console: events stored while the console's pages are timed (the target is stated at 1M: full mode)
+    console_events: int = 200_000
+    console_rounds: int = 20
+    console_passes: int = 3
     seed: int = 42
 
     def as_dict(self) -> dict[str, Any]:
@@ -213,6 +217,7 @@ FULL = Mode(
     accuracy_timeout_s=7_200.0,
     cdc_rows=1_000_000,
     cdc_timeout_s=7_200.0,
+    console_events=1_000_000,
     accuracy_lean=True,  # 50,000 people with full journeys are ~2.2M events: hours at today's stitching rate
 )
 MODES: dict[str, Mode] = {"quick": QUICK, "full": FULL}

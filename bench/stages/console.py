@@ -1,5 +1,5 @@
-"""console: how long each console page waits for its answers with N generated events stored (1,000,000 in both
-modes: the console's target is stated at that size).
+"""console: how long each console page waits for its answers with N generated events stored (200,000 in quick
+mode, 1,000,000 in full mode: the console's target is stated at that size; `--set console_events=1000000`).
 
 A child process fills a chDB store with the generator's events as the stitcher would have written them (each
 with its true profile id) and their identifiers; `cdp run` then serves that store, and two audiences are created
@@ -95,11 +95,11 @@ def timed(calls: list[Callable[[], httpx.Response]]) -> float:
 @register
 class ConsoleStage:
     name = "console"
-    description = "each console page's API answers with 1M events stored, beside one /healthz round trip"
+    description = "each console page's API answers with N events stored, beside one /healthz round trip"
 
     def run(self, ctx: Context) -> list[Result]:
-        n = int(getattr(ctx.mode, "console_events", 1_000_000))
-        rounds = int(getattr(ctx.mode, "console_rounds", 20))
+        n = ctx.mode.console_events
+        rounds = ctx.mode.console_rounds
         data_dir = ctx.workdir / "console"
         ctx.log(f"console: generating {n:,} events into {data_dir}")
         mp = multiprocessing.get_context("spawn")
@@ -143,7 +143,7 @@ class ConsoleStage:
                 "sql": [lambda: http.post("/v1/sql", json={"query": SQL})],
             }
             first_live = timed(pages["live events"])
-            passes = int(getattr(ctx.mode, "console_passes", 3))
+            passes = ctx.mode.console_passes
             baseline = [timed([lambda: http.get("/healthz")]) for _ in range(rounds)]
             medians: dict[str, list[float]] = {page: [] for page in pages}
             every: dict[str, list[float]] = {page: [] for page in pages}
