@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 
 from streams.topics import Topics
 
+PARTITIONS_TTL_S = 60.0
 LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
@@ -83,6 +85,7 @@ class PipelineFigures:
         self._clock = clock
         self._lock = threading.Lock()
         self._admin: AdminClient | None = None
+        self._meta: tuple[float, list[TopicPartition]] | None = None
 
     def sample(self) -> list[dict[str, Any]]:
         """The kept samples, oldest first, after taking a new one unless the last is recent."""
@@ -103,18 +106,25 @@ class PipelineFigures:
         self.samples.append(sample)
 
     def _take(self, now: float) -> Sample:
+        """All requests to the broker are sent before any answer is waited for: one sample costs about one round
+        trip, not five. The partitions are looked up once a minute."""
         admin = self._admin = self._admin or AdminClient({"bootstrap.servers": self.bootstrap})
-        meta = admin.list_topics(timeout=10).topics
-        wanted = {self.topics.raw(c) for c in self.channels} | {self.topics.deadletter}
-        wanted |= {t for s in self.stages for t in s.topics}
-        partitions = [TopicPartition(t, p) for t in sorted(wanted) if t in meta for p in meta[t].partitions]
-        ends = _offsets(admin, partitions, LATEST)
-        starts = _offsets(admin, [tp for tp in partitions if tp.topic == self.topics.deadletter], EARLIEST)
+        partitions = self._partitions(admin, now)
+        dead = [tp for tp in partitions if tp.topic == self.topics.deadletter]
+        ends_asked = _ask_offsets(admin, partitions, LATEST)
+        starts_asked = _ask_offsets(admin, dead, EARLIEST)
+        committed_asked = {
+            s.name: admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(s.group)], request_timeout=10)[
+                s.group
+            ]
+            for s in self.stages
+        }
+        ends, starts = _offsets(ends_asked), _offsets(starts_asked)
         lag: dict[str, int] = {}
         stitched = 0
         raw = {self.topics.raw(c) for c in self.channels}
         for stage in self.stages:
-            committed = _committed(admin, stage.group)
+            committed = _committed(committed_asked[stage.name])
             behind = 0
             for (topic, partition), end in ends.items():
                 if topic in stage.topics:
@@ -131,19 +141,28 @@ class PipelineFigures:
             deadletters=sum(o - starts.get(k, 0) for k, o in ends.items() if k[0] == self.topics.deadletter),
         )
 
+    def _partitions(self, admin: AdminClient, now: float) -> list[TopicPartition]:
+        if self._meta is None or now - self._meta[0] > PARTITIONS_TTL_S:
+            meta = admin.list_topics(timeout=10).topics
+            wanted = {self.topics.raw(c) for c in self.channels} | {self.topics.deadletter}
+            wanted |= {t for s in self.stages for t in s.topics}
+            found = [TopicPartition(t, p) for t in sorted(wanted) if t in meta for p in meta[t].partitions]
+            self._meta = (now, found)
+        return self._meta[1]
 
-def _offsets(admin: AdminClient, partitions: list[TopicPartition], spec: Any) -> dict[tuple[str, int], int]:
-    if not partitions:
-        return {}
-    futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=10)
-    return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
+
+def _ask_offsets(admin: AdminClient, partitions: list[TopicPartition], spec: Any) -> dict[TopicPartition, Future[Any]]:
+    return admin.list_offsets({tp: spec for tp in partitions}, request_timeout=10) if partitions else {}
 
 
-def _committed(admin: AdminClient, group: str) -> dict[tuple[str, int], int]:
+def _offsets(asked: dict[TopicPartition, Future[Any]]) -> dict[tuple[str, int], int]:
+    return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in asked.items()}
+
+
+def _committed(asked: Future[Any]) -> dict[tuple[str, int], int]:
     """A group's committed offsets; none (a group that never committed, or a broker that does not know it)."""
-    futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)], request_timeout=10)
     try:
-        result = futures[group].result()
+        result = asked.result()
     except Exception:
         return {}
     return {(tp.topic, tp.partition): int(tp.offset) for tp in result.topic_partitions or [] if tp.offset >= 0}
