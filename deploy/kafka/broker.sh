@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Single-node Apache Kafka in KRaft mode (combined broker + controller) on loopback.
+# Apache Kafka in KRaft mode (combined broker + controller) on loopback: a single node, or one node of the
+# 3-node cluster that deploy/kafka/cluster.sh runs.
 #
-#   deploy/kafka/broker.sh start DATA_DIR PORT CONTROLLER_PORT   # formats storage once, starts, waits until ready
-#   deploy/kafka/broker.sh stop  DATA_DIR                        # SIGTERM, waits for a clean shutdown
+#   deploy/kafka/broker.sh start  DATA_DIR PORT CONTROLLER_PORT   # formats storage once, starts, waits until ready
+#   deploy/kafka/broker.sh launch DATA_DIR PORT CONTROLLER_PORT   # the same without waiting (the nodes of a
+#                                                                 # cluster need each other's votes to get ready)
+#   deploy/kafka/broker.sh wait   DATA_DIR                        # until the node says it has started
+#   deploy/kafka/broker.sh stop   DATA_DIR                        # SIGTERM, waits for a clean shutdown
+#   deploy/kafka/broker.sh kill   DATA_DIR                        # SIGKILL: a crash, for fault-injection tests
+#
+# A cluster node is described by CDP_KAFKA_NODE_ID (default 1), CDP_KAFKA_VOTERS (the controller quorum, default
+# this node alone), CDP_KAFKA_CLUSTER_ID (one id for every node; default a random one, once) and
+# CDP_KAFKA_OVERLAY (a properties file appended to server.properties.in: its keys win).
 #
 # Jars come from Maven Central through deploy/kafka/pom.xml (make kafka-fetch). Small heap: the broker shares
 # a 2-core machine with the pipeline. Single-broker defaults (replication 1, min ISR 1); a cluster sets its own.
@@ -10,43 +19,57 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 lib="${CDP_KAFKA_LIB:-$root/.cache/kafka/lib}"
-cmd="${1:?start|stop}"
+cmd="${1:?start|launch|wait|stop|kill}"
 data="$(mkdir -p "${2:?data dir}" && cd "$2" && pwd)"
 pidfile="$data/broker.pid"
 
-java_cmd() {
-  java -Xms256m -Xmx${CDP_KAFKA_HEAP:-512m} -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j.configuration="file:$here/log4j.properties" -Dkafka.logs.dir="$data/logs" \
-    -cp "$lib/*" "$@"
+java_opts() {
+  echo "-Xms256m -Xmx${CDP_KAFKA_HEAP:-512m} -XX:+UseG1GC -Djava.awt.headless=true" \
+    "-Dlog4j.configuration=file:$here/log4j.properties -Dkafka.logs.dir=$data/logs"
 }
 
-case "$cmd" in
-start)
-  port="${3:?port}"; cport="${4:?controller port}"
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+launch() {
+  local port="${1:?port}" cport="${2:?controller port}"
+  local node="${CDP_KAFKA_NODE_ID:-1}" voters="${CDP_KAFKA_VOTERS:-1@127.0.0.1:$2}"
   [ -d "$lib" ] && ls "$lib"/kafka_2.13-*.jar >/dev/null 2>&1 || { echo "Kafka jars missing in $lib: run make kafka-fetch" >&2; exit 1; }
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "broker already running (pid $(cat "$pidfile"))"; exit 0; fi
+  if running; then echo "broker already running (pid $(cat "$pidfile"))"; return 0; fi
   mkdir -p "$data/logs" "$data/kraft"
   # Readiness is read from the logs: move the previous run's away so its "started" line cannot count.
   for f in stdout.log server.log; do [ -f "$data/logs/$f" ] && mv -f "$data/logs/$f" "$data/logs/$f.prev"; done
-  sed -e "s#@PORT@#$port#g" -e "s#@CPORT@#$cport#g" -e "s#@LOGDIR@#$data/kraft#g" \
-    "$here/server.properties.in" > "$data/server.properties"
+  cat "$here/server.properties.in" ${CDP_KAFKA_OVERLAY:+"$CDP_KAFKA_OVERLAY"} |
+    sed -e "s#@PORT@#$port#g" -e "s#@CPORT@#$cport#g" -e "s#@LOGDIR@#$data/kraft#g" \
+        -e "s#@NODE@#$node#g" -e "s#@VOTERS@#$voters#g" > "$data/server.properties"
   if [ ! -f "$data/kraft/meta.properties" ]; then
-    java_cmd kafka.tools.StorageTool format -t "$(java_cmd kafka.tools.StorageTool random-uuid)" \
-      -c "$data/server.properties" > "$data/logs/format.log" 2>&1
+    # shellcheck disable=SC2046
+    local id="${CDP_KAFKA_CLUSTER_ID:-$(java $(java_opts) -cp "$lib/*" kafka.tools.StorageTool random-uuid)}"
+    # shellcheck disable=SC2046
+    java $(java_opts) -cp "$lib/*" kafka.tools.StorageTool format -t "$id" -c "$data/server.properties" \
+      > "$data/logs/format.log" 2>&1
   fi
-  nohup java -Xms256m -Xmx${CDP_KAFKA_HEAP:-512m} -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j.configuration="file:$here/log4j.properties" -Dkafka.logs.dir="$data/logs" \
-    -cp "$lib/*" kafka.Kafka "$data/server.properties" > "$data/logs/stdout.log" 2>&1 &
+  # shellcheck disable=SC2046
+  nohup java $(java_opts) -cp "$lib/*" kafka.Kafka "$data/server.properties" > "$data/logs/stdout.log" 2>&1 &
   echo $! > "$pidfile"
-  for _ in $(seq 1 120); do
+}
+
+wait_ready() {
+  local port
+  port="$(sed -n 's#^listeners=PLAINTEXT://127.0.0.1:\([0-9]*\),.*#\1#p' "$data/server.properties")"
+  for _ in $(seq 1 "${CDP_KAFKA_START_WAIT:-240}"); do
     if grep -q "Kafka Server started" "$data/logs/stdout.log" "$data/logs/server.log" 2>/dev/null; then
-      echo "Kafka broker ready on 127.0.0.1:$port (pid $(cat "$pidfile"))"; exit 0
+      echo "Kafka broker ready on 127.0.0.1:$port (pid $(cat "$pidfile"))"; return 0
     fi
-    kill -0 "$(cat "$pidfile")" 2>/dev/null || { echo "broker exited; see $data/logs" >&2; tail -20 "$data/logs/stdout.log" >&2; exit 1; }
+    running || { echo "broker exited; see $data/logs" >&2; tail -20 "$data/logs/stdout.log" >&2; exit 1; }
     sleep 0.5
   done
-  echo "broker did not start within 60 s; see $data/logs" >&2; exit 1
-  ;;
+  echo "broker did not start in time; see $data/logs" >&2; exit 1
+}
+
+case "$cmd" in
+start) launch "${3:-}" "${4:-}"; wait_ready ;;
+launch) launch "${3:-}" "${4:-}" ;;
+wait) wait_ready ;;
 stop)
   [ -f "$pidfile" ] || exit 0
   pid="$(cat "$pidfile")"
@@ -57,5 +80,17 @@ stop)
   fi
   rm -f "$pidfile"
   ;;
-*) echo "usage: $0 start|stop DATA_DIR [PORT CONTROLLER_PORT]" >&2; exit 2 ;;
+kill)
+  if running; then
+    pid="$(cat "$pidfile")"
+    kill -KILL "$pid"
+    # Gone, or a zombie waiting for a parent that does not reap it.
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
+  rm -f "$pidfile"
+  ;;
+*) echo "usage: $0 start|launch|wait|stop|kill DATA_DIR [PORT CONTROLLER_PORT]" >&2; exit 2 ;;
 esac
