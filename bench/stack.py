@@ -22,6 +22,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKER_SCRIPT = ROOT / "deploy" / "kafka" / "broker.sh"
+CLUSTER_SCRIPT = ROOT / "deploy" / "kafka" / "cluster.sh"
 
 
 def free_port() -> int:
@@ -153,6 +154,87 @@ class Broker:
 
     def stop(self) -> None:
         subprocess.run([str(BROKER_SCRIPT), "stop", str(self.data_dir)], check=False, timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash (nothing flushed, no controlled shutdown)."""
+        subprocess.run([str(BROKER_SCRIPT), "kill", str(self.data_dir)], check=True, timeout=30)
+
+
+class Cluster:
+    """The 3-node KRaft cluster of deploy/kafka/cluster.sh on free ports, in its own data folder (node N in
+    ``data_dir/nodeN``): replication 3, min.insync.replicas 2."""
+
+    NODES = (1, 2, 3)
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.ports = [free_port() for _ in self.NODES]
+        self.controller_ports = [free_port() for _ in self.NODES]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def pid(self, node: int) -> int | None:
+        try:
+            return int((self.data_dir / f"node{node}" / "broker.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _script(self, *args: str, timeout: float = 240) -> None:
+        subprocess.run(
+            [str(CLUSTER_SCRIPT), args[0], str(self.data_dir), *args[1:]],
+            check=True,
+            timeout=timeout,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def start(self) -> Cluster:
+        ports = ",".join(map(str, self.ports))
+        controllers = ",".join(map(str, self.controller_ports))
+        try:
+            self._script("start", ports, controllers)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        subprocess.run([str(CLUSTER_SCRIPT), "stop", str(self.data_dir)], check=False, timeout=120)
+
+    def kill(self, node: int) -> None:
+        """SIGKILL node ``node`` (1-3): a crash."""
+        self._script("kill", str(node), timeout=30)
+
+    def restart(self, node: int) -> None:
+        """Start node ``node`` again on its data and ports; returns once it has started."""
+        self._script("restart", str(node))
+
+    def under_replicated(self, topic_prefix: str = "", timeout: float = 10.0) -> list[str]:
+        """Partitions (``topic[p]``) whose in-sync replicas are fewer than their replicas, among the topics
+        starting with ``topic_prefix``: empty once a restarted node has caught up."""
+        from confluent_kafka.admin import AdminClient
+
+        metadata = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=timeout)
+        return [
+            f"{name}[{p}]"
+            for name, meta in metadata.topics.items()
+            if name.startswith(topic_prefix)
+            for p, part in meta.partitions.items()
+            if len(part.isrs) < len(part.replicas) or part.leader < 0
+        ]
+
+    def wait_in_sync(self, topic_prefix: str = "", timeout: float = 120.0) -> float:
+        """Seconds until every replica of the matching topics is in sync again."""
+        started = time.monotonic()
+        lagging: list[str] = []
+        while time.monotonic() - started < timeout:
+            with contextlib.suppress(Exception):
+                lagging = self.under_replicated(topic_prefix)
+                if not lagging:
+                    return time.monotonic() - started
+            time.sleep(0.5)
+        raise TimeoutError(f"replicas still out of sync after {timeout:.0f} s: {lagging[:8]}")
 
 
 # ------------------------------------------------------------------------------- postgres and connect
@@ -312,7 +394,7 @@ class CdpProcess:
     """`cdp run|collector|worker` as a subprocess with its own data folder, topic prefix and HTTP port."""
 
     def __init__(self, bootstrap: str, data_dir: Path, topic_prefix: str, parts: str = "run", **env: str) -> None:
-        self.port = free_port()
+        self.port = int(env["CDP_HTTP_PORT"]) if "CDP_HTTP_PORT" in env else free_port()
         self.data_dir = data_dir
         self.parts = parts
         self.topic_prefix = topic_prefix
@@ -333,6 +415,7 @@ class CdpProcess:
         self.read_token = ""
         self.analyst_token = ""
         self._log: Any = None
+        self._log_from = 0  # where this launch's output starts in the log (a relaunch appends to it)
 
     @property
     def url(self) -> str:
@@ -349,6 +432,7 @@ class CdpProcess:
         """Start the process without waiting for it (several processes then start side by side)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_from = self._log.tell()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cdp.cli", self.parts],
             env=self.env,
@@ -365,12 +449,12 @@ class CdpProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cdp {self.parts} exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
-            if "admin token" in self.output().split("cdp is running")[-1]:
+            if "cdp is running" in (out := self.launch_output()) and "admin token" in out.split("cdp is running")[-1]:
                 break
             time.sleep(0.1)
         else:
             raise TimeoutError(f"cdp {self.parts} did not start in {timeout:.0f} s:\n{self.output()[-3000:]}")
-        banner = self.output().split("cdp is running")[-1]
+        banner = self.launch_output().split("cdp is running")[-1]
         self.write_keys = dict(re.findall(r"write key (\w+)\s*: (\S+)", banner))
         if m := re.search(r"admin token\s*: (\S+)", banner):
             self.admin_token = m.group(1)
@@ -392,6 +476,21 @@ class CdpProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def launch_output(self) -> str:
+        """What the latest launch has written."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as fh:
+            fh.seek(self._log_from)
+            return fh.read().decode(errors="replace")
+
+    def relaunch(self, timeout: float = 120.0) -> CdpProcess:
+        """Start the process again after it stopped (or was killed), on the same port, data folder and settings,
+        and wait for its banner."""
+        assert self.proc is not None and self.proc.poll() is not None, "stop (or kill) it first"
+        self.stop()
+        return self.launch().wait_started(timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 90.0) -> int | None:
         """Signal the process (SIGTERM: clean shutdown; SIGKILL: a crash) and return its exit code."""
@@ -692,10 +791,11 @@ def warm_up_broker(bootstrap: str, timeout: float = 90.0) -> float:
     return time.monotonic() - started
 
 
-def prepare_cdp_topics(bootstrap: str, topic_prefix: str, timeout: float = 60.0) -> None:
-    """Create a cdp deployment's topics (as `cdp` would, with its default partitions and durability) and wait
-    until every partition has a leader and answers offset requests, before any cdp process starts: a process
-    that creates its topics and reads them at once can race the broker's leader election on a fresh topic."""
+def prepare_cdp_topics(bootstrap: str, topic_prefix: str, timeout: float = 60.0, **durability: int) -> None:
+    """Create a cdp deployment's topics (as `cdp` would, with its default partitions and durability, or the
+    ``topic_replication`` / ``topic_min_insync`` given) and wait until every partition has a leader and answers
+    offset requests, before any cdp process starts: a process that creates its topics and reads them at once can
+    race the broker's leader election on a fresh topic."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     from schemas.settings import Settings
@@ -705,7 +805,7 @@ def prepare_cdp_topics(bootstrap: str, topic_prefix: str, timeout: float = 60.0)
         name: Settings.model_fields[name].default
         for name in ("topic_partitions", "topic_replication", "topic_min_insync")
     }
-    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, **defaults)
+    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, **{**defaults, **durability})
     ensure_topics(settings)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-leaders-{time.time_ns()}"})
     deadline = time.monotonic() + timeout
