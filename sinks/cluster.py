@@ -31,6 +31,8 @@ _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\s*\(", re.
 _CREATE_VIEW = re.compile(r"^CREATE (?:OR REPLACE )?(MATERIALIZED )?VIEW (?:IF NOT EXISTS )?(\w+)\.(\w+)", re.S)
 _DROP_VIEW = re.compile(r"^DROP VIEW IF EXISTS (\w+)\.(\w+)$")
 _ALTER_TABLE = re.compile(r"^ALTER TABLE (\w+)\.(\w+) ")
+_DROP_TABLE = re.compile(r"^DROP TABLE IF EXISTS (\w+)\.(\w+)$")
+_INSERT_SELECT = re.compile(r"^INSERT INTO (\w+)\.(\w+)\s+SELECT\b", re.S)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*MergeTree)(\(([^)]*)\))?")
 
 
@@ -69,6 +71,11 @@ def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> lis
             elif m := _ALTER_TABLE.match(stmt):  # table settings belong to the shard-local tables
                 table = m.group(2)
                 out.append(stmt.replace(f"{db}.{table}", f"{db}.{table}_local ON CLUSTER {cluster}", 1))
+            elif m := _DROP_TABLE.match(stmt):  # the Distributed table and the shard-local ones
+                out.append(f"{stmt} ON CLUSTER {cluster}")
+                out.append(f"DROP TABLE IF EXISTS {db}.{m.group(2)}_local ON CLUSTER {cluster}")
+            elif _INSERT_SELECT.match(stmt):  # a backfill: once, into the Distributed table, which shards it
+                out.append(stmt)
             else:
                 raise ValueError(f"no cluster rule for statement: {stmt[:80]}")
     return out

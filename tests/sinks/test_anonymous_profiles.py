@@ -4,6 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from sinks.migrate import migration_files, statements
+
 
 def _land(ch, events: list[dict]) -> None:
     """Through the landing table, as the sink writes: both the events view and the anonymous view read it."""
@@ -102,3 +104,47 @@ def test_the_country_of_the_client_ip_when_the_context_gives_none(ch) -> None:
     cols, rows = ch.query(f"SELECT * FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-geo'")
     (row,) = [dict(zip(cols, r, strict=True)) for r in rows]
     assert row["country"] == "GB" and "81.2.69.160" not in repr(row)
+
+
+def test_an_event_redelivered_in_other_blocks_is_counted_once(ch) -> None:
+    """A sink that re-reads from its committed offsets cuts its blocks elsewhere (other tokens), and an SDK that
+    lost an answer sends its events again: the DMP counts equal the cookie's rows in the events view."""
+    now = datetime.now(UTC)
+    ctx = {"device": {"id": "dev-re"}, "ua": {"device_type": "desktop", "os": "Linux", "browser": "Firefox"}}
+    events = [
+        _event("v0", "c-re", now, properties={"path": "/pricing"}, context=ctx),
+        _event("v1", "c-re", now, properties={"path": "/pricing"}, context=ctx),
+        _event("v2", "c-re", now, type="screen", name="Cart", context=ctx),
+        _event("v3", "c-re", now, type="track", event="Product Viewed", properties={"category": "shoes"}, context=ctx),
+        _event("v4", "c-re", now, type="track", event="Product Viewed", properties={"category": "shoes"}, context=ctx),
+    ]
+    lines = [orjson.dumps(e) for e in events]
+    ch.insert_json_lines("events_landing", lines[:3], dedup_token="stitched|0:0-2")
+    ch.insert_json_lines("events_landing", lines[3:], dedup_token="stitched|0:3-4")
+    ch.insert_json_lines("events_landing", lines[1:], dedup_token="stitched|0:1-4")  # the re-read, cut elsewhere
+    ch.insert_json_lines("events_landing", [lines[0], lines[3]], dedup_token="stitched|1:7-8")  # sent twice
+    assert ch.scalar(f"SELECT count() FROM {ch.database}.events WHERE anonymous_id = 'c-re'") == 5
+    cols, rows = ch.query(
+        f"SELECT * FROM {ch.database}.anonymous_profiles WHERE id_value IN ('c-re', 'dev-re') ORDER BY id_type"
+    )
+    for row in rows:
+        p = dict(zip(cols, row, strict=True))
+        assert (p["events"], p["pages"], p["screens"]) == (5, 2, 1), p
+        assert p["event_counts"] == {"Cart": 1, "Product Viewed": 2}, p
+        assert (p["page_counts"], p["category_counts"]) == ({"/pricing": 2}, {"shoes": 2}), p
+        assert (p["device_type"], p["os"], p["browser"]) == ("desktop", "Linux", "Firefox")
+    assert len(rows) == 2
+
+
+def test_the_rebuilt_store_counts_the_history_once(ch) -> None:
+    """The migration that made the counts exact rebuilds the store from the deduplicated events: what was
+    landed before it (redeliveries included) is counted once, as it would be now."""
+    now = datetime.now(UTC)
+    lines = [orjson.dumps(_event(f"h{i}", "c-history", now, properties={"path": f"/p{i % 2}"})) for i in range(4)]
+    ch.insert_json_lines("events_landing", lines, dedup_token="stitched|0:0-3")
+    ch.insert_json_lines("events_landing", lines[2:], dedup_token="stitched|0:2-3b")
+    rebuild = next(sql for _, name, sql in migration_files() if name == "009_anonymous_counted_once.sql")
+    for stmt in statements(rebuild, db=ch.database, ttl_days=90):
+        ch.command(stmt)
+    query = f"SELECT events, pages, page_counts FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-history'"
+    assert ch.query(query)[1] == [(4, 4, {"/p0": 2, "/p1": 2})]

@@ -1,5 +1,7 @@
+import uuid
 from datetime import UTC, datetime
 
+from sinks.clickhouse import ClickHouse
 from sinks.migrate import migrate, migration_files, statements
 from sinks.rows import EVENT_COLUMNS, event_row
 
@@ -27,6 +29,20 @@ def test_every_statement_is_rerunnable(ch) -> None:
             ch.command(stmt)  # IF NOT EXISTS everywhere: a half-applied file is repaired by re-running
     assert _schema(ch) == before
     assert {"events_store", "events", "profiles", "audience_members"} <= {name for name, _ in before}
+
+
+def test_each_file_runs_twice_on_the_schema_before_it(chdb_url) -> None:
+    # A file interrupted half-way is applied again whole at the next start: each file, run twice in a row on
+    # the schema of the files before it, must succeed (IF NOT EXISTS, or a drop before a rebuild).
+    fresh = ClickHouse(chdb_url, database=f"t_{uuid.uuid4().hex[:12]}")
+    fresh.command(f"CREATE DATABASE {fresh.database}")
+    try:
+        for _, _, sql in migration_files():
+            for _ in range(2):
+                for stmt in statements(sql, db=fresh.database, ttl_days=90):
+                    fresh.command(stmt)
+    finally:
+        fresh.command(f"DROP DATABASE IF EXISTS {fresh.database}")
 
 
 def _event(mid: str) -> dict:
