@@ -10,14 +10,17 @@ KAFKA_CONTROLLER_PORT ?= 9093
 CONNECT_LIB := .cache/connect/lib
 CONNECT_DATA ?= .cdp-data/connect
 CONNECT_PORT ?= 8083
+KAFKA_CLUSTER_DATA ?= .cdp-data/kafka-cluster
+KAFKA_CLUSTER_PORTS ?= 19092,19093,19094
+KAFKA_CLUSTER_CONTROLLER_PORTS ?= 19095,19096,19097
 BENCH ?= quick
 CHROMIUM ?= /usr/bin/chromium
 SDK_PACKAGES := tests/e2e/browser/package.json tests/e2e/browser/package-lock.json
 SDK_DIR := .cache/browser-sdks
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit bench lint format kafka-fetch kafka-up kafka-down connect-fetch connect-up connect-down \
-	postgres clean venv browser screenshots
+.PHONY: run test test-unit chaos bench lint format kafka-fetch kafka-up kafka-down kafka-cluster-up \
+	kafka-cluster-down connect-fetch connect-up connect-down postgres clean venv browser screenshots
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -77,6 +80,13 @@ postgres:
 	    mkdir -p /etc/postgresql-common && echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
+# A 3-broker KRaft cluster on loopback (replication 3, min ISR 2); what cdp needs on it: deploy/kafka/README.md.
+kafka-cluster-up: kafka-fetch
+	deploy/kafka/cluster.sh start $(KAFKA_CLUSTER_DATA) $(KAFKA_CLUSTER_PORTS) $(KAFKA_CLUSTER_CONTROLLER_PORTS)
+
+kafka-cluster-down:
+	deploy/kafka/cluster.sh stop $(KAFKA_CLUSTER_DATA)
+
 run: venv kafka-up
 	@LOCAL_BROKER=$$([ -n "$$CDP_KAFKA_BOOTSTRAP" ] || echo yes) \
 	CDP_KAFKA_BOOTSTRAP=$${CDP_KAFKA_BOOTSTRAP:-127.0.0.1:$(KAFKA_PORT)} deploy/run.sh $(KAFKA_DATA) $(BIN)/cdp run
@@ -93,6 +103,10 @@ screenshots: venv kafka-fetch browser
 # What needs no broker (and so no Maven): every test not marked e2e.
 test-unit: venv
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+# Fault injection against the real stack, every run in full (make test runs two of them short): tests/chaos.
+chaos: venv kafka-fetch
+	CHAOS=full $(BIN)/pytest tests/chaos -s $(PYTEST_ARGS)
 
 bench: venv kafka-fetch connect-fetch postgres
 	$(BIN)/python -m bench.run --mode $(BENCH)
@@ -111,4 +125,5 @@ format: venv
 clean:
 	-deploy/connect/connect.sh stop $(CONNECT_DATA)
 	-deploy/kafka/broker.sh stop $(KAFKA_DATA)
+	-deploy/kafka/cluster.sh stop $(KAFKA_CLUSTER_DATA)
 	rm -rf .cdp-data .bench .pytest_cache .ruff_cache .mypy_cache

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.core import Mode
+from bench.core import Mode, Result
 from bench.stack import CdpClient, CdpProcess, PeakWatch, prepare_cdp_topics
 
 
@@ -27,6 +27,7 @@ class Context:
     external: CdpClient | None = None  # a running `cdp run` given by --url
     log: Callable[[str], None] = _log
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    results: list[Result] = field(default_factory=list)  # of the stages run so far (a later stage may build on them)
     _processes: list[CdpProcess] = field(default_factory=list)
     _pipeline: CdpClient | None = None
     _pipeline_proc: CdpProcess | None = None

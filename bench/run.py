@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"stage {stage.name} FAILED: {errors[stage.name]} (traceback in {WORKDIR / 'errors.log'})")
                 continue
             results.extend(stage_results)
+            ctx.results.extend(stage_results)
             _log(f"stage {stage.name} done in {time.monotonic() - t0:.0f} s")
             sys.stderr.write(format_table(stage_results))
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ What it records is what the assertions need: the messageIds answered 200 (the on
 be, stored), every answer by status, and the longest stall: the longest time in which no request was answered
 200 while the client had events to send.
 
-The events are journeys of people (``journey_events``): every event carries the person's cookie, and from the
+The events are journeys of people (``journey_event``): every event carries the person's cookie, and from the
 fourth event on their user id, linked by an identify with an e-mail: so every stored event must have a profile,
 and all of one person's events the same one.
 """
@@ -22,7 +22,7 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,32 +41,33 @@ def anonymous_id(tag: str, person: int) -> str:
     return f"{tag}-a{person}"
 
 
-def journey_events(tag: str, count: int) -> Iterator[dict[str, Any]]:
-    """``count`` events (messageIds ``{tag}-{i}``) of ``count / EVENTS_PER_PERSON`` people, ``ACTIVE_PEOPLE`` at a
-    time, each person's in order: a page, two product views, the login (identify with user id and e-mail), then
-    product events under the user id, the tenth an order. No timestamps: the sender stamps a batch when it is
-    first sent, so a retried batch is the same bytes."""
+def journey_event(tag: str, i: int) -> dict[str, Any]:
+    """Event ``i`` (messageId ``{tag}-{i}``) of the journeys: ``ACTIVE_PEOPLE`` people at a time, each with
+    ``EVENTS_PER_PERSON`` events in order: a page, two product views, the login (identify with user id and
+    e-mail), then product events under the user id, the tenth an order. No timestamp: the sender stamps a batch
+    when it first sends it, so a retried batch is the same bytes."""
     block = ACTIVE_PEOPLE * EVENTS_PER_PERSON
-    for i in range(count):
-        person = (i % ACTIVE_PEOPLE) + ACTIVE_PEOPLE * (i // block)
-        step = (i // ACTIVE_PEOPLE) % EVENTS_PER_PERSON
-        event: dict[str, Any] = {"messageId": f"{tag}-{i}", "anonymousId": anonymous_id(tag, person)}
-        category = ("shoes", "bags", "hats")[person % 3]
-        if step == 0:
-            event |= {"type": "page", "name": "Home", "properties": {"path": "/", "category": category}}
-        elif step < IDENTIFY_AT:
-            properties = {"sku": f"s{step}", "category": category}
-            event |= {"type": "track", "event": "Product Viewed", "properties": properties}
-        elif step == IDENTIFY_AT:
-            event |= {
-                "type": "identify",
-                "userId": f"{tag}-u{person}",
-                "traits": {"email": f"{tag}-p{person}@example.com"},
-            }
-        else:
-            name = "Order Completed" if step == EVENTS_PER_PERSON - 1 else "Product Added"
-            event |= {"type": "track", "event": name, "userId": f"{tag}-u{person}", "properties": {"revenue": step}}
-        yield event
+    person = (i % ACTIVE_PEOPLE) + ACTIVE_PEOPLE * (i // block)
+    step = (i // ACTIVE_PEOPLE) % EVENTS_PER_PERSON
+    event: dict[str, Any] = {"messageId": f"{tag}-{i}", "anonymousId": anonymous_id(tag, person)}
+    category = ("shoes", "bags", "hats")[person % 3]
+    if step == 0:
+        event |= {"type": "page", "name": "Home", "properties": {"path": "/", "category": category}}
+    elif step < IDENTIFY_AT:
+        properties = {"sku": f"s{step}", "category": category}
+        event |= {"type": "track", "event": "Product Viewed", "properties": properties}
+    elif step == IDENTIFY_AT:
+        event |= {"type": "identify", "userId": f"{tag}-u{person}", "traits": {"email": f"{tag}-p{person}@example.com"}}
+    else:
+        name = "Order Completed" if step == EVENTS_PER_PERSON - 1 else "Product Added"
+        event |= {"type": "track", "event": name, "userId": f"{tag}-u{person}", "properties": {"revenue": step}}
+    return event
+
+
+def journey_people(count: int) -> int:
+    """How many people the first ``count`` events of the journeys belong to."""
+    blocks, rest = divmod(count, ACTIVE_PEOPLE * EVENTS_PER_PERSON)
+    return blocks * ACTIVE_PEOPLE + min(rest, ACTIVE_PEOPLE)
 
 
 @dataclass
@@ -74,7 +75,8 @@ class LoadReport:
     """What one run of the client saw."""
 
     sent: int = 0  # events handed to a request at least once
-    accepted: set[str] = field(default_factory=set)  # messageIds answered 200
+    accepted_count: int = 0  # events answered 200
+    accepted: set[str] = field(default_factory=set)  # their messageIds (unless the load keeps none)
     answers: Counter[str] = field(default_factory=Counter)  # "200", "503", "ConnectError", ... per request
     refused: list[str] = field(default_factory=list)  # 4xx answers and per-event rejections: never expected
     gave_up: int = 0  # events whose batch was still not accepted when retrying had to stop
@@ -94,37 +96,44 @@ class LoadReport:
         window = f" between {min(failed):.1f} s and {max(failed):.1f} s" if failed else ""
         answers = ", ".join(f"{k} x{v}" for k, v in sorted(self.answers.items(), key=lambda kv: -kv[1]))
         return (
-            f"{len(self.accepted):,} events accepted of {self.sent:,} sent in {self.seconds:.1f} s "
-            f"({len(self.accepted) / self.seconds:,.0f}/s); requests: {answers}{window}; "
+            f"{self.accepted_count:,} events accepted of {self.sent:,} sent in {self.seconds:.1f} s "
+            f"({self.accepted_count / self.seconds:,.0f}/s); requests: {answers}{window}; "
             f"longest stall {self.longest_stall_s:.2f} s (from {self.stall_from_s:.1f} s), "
             f"slowest 200 {self.slowest_200_s:.2f} s"
         )
 
 
 class SdkLoad:
-    """``events`` sent at ``rate`` events/s in batches of ``batch_size`` by ``senders`` concurrent senders, in a
-    thread of its own (so the caller can inject faults meanwhile). ``retry_for`` bounds how long after its first
-    send a batch is retried."""
+    """``count`` events (``event(i)`` for i below it, made when first sent) at ``rate`` events/s in batches of
+    ``batch_size`` by ``senders`` concurrent senders, in a thread of its own (so the caller can inject faults
+    meanwhile). ``retry_for`` bounds how long after its first send a batch is retried. ``keep_ids=False`` counts
+    the accepted events without keeping their ids (a long soak)."""
 
     def __init__(
         self,
         url: str,
         write_key: str,
-        events: list[dict[str, Any]],
+        count: int,
+        event: Callable[[int], dict[str, Any]],
         rate: float,
         batch_size: int = 50,
         senders: int = 4,
         retry_for: float = 300.0,
         timeout: float = 30.0,
+        keep_ids: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.write_key = write_key
-        self.events = events
+        self.count = count
+        self.event = event
+        self.keep_ids = keep_ids
         self.rate = rate
         self.batch_size = batch_size
         self.senders = senders
         self.retry_for = retry_for
         self.timeout = timeout
+        self.transport = transport  # tests answer from a fake; None: the network
         self.report = LoadReport()
         self._lock = threading.Lock()
         self._ok_times: list[float] = []
@@ -143,7 +152,7 @@ class SdkLoad:
     @property
     def accepted(self) -> int:
         with self._lock:
-            return len(self.report.accepted)
+            return self.report.accepted_count
 
     def wait_accepted(self, count: int, timeout: float) -> None:
         """Until ``count`` events are accepted (for timing a fault by progress), or the load has ended."""
@@ -187,22 +196,24 @@ class SdkLoad:
 
     async def _send_all(self) -> None:
         limits = httpx.Limits(max_connections=self.senders, max_keepalive_connections=self.senders)
-        async with httpx.AsyncClient(auth=(self.write_key, ""), timeout=self.timeout, limits=limits) as client:
+        async with httpx.AsyncClient(
+            auth=(self.write_key, ""), timeout=self.timeout, limits=limits, transport=self.transport
+        ) as client:
             await asyncio.gather(*(self._sender(client, s) for s in range(self.senders)))
 
     async def _sender(self, client: httpx.AsyncClient, index: int) -> None:
         start = self.report.started_at
         size = self.batch_size
-        batches = range(index * size, len(self.events), self.senders * size)
+        batches = range(index * size, self.count, self.senders * size)
         for j, first in enumerate(batches):
             due = start + (j * self.senders + index) * size / self.rate
             if (wait := due - time.monotonic()) > 0:
                 await asyncio.sleep(wait)
             if self._stop.is_set():
                 return
-            batch = self.events[first : first + size]
             stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            body = orjson.dumps({"batch": [{**e, "timestamp": e.get("timestamp", stamp)} for e in batch]})
+            batch = [{"timestamp": stamp, **self.event(i)} for i in range(first, min(first + size, self.count))]
+            body = orjson.dumps({"batch": batch})
             with self._lock:
                 self.report.sent += len(batch)
             await self._deliver(client, body, [e["messageId"] for e in batch])
@@ -224,7 +235,9 @@ class SdkLoad:
             with self._lock:
                 self.report.answers[status] += 1
                 if status == "200" and r is not None:
-                    self.report.accepted.update(ids)
+                    self.report.accepted_count += len(ids)
+                    if self.keep_ids:
+                        self.report.accepted.update(ids)
                     self._ok_times.append(now)
                     self.report.slowest_200_s = max(self.report.slowest_200_s, now - sent)
                     rejected = r.json().get("rejected") or []

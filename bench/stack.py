@@ -653,6 +653,53 @@ class RecordCounter:
         self._consumer.close()
 
 
+class GroupLag:
+    """How far a consumer group is behind on some topics: per partition the end offset minus the group's committed
+    offset (the whole partition where it has committed nothing), summed. On topics written in transactions the
+    end offset counts the commit markers too, so a group that is caught up shows a few records."""
+
+    def __init__(self, bootstrap: str, group: str, topics: Iterable[str], timeout: float = 10.0) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka.admin import AdminClient
+
+        self.group = group
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-lag-{os.getpid()}"})
+        metadata = self._consumer.list_topics(timeout=timeout)
+        self._tps = [TopicPartition(t, p) for t in topics for p in sorted(metadata.topics[t].partitions)]
+
+    def lag(self, timeout: float = 10.0) -> int:
+        from confluent_kafka import ConsumerGroupTopicPartitions
+
+        request = ConsumerGroupTopicPartitions(self.group, self._tps)
+        committed = self._admin.list_consumer_group_offsets([request])[self.group].result(timeout)
+        total = 0
+        for tp in committed.topic_partitions:
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            total += max(0, high - (tp.offset if tp.offset >= 0 else low))
+        return total
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes started by ``pid`` and by those, recursively (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo += children.get(child, [])
+    return out
+
+
 def produce_all(
     bootstrap: str,
     records: Iterable[tuple[str, bytes | None, bytes]],

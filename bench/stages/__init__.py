@@ -17,6 +17,7 @@ BUILTIN: tuple[str, ...] = (
     "analyst",
     "cdc",
     "console",
+    "soak",
 )
 
 for _module in BUILTIN:

@@ -9,6 +9,7 @@ bounce brokers and clients while they flow, compare the output set with the inpu
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import time
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.sdk import LoadReport, SdkLoad, journey_events
+from bench.sdk import LoadReport, SdkLoad, journey_event, journey_people
 from tests.support.service import CdpProcess
 
 
@@ -112,9 +113,10 @@ class ChaosRun:
     timeline: list[str] = field(default_factory=list)
 
     def start_load(self) -> SdkLoad:
-        events = list(journey_events(self.tag, self.scale.events))
-        self.people = len({e["anonymousId"] for e in events})
-        self.load = SdkLoad(self.service.url, self.service.write_keys["online"], events, self.scale.rate).start()
+        self.people = journey_people(self.scale.events)
+        key = self.service.write_keys["online"]
+        events = functools.partial(journey_event, self.tag)
+        self.load = SdkLoad(self.service.url, key, self.scale.events, events, self.scale.rate).start()
         return self.load
 
     def at_progress(self, share: float) -> None:
