@@ -26,6 +26,8 @@ from streams.metrics import STATS_INTERVAL_MS, lag_reporter
 
 log = logging.getLogger(__name__)
 
+SESSION_TIMEOUT_MS = 10_000  # a dead sink's partitions move to another (or its restart) after this
+
 
 class Batch:
     """The records of one insert, kept as the insert needs them: the values per topic in consumption order, and
@@ -115,6 +117,11 @@ class KafkaSink:
                 "max.poll.interval.ms": 600_000,
                 "statistics.interval.ms": STATS_INTERVAL_MS,
                 "stats_cb": lag_reporter(group_id),
+                # A sink that was killed keeps its partitions until its session times out: with the default
+                # (45 s) a restarted `cdp run` wrote nothing to ClickHouse for that long. Heartbeats come from
+                # librdkafka's own thread, so a long insert never makes a live sink miss them.
+                "session.timeout.ms": SESSION_TIMEOUT_MS,
+                "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 5,
             }
         )
         self._pending: queue.Queue[tuple[int, Batch] | None] = queue.Queue(maxsize=writers)

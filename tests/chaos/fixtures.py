@@ -38,7 +38,7 @@ class Scale:
         return self.name == "full"
 
 
-SHORT = Scale("short", events=3_000, rate=150.0, down_s=5.0, clickhouse_outage_s=10.0, settle_s=180.0, broker_kills=1)
+SHORT = Scale("short", events=2_000, rate=150.0, down_s=5.0, clickhouse_outage_s=10.0, settle_s=180.0, broker_kills=1)
 FULL = Scale("full", events=20_000, rate=350.0, down_s=8.0, clickhouse_outage_s=30.0, settle_s=300.0, broker_kills=2)
 
 
