@@ -35,6 +35,7 @@ IDENTIFY_AT = 3  # the step at which a person logs in: from then on their events
 ACTIVE_PEOPLE = 200  # people whose journeys interleave at any moment
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 2.0
+KEEPALIVE_S = 2.0  # below the collector's keep-alive timeout
 
 
 def anonymous_id(tag: str, person: int) -> str:
@@ -86,6 +87,7 @@ class LoadReport:
     stall_from_s: float = 0.0  # when it began, seconds after the start
     slowest_200_s: float = 0.0  # the longest request that was answered 200
     failed_answers: list[tuple[float, str]] = field(default_factory=list)  # (seconds after start, status)
+    failure_reasons: Counter[str] = field(default_factory=Counter)  # "503: <the answer's detail>" per request
 
     @property
     def seconds(self) -> float:
@@ -95,11 +97,12 @@ class LoadReport:
         failed = [t for t, _ in self.failed_answers]
         window = f" between {min(failed):.1f} s and {max(failed):.1f} s" if failed else ""
         answers = ", ".join(f"{k} x{v}" for k, v in sorted(self.answers.items(), key=lambda kv: -kv[1]))
+        reasons = "; ".join(f"{k} x{v}" for k, v in self.failure_reasons.most_common(3))
         return (
             f"{self.accepted_count:,} events accepted of {self.sent:,} sent in {self.seconds:.1f} s "
             f"({self.accepted_count / self.seconds:,.0f}/s); requests: {answers}{window}; "
             f"longest stall {self.longest_stall_s:.2f} s (from {self.stall_from_s:.1f} s), "
-            f"slowest 200 {self.slowest_200_s:.2f} s"
+            f"slowest 200 {self.slowest_200_s:.2f} s" + (f"; failures: {reasons}" if reasons else "")
         )
 
 
@@ -117,7 +120,7 @@ class SdkLoad:
         event: Callable[[int], dict[str, Any]],
         rate: float,
         batch_size: int = 50,
-        senders: int = 4,
+        senders: int = 8,
         retry_for: float = 300.0,
         timeout: float = 30.0,
         keep_ids: bool = True,
@@ -138,6 +141,7 @@ class SdkLoad:
         self._lock = threading.Lock()
         self._ok_times: list[float] = []
         self._stop = threading.Event()
+        self._draining = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -177,6 +181,14 @@ class SdkLoad:
             raise self._error
         return self.report
 
+    def drain(self) -> None:
+        """Send no new batch; the batches already sent are still retried until accepted (then ``wait``)."""
+        self._draining.set()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
     def stop(self) -> None:
         """Abandon the load (teardown after a failure): senders stop at their next step."""
         self._stop.set()
@@ -195,7 +207,11 @@ class SdkLoad:
             self._finish_stalls()
 
     async def _send_all(self) -> None:
-        limits = httpx.Limits(max_connections=self.senders, max_keepalive_connections=self.senders)
+        # An idle connection is closed here before the server's keep-alive timeout (uvicorn's 5 s) closes it: else
+        # a batch sent on it just as the server closes it fails with a ReadError, which is the client's race.
+        limits = httpx.Limits(
+            max_connections=self.senders, max_keepalive_connections=self.senders, keepalive_expiry=KEEPALIVE_S
+        )
         async with httpx.AsyncClient(
             auth=(self.write_key, ""), timeout=self.timeout, limits=limits, transport=self.transport
         ) as client:
@@ -207,9 +223,9 @@ class SdkLoad:
         batches = range(index * size, self.count, self.senders * size)
         for j, first in enumerate(batches):
             due = start + (j * self.senders + index) * size / self.rate
-            if (wait := due - time.monotonic()) > 0:
-                await asyncio.sleep(wait)
-            if self._stop.is_set():
+            while (wait := due - time.monotonic()) > 0 and not self._draining.is_set():
+                await asyncio.sleep(min(wait, 0.1))
+            if self._stop.is_set() or self._draining.is_set():
                 return
             stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             batch = [{"timestamp": stamp, **self.event(i)} for i in range(first, min(first + size, self.count))]
@@ -244,6 +260,7 @@ class SdkLoad:
                     self.report.refused += [f"rejected in a 200 answer: {x}" for x in rejected]
                     return
                 self.report.failed_answers.append((now - self.report.started_at, status))
+                self.report.failure_reasons[_reason(status, r)] += 1
                 if r is not None and 400 <= r.status_code < 500:
                     self.report.refused.append(f"{status}: {r.text[:300]}")
                     return
@@ -261,3 +278,14 @@ class SdkLoad:
             if after - before > self.report.longest_stall_s:
                 self.report.longest_stall_s = after - before
                 self.report.stall_from_s = before - self.report.started_at
+
+
+def _reason(status: str, answer: httpx.Response | None) -> str:
+    """A failed request in a few words: the status and the error the server gave (the ``error`` of its body)."""
+    if answer is None:
+        return status
+    try:
+        detail = orjson.loads(answer.content).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        detail = None
+    return f"{status}: {str(detail or answer.text)[:120]}"

@@ -45,7 +45,7 @@ def test_a_failed_batch_is_sent_again_with_the_same_bytes_until_accepted() -> No
         status = next(answers)
         if status == 500:
             raise httpx.ConnectError("refused", request=request)
-        return httpx.Response(status, json={"success": status == 200})
+        return httpx.Response(status, json={"success": status == 200, "error": "event log unavailable"})
 
     report = _load(handler, senders=1).start().wait(30)
     assert report.accepted == {f"t-{i}" for i in range(40)} and report.accepted_count == 40
@@ -53,6 +53,7 @@ def test_a_failed_batch_is_sent_again_with_the_same_bytes_until_accepted() -> No
     assert len(bodies) == 4  # 4 distinct batches, the retried one resent byte for byte
     assert report.answers == Counter({"200": 4, "503": 1, "ConnectError": 1})
     assert [status for _, status in report.failed_answers] == ["503", "ConnectError"]
+    assert report.failure_reasons == Counter({"503: event log unavailable": 1, "ConnectError": 1})
     assert report.sent == 40 and not report.refused and report.gave_up == 0
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.sdk import LoadReport, SdkLoad, journey_event, journey_people
+from bench.sdk import LoadReport, SdkLoad, journey_event
 from tests.support.service import CdpProcess
 
 
@@ -102,41 +102,55 @@ def read_counts(service: CdpProcess, tag: str) -> Counts:
 
 @dataclass
 class ChaosRun:
-    """One run: the load, what was injected when, and the final check."""
+    """One run: the load, what was injected when, and the final check.
+
+    The load goes on until the run ends it (``end_load``), so every fault falls under load however long the
+    processes take to come back on a busy machine; it has sent at least ``scale.events`` by then."""
 
     name: str
     scale: Scale
     service: CdpProcess
     tag: str
     load: SdkLoad | None = None
-    people: int = 0
     timeline: list[str] = field(default_factory=list)
+    last_fault_accepted: int = 0
 
     def start_load(self) -> SdkLoad:
-        self.people = journey_people(self.scale.events)
         key = self.service.write_keys["online"]
         events = functools.partial(journey_event, self.tag)
-        self.load = SdkLoad(self.service.url, key, self.scale.events, events, self.scale.rate).start()
+        cap = self.scale.events * 50  # never reached: the run ends the load
+        self.load = SdkLoad(self.service.url, key, cap, events, self.scale.rate).start()
         return self.load
 
     def at_progress(self, share: float) -> None:
-        """Wait until ``share`` of the events have been accepted."""
+        """Wait until ``share`` of ``scale.events`` have been accepted."""
         assert self.load is not None
-        self.load.wait_accepted(int(self.scale.events * share), timeout=self.scale.events / self.scale.rate * 4 + 120)
+        self.load.wait_accepted(int(self.scale.events * share), timeout=self.scale.events / self.scale.rate * 4 + 300)
 
     def injected(self, what: str) -> None:
         assert self.load is not None
+        assert self.load.running and not self.load.draining, f"{what}: the load has ended"
         elapsed = time.monotonic() - self.load.report.started_at
+        self.last_fault_accepted = self.load.accepted
         self.timeline.append(f"{elapsed:6.1f} s  ({self.load.accepted:>6,} accepted)  {what}")
         print(f"[chaos {self.name}] {elapsed:6.1f} s: {what}", flush=True)
 
-    def finish(self) -> tuple[LoadReport, Counts]:
-        """Wait for the load to end and the pipeline to settle; assert the output set equals the input set."""
+    def end_load(self) -> None:
+        """Once ``scale.events`` are accepted, and the load has gone on for ``down_s`` after the last fault, send
+        nothing new and let the batches in hand be accepted."""
         assert self.load is not None
-        report = self.load.wait(timeout=self.scale.events / self.scale.rate * 4 + 600)
+        after = self.last_fault_accepted + int(self.scale.rate * self.scale.down_s)
+        self.at_progress(max(1.0, after / self.scale.events))
+        self.load.drain()
+
+    def finish(self) -> tuple[LoadReport, Counts]:
+        """End the load, let the pipeline settle; assert the output set equals the input set."""
+        assert self.load is not None
+        self.end_load()
+        report = self.load.wait(timeout=600)
         assert not report.refused, report.refused[:5]
-        assert report.gave_up == 0 and len(report.accepted) == self.scale.events, report.summary()
-        people = self.people
+        assert report.gave_up == 0 and len(report.accepted) == report.sent >= self.scale.events, report.summary()
+        people = len({journey_event(self.tag, int(mid.rsplit("-", 1)[1]))["anonymousId"] for mid in report.accepted})
         settled_at = time.monotonic()
         counts = read_counts(self.service, self.tag)
         while not counts.settled(len(report.accepted), people) and time.monotonic() - settled_at < self.scale.settle_s:
@@ -147,7 +161,7 @@ class ChaosRun:
         stored = {r[0] for r in self.service.sql(mine)}
         missing, extra = report.accepted - stored, stored - report.accepted
         lines = [
-            f"chaos run {self.name} ({self.scale.name}: {self.scale.events:,} events at {self.scale.rate:,.0f}/s)",
+            f"chaos run {self.name} ({self.scale.name}: {self.scale.events:,}+ events at {self.scale.rate:,.0f}/s)",
             *(f"  injected at {entry}" for entry in self.timeline),
             f"  load: {report.summary()}",
             f"  stored: {counts.line()}",
