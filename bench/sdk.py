@@ -88,10 +88,18 @@ class LoadReport:
     slowest_200_s: float = 0.0  # the longest request that was answered 200
     failed_answers: list[tuple[float, str]] = field(default_factory=list)  # (seconds after start, status)
     failure_reasons: Counter[str] = field(default_factory=Counter)  # "503: <the answer's detail>" per request
+    ok_at: list[float] = field(default_factory=list)  # when each 200 came, seconds after the start, in order
 
     @property
     def seconds(self) -> float:
         return max(self.finished_at - self.started_at, 1e-9)
+
+    def stall_after(self, at: float, within: float) -> float:
+        """The longest time without a 200 that began in [at, at + within] (seconds after the start): what a fault
+        injected at ``at`` cost the client."""
+        times = [at, *(t for t in self.ok_at if t > at)]
+        gaps = [after - before for before, after in itertools.pairwise(times) if before <= at + within]
+        return max(gaps, default=0.0)
 
     def summary(self) -> str:
         failed = [t for t, _ in self.failed_answers]
@@ -139,7 +147,6 @@ class SdkLoad:
         self.transport = transport  # tests answer from a fake; None: the network
         self.report = LoadReport()
         self._lock = threading.Lock()
-        self._ok_times: list[float] = []
         self._stop = threading.Event()
         self._draining = threading.Event()
         self._thread: threading.Thread | None = None
@@ -254,7 +261,7 @@ class SdkLoad:
                     self.report.accepted_count += len(ids)
                     if self.keep_ids:
                         self.report.accepted.update(ids)
-                    self._ok_times.append(now)
+                    self.report.ok_at.append(now - self.report.started_at)
                     self.report.slowest_200_s = max(self.report.slowest_200_s, now - sent)
                     rejected = r.json().get("rejected") or []
                     self.report.refused += [f"rejected in a 200 answer: {x}" for x in rejected]
@@ -273,11 +280,11 @@ class SdkLoad:
 
     def _finish_stalls(self) -> None:
         """The longest gap between consecutive 200 answers (the start counts as one)."""
-        times = [self.report.started_at, *sorted(self._ok_times)]
-        for before, after in itertools.pairwise(times):
+        self.report.ok_at.sort()
+        for before, after in itertools.pairwise([0.0, *self.report.ok_at]):
             if after - before > self.report.longest_stall_s:
                 self.report.longest_stall_s = after - before
-                self.report.stall_from_s = before - self.report.started_at
+                self.report.stall_from_s = before
 
 
 def _reason(status: str, answer: httpx.Response | None) -> str:

@@ -9,8 +9,9 @@ from collections import Counter
 
 import httpx
 import orjson
+import pytest
 
-from bench.sdk import EVENTS_PER_PERSON, IDENTIFY_AT, SdkLoad, journey_event, journey_people
+from bench.sdk import EVENTS_PER_PERSON, IDENTIFY_AT, LoadReport, SdkLoad, journey_event, journey_people
 
 
 def test_journeys_give_every_event_a_cookie_and_link_it_to_the_user_id() -> None:
@@ -94,3 +95,11 @@ def test_the_longest_stall_is_the_longest_time_without_a_200() -> None:
     assert report.accepted_count == 60 and not report.accepted  # counted, ids not kept
     assert 0.9 <= report.longest_stall_s < 3.0
     assert report.answers["503"] >= 2
+
+
+def test_the_stall_after_a_fault_is_measured_from_the_fault() -> None:
+    report = LoadReport(ok_at=[0.5, 1.0, 1.5, 2.0, 6.5, 7.0, 20.0])
+    assert report.stall_after(2.2, within=3.0) == pytest.approx(4.3)  # from the fault to the next 200
+    assert report.stall_after(0.0, within=3.0) == pytest.approx(4.5)  # the gap from 2.0 began in the window
+    assert report.stall_after(6.6, within=3.0) == pytest.approx(13.0)  # the gap from the 200 at 7.0 s
+    assert report.stall_after(25.0, within=3.0) == 0.0  # nothing answered after it

@@ -42,6 +42,9 @@ SHORT = Scale("short", events=2_000, rate=150.0, down_s=5.0, clickhouse_outage_s
 FULL = Scale("full", events=20_000, rate=350.0, down_s=8.0, clickhouse_outage_s=30.0, settle_s=300.0, broker_kills=2)
 
 
+STALL_WINDOW_S = 30.0  # after a fault, how long the client's stall is looked for
+
+
 def scale_from_env() -> Scale:
     return FULL if os.environ.get("CHAOS") == "full" else SHORT
 
@@ -112,7 +115,7 @@ class ChaosRun:
     service: CdpProcess
     tag: str
     load: SdkLoad | None = None
-    timeline: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (seconds after the load's start, line)
     last_fault_accepted: int = 0
 
     def start_load(self) -> SdkLoad:
@@ -132,7 +135,7 @@ class ChaosRun:
         assert self.load.running and not self.load.draining, f"{what}: the load has ended"
         elapsed = time.monotonic() - self.load.report.started_at
         self.last_fault_accepted = self.load.accepted
-        self.timeline.append(f"{elapsed:6.1f} s  ({self.load.accepted:>6,} accepted)  {what}")
+        self.timeline.append((elapsed, f"{elapsed:6.1f} s  ({self.load.accepted:>6,} accepted)  {what}"))
         print(f"[chaos {self.name}] {elapsed:6.1f} s: {what}", flush=True)
 
     def end_load(self) -> None:
@@ -162,7 +165,11 @@ class ChaosRun:
         missing, extra = report.accepted - stored, stored - report.accepted
         lines = [
             f"chaos run {self.name} ({self.scale.name}: {self.scale.events:,}+ events at {self.scale.rate:,.0f}/s)",
-            *(f"  injected at {entry}" for entry in self.timeline),
+            *(
+                f"  injected at {entry}; longest stall in the {STALL_WINDOW_S:.0f} s after: "
+                f"{report.stall_after(at, STALL_WINDOW_S):.2f} s"
+                for at, entry in self.timeline
+            ),
             f"  load: {report.summary()}",
             f"  stored: {counts.line()}",
             f"  lost {len(missing):,}, doubled {counts.view - counts.view_ids:,}, never accepted but stored "
