@@ -387,7 +387,9 @@ class Stitcher:
                     except BufferError:  # the local queue is full: let it drain
                         producer.poll(0.05)
             offsets = [TopicPartition(t, p, o) for (t, p), o in after.items()]
-            producer.send_offsets_to_transaction(offsets, self._raw.consumer_group_metadata(), 60)
+            group = self._raw.consumer_group_metadata()
+            # Retriable, e.g. CONCURRENT_TRANSACTIONS while the coordinator moves after a broker's crash.
+            self._retry(lambda: producer.send_offsets_to_transaction(offsets, group, 60))
             return True
         except KafkaException as exc:
             self._abandon(exc)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from bench.stack import RecordCounter, prepare_cdp_topics, produce_all
 from identity.graph import NodeState
@@ -144,6 +144,45 @@ def test_a_fenced_producer_is_renewed_and_nothing_is_lost_or_doubled(kafka, tmp_
         stitched(counter, len(records))
         time.sleep(2)
         assert counter.count() == len(records) and not failures
+    finally:
+        stitcher.stop()
+        counter.close()
+
+
+class _OffsetsRefusedOnce:
+    """The stitcher's producer, but its first ``send_offsets_to_transaction`` fails as it does while the
+    transaction coordinator moves to another broker (a broker of a cluster killed): a retriable error."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.refused = 0
+
+    def send_offsets_to_transaction(self, *args: object) -> None:
+        if not self.refused:
+            self.refused += 1
+            raise KafkaException(KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "moving", retriable=True))
+        self.producer.send_offsets_to_transaction(*args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.producer, name)
+
+
+def test_a_retriable_error_adding_the_offsets_is_retried_not_fatal(kafka, tmp_path: Path) -> None:
+    run = f"t{uuid.uuid4().hex[:8]}"
+    prepare_cdp_topics(kafka.bootstrap, run)
+    settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=run, data_dir=tmp_path, worker_id="w")
+    failures: list[BaseException] = []
+    stitcher = Stitcher(settings, RULES, on_failure=failures.append).start()
+    flaky = _OffsetsRefusedOnce(stitcher._producer)
+    stitcher._producer = flaky  # type: ignore[assignment]
+    stitcher.assign(range(4))
+    counter = RecordCounter(kafka.bootstrap, [f"{run}.events.stitched"])
+    records = events(run)
+    try:
+        produce_all(kafka.bootstrap, records, headers=[CHECKED_HEADER])
+        stitched(counter, len(records))
+        time.sleep(1)
+        assert flaky.refused == 1 and counter.count() == len(records) and not failures
     finally:
         stitcher.stop()
         counter.close()
