@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 # deploy/kafka/README.md: on the cluster the collector waits longer for an acknowledgement, so that a broker's
 # failover is a slow answer rather than a 503.
-CLUSTER_ENV = {"CDP_TOPIC_REPLICATION": "3", "CDP_TOPIC_MIN_INSYNC": "2", "CDP_PRODUCE_TIMEOUT_S": "10"}
+CLUSTER_ENV = {"CDP_TOPIC_REPLICATION": "3", "CDP_TOPIC_MIN_INSYNC": "2", "CDP_PRODUCE_TIMEOUT_S": "15"}
 STITCH_ONLY = {"CDP_WORKER_SINKS": "false"}
 
 
