@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.sdk import LoadReport, SdkLoad, journey_event
+from tests.e2e.fixtures import group_members
 from tests.support.service import CdpProcess
 
 
@@ -207,16 +208,4 @@ def writes_refused(folders: list[Path]) -> Iterator[None]:
 
 def stitch_members(bootstrap: str, topic_prefix: str, want: int, timeout: float = 90.0) -> int:
     """Stitch workers that own partitions, once there are ``want`` of them (else the last count seen)."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    group = f"{topic_prefix}-stitch"
-    deadline = time.monotonic() + timeout
-    members = 0
-    while time.monotonic() < deadline:
-        desc = admin.describe_consumer_groups([group])[group].result(10)
-        members = sum(1 for m in desc.members if m.assignment.topic_partitions)
-        if members == want:
-            return members
-        time.sleep(0.5)
-    return members
+    return group_members(bootstrap, f"{topic_prefix}-stitch", want, timeout)

@@ -71,3 +71,19 @@ def read_topic(
     finally:
         consumer.close()
     return records
+
+
+def group_members(bootstrap: str, group: str, want: int = 2, timeout: float = 60) -> int:
+    """Members of the group that own partitions, once there are ``want`` of them (else the last count seen)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    members = 0
+    while time.monotonic() < deadline:
+        desc = admin.describe_consumer_groups([group])[group].result(10)
+        members = sum(1 for m in desc.members if m.assignment.topic_partitions)
+        if members == want:
+            return members
+        time.sleep(1)
+    return members

@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from tests.e2e.fixtures import group_members
 from tests.support.service import CdpProcess
 
 pytestmark = pytest.mark.e2e
@@ -90,20 +91,6 @@ def two_workers(kafka, data_dir, topic_prefix):
     yield main, second, (kafka.bootstrap, data_dir, topic_prefix, extra_env)
     second.stop()
     assert main.stop() == 0, main.output()[-3000:]
-
-
-def group_members(bootstrap: str, group: str, want: int = 2, timeout: float = 60) -> int:
-    """Members of the group that own partitions, once there are ``want`` of them (else the last count seen)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    deadline = time.monotonic() + timeout
-    members = 0
-    while time.monotonic() < deadline:
-        desc = admin.describe_consumer_groups([group])[group].result(10)
-        members = sum(1 for m in desc.members if m.assignment.topic_partitions)
-        if members == want:
-            return members
-        time.sleep(1)
-    return members
 
 
 def wait_committed(bootstrap: str, group: str, topic: str, partitions: int = 4, timeout: float = 60) -> None:
