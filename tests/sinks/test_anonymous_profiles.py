@@ -143,7 +143,7 @@ def test_the_rebuilt_store_counts_the_history_once(ch) -> None:
     lines = [orjson.dumps(_event(f"h{i}", "c-history", now, properties={"path": f"/p{i % 2}"})) for i in range(4)]
     ch.insert_json_lines("events_landing", lines, dedup_token="stitched|0:0-3")
     ch.insert_json_lines("events_landing", lines[2:], dedup_token="stitched|0:2-3b")
-    rebuild = next(sql for _, name, sql in migration_files() if name == "009_anonymous_counted_once.sql")
+    rebuild = next(sql for _, name, sql in migration_files() if name == "013_anonymous_counted_once.sql")
     for stmt in statements(rebuild, db=ch.database, ttl_days=90):
         ch.command(stmt)
     query = f"SELECT events, pages, page_counts FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-history'"

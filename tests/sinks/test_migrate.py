@@ -26,7 +26,7 @@ def test_every_file_is_rerunnable_and_ends_in_the_same_schema(ch, chdb_url) -> N
     # A file interrupted half-way is applied again whole at the next start: each file, run twice in a row on the
     # schema of the files before it, must succeed (IF NOT EXISTS, or a drop before a rebuild) and end in the
     # schema one run gives. (An early file is not rerun on the final schema: a later file may change a table it
-    # made, as 009 did the anonymous-profile counts' types, and migrate never applies a file twice that way.)
+    # made, as 013 did the anonymous-profile counts' types, and migrate never applies a file twice that way.)
     fresh = ClickHouse(chdb_url, database=f"t_{uuid.uuid4().hex[:12]}")
     fresh.command(f"CREATE DATABASE {fresh.database}")
     try:

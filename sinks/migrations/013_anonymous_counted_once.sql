@@ -5,7 +5,7 @@
 -- such copies by message_id; the per-block sums of 006 counted them twice. Counts are now exact distinct counts
 -- (uniqExact states) of a per-event key: the event's identity in events_store (message_id, type, event name,
 -- day), so a cookie's counts are those of its rows in the `events` view. First/last seen and the argMax
--- attributes were idempotent already.
+-- attributes were idempotent already; they keep 012's latest non-empty value and the country of the client IP.
 -- The store is rebuilt from the deduplicated events (re-runnable: a rerun drops and rebuilds it again).
 DROP VIEW IF EXISTS {db}.anonymous_profiles_landing_mv;
 
@@ -42,18 +42,19 @@ SELECT kv.1 AS id_type, kv.2 AS id_value,
        uniqExactMapState(if(path != '', map(path, key), CAST(map(), 'Map(String, UInt64)'))) AS page_counts,
        uniqExactMapState(if(category != '', map(category, key), CAST(map(), 'Map(String, UInt64)')))
            AS category_counts,
-       argMaxState(c.ua.device_type, ts) AS device_type,
-       argMaxState(c.ua.os, ts) AS os,
-       argMaxState(c.ua.browser, ts) AS browser,
-       argMaxState(country_code, ts) AS country,
-       argMaxState(c.location.region, ts) AS region
+       argMaxState(c.ua.device_type, if(c.ua.device_type != '', ts, toDateTime64(0, 3, 'UTC'))) AS device_type,
+       argMaxState(c.ua.os, if(c.ua.os != '', ts, toDateTime64(0, 3, 'UTC'))) AS os,
+       argMaxState(c.ua.browser, if(c.ua.browser != '', ts, toDateTime64(0, 3, 'UTC'))) AS browser,
+       argMaxState(country_code, if(country_code != '', ts, toDateTime64(0, 3, 'UTC'))) AS country,
+       argMaxState(c.location.region, if(c.location.region != '', ts, toDateTime64(0, 3, 'UTC'))) AS region
 FROM
 (
     SELECT kind, name, ts, c, cityHash64(messageId, kind, name, toDate(ts)) AS key,
            if(kind = 'page', coalesce(nullIf(p.path, ''), c.page.path), '') AS path,
            p.category AS category,
            upper(coalesce(nullIf(c.location.country, ''),
-                          splitByChar('-', replaceAll(c.locale, '_', '-'))[2], '')) AS country_code,
+                          nullIf(splitByChar('-', replaceAll(c.locale, '_', '-'))[2], ''),
+                          c.geo.country)) AS country_code,
            arrayFilter(x -> x.2 != ''
                             AND lower(trimBoth(x.2)) NOT IN ('undefined', 'null', 'none', 'nil', 'nan', 'n/a',
                                 'unknown', 'anonymous', 'guest', 'distinct_id', 'distinctid', 'id',
@@ -71,6 +72,7 @@ FROM
                anonymousId,
                JSONExtract(context, 'Tuple(ua Tuple(device_type String, os String, browser String),
                                           location Tuple(country String, region String), locale String,
+                                          geo Tuple(country String),
                                           device Tuple(id String), page Tuple(path String))') AS c,
                JSONExtract(properties, 'Tuple(path String, category String)') AS p
         FROM {db}.events_landing
@@ -88,18 +90,19 @@ SELECT kv.1 AS id_type, kv.2 AS id_value,
        uniqExactMapState(if(path != '', map(path, key), CAST(map(), 'Map(String, UInt64)'))) AS page_counts,
        uniqExactMapState(if(category != '', map(category, key), CAST(map(), 'Map(String, UInt64)')))
            AS category_counts,
-       argMaxState(c.ua.device_type, ts) AS device_type,
-       argMaxState(c.ua.os, ts) AS os,
-       argMaxState(c.ua.browser, ts) AS browser,
-       argMaxState(country_code, ts) AS country,
-       argMaxState(c.location.region, ts) AS region
+       argMaxState(c.ua.device_type, if(c.ua.device_type != '', ts, toDateTime64(0, 3, 'UTC'))) AS device_type,
+       argMaxState(c.ua.os, if(c.ua.os != '', ts, toDateTime64(0, 3, 'UTC'))) AS os,
+       argMaxState(c.ua.browser, if(c.ua.browser != '', ts, toDateTime64(0, 3, 'UTC'))) AS browser,
+       argMaxState(country_code, if(country_code != '', ts, toDateTime64(0, 3, 'UTC'))) AS country,
+       argMaxState(c.location.region, if(c.location.region != '', ts, toDateTime64(0, 3, 'UTC'))) AS region
 FROM
 (
     SELECT kind, name, ts, c, cityHash64(message_id, kind, name, toDate(ts)) AS key,
            if(kind = 'page', coalesce(nullIf(p.path, ''), c.page.path), '') AS path,
            p.category AS category,
            upper(coalesce(nullIf(c.location.country, ''),
-                          splitByChar('-', replaceAll(c.locale, '_', '-'))[2], '')) AS country_code,
+                          nullIf(splitByChar('-', replaceAll(c.locale, '_', '-'))[2], ''),
+                          c.geo.country)) AS country_code,
            arrayFilter(x -> x.2 != ''
                             AND lower(trimBoth(x.2)) NOT IN ('undefined', 'null', 'none', 'nil', 'nan', 'n/a',
                                 'unknown', 'anonymous', 'guest', 'distinct_id', 'distinctid', 'id',
@@ -111,6 +114,7 @@ FROM
         SELECT message_id, toString(type) AS kind, event AS name, timestamp AS ts, anonymous_id,
                JSONExtract(context, 'Tuple(ua Tuple(device_type String, os String, browser String),
                                           location Tuple(country String, region String), locale String,
+                                          geo Tuple(country String),
                                           device Tuple(id String), page Tuple(path String))') AS c,
                JSONExtract(properties, 'Tuple(path String, category String)') AS p
         FROM {db}.events
