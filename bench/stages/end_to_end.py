@@ -20,7 +20,7 @@ from bench.accuracy import evidence_clusters, pairwise_scores
 from bench.context import Context
 from bench.core import Result, StageError, register
 from bench.generator import GeneratorConfig, generate_events
-from bench.stages.identity import _import_offline, _read_identities, _send_online, _wait_stable
+from bench.stages.identity import _import_offline, _read_identities, _send_online, _wait_stable, fold_case
 
 EVENTS_PER_PERSON = 42  # the generator's full journeys, on average
 
@@ -57,8 +57,8 @@ class EndToEndStage:
         )
         if unstamped:
             raise StageError(f"{unstamped} events with an identifier have no profile")
-        predicted = _read_identities(cdp)
-        proven = evidence_clusters(generate_events(cfg))
+        predicted = fold_case(_read_identities(cdp))
+        proven = fold_case(evidence_clusters(generate_events(cfg)))
         scores = pairwise_scores(predicted, proven)
         accept_rate = stats["accepted"] / accepted_s
         settle_rate = expected / settled_s

@@ -47,6 +47,12 @@ def predicted_key(id_type: str, id_value: str) -> str:
     return f"{TYPE_MAP.get(id_type, id_type)}:{id_value}"
 
 
+def fold_case(clusters: dict[str, str]) -> dict[str, str]:
+    """``device_id`` keys lower-cased on both sides of a comparison: the pipeline keys advertising ids (which the
+    generator folds into device_id, in the case it made them) lower-cased, since IDFA / GAID are case-insensitive."""
+    return {(key.lower() if key.startswith("device_id:") else key): value for key, value in clusters.items()}
+
+
 async def _send_online(
     cdp: CdpClient,
     cfg: GeneratorConfig,
@@ -230,9 +236,10 @@ class IdentityAccuracyStage:
         ctx.log(f"identity accuracy: {stats['accepted']:,} events accepted, {imported:,} imported in {sent_s:.0f} s")
         settle_s = _wait_stable(ctx, cdp, tag, expected, m.accuracy_timeout_s) - started
         peaks = watch.read()
-        predicted = _read_identities(cdp)
+        predicted = fold_case(_read_identities(cdp))
+        truth = fold_case(truth)
         scores = pairwise_scores(predicted, truth)
-        ceiling = pairwise_scores(evidence_clusters(generate_events(cfg)), truth)
+        ceiling = pairwise_scores(fold_case(evidence_clusters(generate_events(cfg))), truth)
         missing = sum(1 for k in truth if k not in predicted)
         details = {
             "people": m.accuracy_people,
