@@ -1,4 +1,4 @@
-"""The cluster variant of the schema, generated from the same migrations (never a second copy of the DDL).
+"""The cluster variant of the schema, generated from the same migrations and views (never a second copy of the DDL).
 
 For a ClickHouse cluster every table becomes a local Replicated table (`<name>_local`, ON CLUSTER) plus a
 Distributed table under the original name, sharded so that rows that must collapse together (one
@@ -15,7 +15,7 @@ import argparse
 import re
 from functools import partial
 
-from sinks.migrate import migration_files, statements
+from sinks.migrate import migration_files, statements, view_definitions
 
 SHARDING_KEYS = {
     "events_store": "cityHash64(message_id)",
@@ -32,7 +32,6 @@ _CREATE_VIEW = re.compile(r"^CREATE (?:OR REPLACE )?(MATERIALIZED )?VIEW (?:IF N
 _DROP_VIEW = re.compile(r"^DROP VIEW IF EXISTS (\w+)\.(\w+)$")
 _ALTER_TABLE = re.compile(r"^ALTER TABLE (\w+)\.(\w+) ")
 _DROP_TABLE = re.compile(r"^DROP TABLE IF EXISTS (\w+)\.(\w+)$")
-_INSERT_SELECT = re.compile(r"^INSERT INTO (\w+)\.(\w+)\s+SELECT\b", re.S)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*MergeTree)(\(([^)]*)\))?")
 
 
@@ -46,38 +45,38 @@ def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> lis
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster):
         raise ValueError("cluster: must be a plain identifier")
     out = [f"CREATE DATABASE IF NOT EXISTS {db} ON CLUSTER {cluster}"]
-    for _, _, sql in migration_files():
-        for stmt in statements(sql, db=db, ttl_days=ttl_days):
-            if m := _CREATE_TABLE.match(stmt):
-                table = m.group(2)
-                local = f"{table}_local"
-                body = stmt.replace(f"{db}.{table}", f"{db}.{local} ON CLUSTER {cluster}", 1)
-                body = _ENGINE.sub(partial(_replicated, db=db, table=local), body, count=1)
-                out.append(body)
-                key = SHARDING_KEYS.get(table, "rand()")
-                out.append(
-                    f"CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {cluster} AS {db}.{local} "
-                    f"ENGINE = Distributed({cluster}, {db}, {local}, {key})"
-                )
-            elif m := _CREATE_VIEW.match(stmt):
-                name = m.group(3)
-                body = stmt.replace(f"{db}.{name}", f"{db}.{name} ON CLUSTER {cluster}", 1)
-                if m.group(1):  # materialized: read and write the shard-local tables
-                    body = re.sub(rf"\bTO {db}\.(\w+)", rf"TO {db}.\1_local", body, count=1)
-                    body = re.sub(rf"\bFROM {db}\.(\w+_(?:store|landing))\b", rf"FROM {db}.\1_local", body)
-                out.append(body)
-            elif m := _DROP_VIEW.match(stmt):
-                out.append(f"{stmt} ON CLUSTER {cluster}")
-            elif m := _ALTER_TABLE.match(stmt):  # table settings belong to the shard-local tables
-                table = m.group(2)
-                out.append(stmt.replace(f"{db}.{table}", f"{db}.{table}_local ON CLUSTER {cluster}", 1))
-            elif m := _DROP_TABLE.match(stmt):  # the Distributed table and the shard-local ones
-                out.append(f"{stmt} ON CLUSTER {cluster}")
-                out.append(f"DROP TABLE IF EXISTS {db}.{m.group(2)}_local ON CLUSTER {cluster}")
-            elif _INSERT_SELECT.match(stmt):  # a backfill: once, into the Distributed table, which shards it
-                out.append(stmt)
-            else:
-                raise ValueError(f"no cluster rule for statement: {stmt[:80]}")
+    stmts = [stmt for _, _, sql in migration_files() for stmt in statements(sql, db=db, ttl_days=ttl_days)]
+    # A new cluster has no history to fill a view's target from: the views are only created.
+    stmts += [view.create(db) for view in view_definitions(db=db, ttl_days=ttl_days)]
+    for stmt in stmts:
+        if m := _CREATE_TABLE.match(stmt):
+            table = m.group(2)
+            local = f"{table}_local"
+            body = stmt.replace(f"{db}.{table}", f"{db}.{local} ON CLUSTER {cluster}", 1)
+            body = _ENGINE.sub(partial(_replicated, db=db, table=local), body, count=1)
+            out.append(body)
+            key = SHARDING_KEYS.get(table, "rand()")
+            out.append(
+                f"CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {cluster} AS {db}.{local} "
+                f"ENGINE = Distributed({cluster}, {db}, {local}, {key})"
+            )
+        elif m := _CREATE_VIEW.match(stmt):
+            name = m.group(3)
+            body = stmt.replace(f"{db}.{name}", f"{db}.{name} ON CLUSTER {cluster}", 1)
+            if m.group(1):  # materialized: read and write the shard-local tables
+                body = re.sub(rf"\bTO {db}\.(\w+)", rf"TO {db}.\1_local", body, count=1)
+                body = re.sub(rf"\bFROM {db}\.(\w+_(?:store|landing))\b", rf"FROM {db}.\1_local", body)
+            out.append(body)
+        elif m := _DROP_VIEW.match(stmt):
+            out.append(f"{stmt} ON CLUSTER {cluster}")
+        elif m := _ALTER_TABLE.match(stmt):  # columns and settings of the shard-local tables
+            table = m.group(2)
+            out.append(stmt.replace(f"{db}.{table}", f"{db}.{table}_local ON CLUSTER {cluster}", 1))
+        elif m := _DROP_TABLE.match(stmt):  # the Distributed table and the shard-local ones
+            out.append(f"{stmt} ON CLUSTER {cluster}")
+            out.append(f"DROP TABLE IF EXISTS {db}.{m.group(2)}_local ON CLUSTER {cluster}")
+        else:
+            raise ValueError(f"no cluster rule for statement: {stmt[:80]}")
     return out
 
 

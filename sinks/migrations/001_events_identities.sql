@@ -24,11 +24,6 @@ PARTITION BY toYYYYMM(timestamp)
 ORDER BY (toDate(timestamp), type, event, message_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
-CREATE VIEW IF NOT EXISTS {db}.events AS
-SELECT message_id, channel, source_id, type, event, anonymous_id, user_id, profile_id, identity_key,
-       timestamp, received_at, properties, context, traits
-FROM {db}.events_store FINAL;
-
 -- Identifier -> current profile. A node's profile only changes towards the surviving profile, and `version`
 -- grows with every change, so the last version is the current one.
 CREATE TABLE IF NOT EXISTS {db}.identities_store
@@ -43,10 +38,6 @@ CREATE TABLE IF NOT EXISTS {db}.identities_store
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (id_type, id_value)
 SETTINGS non_replicated_deduplication_window = 1000;
-
-CREATE VIEW IF NOT EXISTS {db}.identities AS
-SELECT id_type, id_value, profile_id, first_seen, updated_at
-FROM {db}.identities_store FINAL;
 
 -- Every merge: the profile that disappeared, the one it folded into, and the event that caused it.
 CREATE TABLE IF NOT EXISTS {db}.merges

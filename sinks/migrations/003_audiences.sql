@@ -23,16 +23,4 @@ CREATE TABLE IF NOT EXISTS {db}.audience_members
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (audience_id, member, changed_at, status)
-SETTINGS non_replicated_deduplication_window = 1000;
-
--- Current members: the last change of each (audience, member) is an entry.
-CREATE VIEW IF NOT EXISTS {db}.audience_members_current AS
-SELECT audience_id, member, any(member_type) AS member_type, max(changed_at) AS since
-FROM {db}.audience_members
-GROUP BY audience_id, member
-HAVING argMax(status, changed_at) = 'entered';
-
-CREATE VIEW IF NOT EXISTS {db}.audiences_current AS
-SELECT audience_id, name, scope, rule, created_at
-FROM {db}.audiences FINAL
-WHERE deleted = 0
+SETTINGS non_replicated_deduplication_window = 1000

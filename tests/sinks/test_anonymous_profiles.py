@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from sinks.migrate import migration_files, statements
+from sinks.migrate import apply_views, migration_files, statements
 
 
 def _land(ch, events: list[dict]) -> None:
@@ -146,5 +146,6 @@ def test_the_rebuilt_store_counts_the_history_once(ch) -> None:
     rebuild = next(sql for _, name, sql in migration_files() if name == "013_anonymous_counted_once.sql")
     for stmt in statements(rebuild, db=ch.database, ttl_days=90):
         ch.command(stmt)
+    assert apply_views(ch) == ["anonymous_profiles_landing_mv.sql"]  # made over the empty store, filled from history
     query = f"SELECT events, pages, page_counts FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-history'"
     assert ch.query(query)[1] == [(4, 4, {"/p0": 2, "/p1": 2})]

@@ -1,4 +1,4 @@
-"""The cluster DDL is generated from the same migrations and parsed by the real engine."""
+"""The cluster DDL is generated from the same migrations and views and parsed by the real engine."""
 
 import pytest
 
@@ -10,8 +10,7 @@ def test_every_cluster_statement_parses(ch) -> None:
     stmts = cluster_statements("prod", db="cdp")
     for stmt in stmts:
         formatted = ch.scalar("SELECT formatQuery({q:String})", {"q": stmt})  # raises on a syntax error
-        # A backfill runs once, into the Distributed table; everything else is DDL on every node.
-        assert "ON CLUSTER prod" in formatted or formatted.startswith("INSERT INTO cdp.anonymous_profiles_store ")
+        assert "ON CLUSTER prod" in formatted
 
 
 def test_every_table_becomes_replicated_plus_distributed() -> None:
@@ -43,7 +42,15 @@ def test_later_migrations_alter_and_drop_on_the_cluster() -> None:
     assert "DROP TABLE IF EXISTS cdp.anonymous_profiles_store ON CLUSTER prod" in stmts
     assert "DROP TABLE IF EXISTS cdp.anonymous_profiles_store_local ON CLUSTER prod" in stmts
     alter = next(s for s in stmts if s.startswith("ALTER TABLE"))
-    assert alter.startswith("ALTER TABLE cdp.anonymous_profiles_store_local ON CLUSTER prod MODIFY SETTING")
+    assert alter.startswith("ALTER TABLE cdp.events_landing_local ON CLUSTER prod ADD COLUMN")
+
+
+def test_every_view_is_made_on_the_cluster_after_its_tables() -> None:
+    stmts = cluster_statements("prod")
+    views = [s for s in stmts if " VIEW " in s and not s.startswith("DROP")]
+    assert {s.split(" ON CLUSTER")[0].split()[-1] for s in views} >= {"cdp.profiles", "cdp.events_landing_mv"}
+    last_table = max(i for i, s in enumerate(stmts) if s.startswith("CREATE TABLE"))
+    assert all(stmts.index(v) > last_table for v in views)
 
 
 def test_cluster_name_is_checked() -> None:

@@ -1,8 +1,11 @@
+import re
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from sinks.clickhouse import ClickHouse
-from sinks.migrate import migrate, migration_files, statements
+from sinks.migrate import apply_views, migrate, migration_files, parse_view, statements, view_definitions
 from sinks.rows import EVENT_COLUMNS, event_row
 
 
@@ -34,12 +37,57 @@ def test_every_file_is_rerunnable_and_ends_in_the_same_schema(ch, chdb_url) -> N
             for _ in range(2):
                 for stmt in statements(sql, db=fresh.database, ttl_days=90):
                     fresh.command(stmt)
+        assert apply_views(fresh) and apply_views(fresh) == []
         twice = [(name, query.replace(fresh.database, ch.database)) for name, query in _schema(fresh)]
     finally:
         fresh.command(f"DROP DATABASE IF EXISTS {fresh.database}")
     once = [(name, query) for name, query in _schema(ch) if name != "schema_migrations"]
     assert twice == once
     assert {"events_store", "events", "profiles", "audience_members"} <= {name for name, _ in once}
+
+
+def test_views_are_made_after_the_views_they_read() -> None:
+    views = view_definitions(db="cdp", ttl_days=90)
+    order = [view.name for view in views]
+    for view in views:
+        for other in set(re.findall(r"\bcdp\.(\w+)", view.select)) & set(order):
+            assert order.index(other) < order.index(view.name), (other, view.name)
+    assert order.index("profile_stats") < order.index("profiles")
+    assert order.index("events_as_landing") < order.index("anonymous_profiles_landing_mv")
+
+
+def test_a_changed_or_missing_view_is_made_again_and_an_unchanged_one_is_left(ch) -> None:
+    db = ch.database
+    ch.command(f"DROP VIEW {db}.profiles")
+    ch.command(f"CREATE OR REPLACE VIEW {db}.profile_stats AS SELECT '' AS profile_id")
+    ch.command(f"TRUNCATE TABLE {db}.schema_views")  # no record at all: as in a store made before views had files
+    ch.insert("schema_views", [("profile_stats", "an older file")], ["name", "checksum"])
+    assert sorted(apply_views(ch)) == ["profile_stats.sql", "profiles.sql"]
+    assert apply_views(ch) == []
+    assert ch.scalar(f"SELECT count() FROM system.columns WHERE database = '{db}' AND table = 'profiles'") > 5
+    assert ch.query(f"SELECT orders, revenue FROM {db}.profile_stats")[1] == []
+
+
+def test_a_materialized_view_is_swapped_when_its_file_changes(ch) -> None:
+    db = ch.database
+    ch.command(f"DROP VIEW {db}.events_landing_mv")
+    ch.command(
+        f"CREATE MATERIALIZED VIEW {db}.events_landing_mv TO {db}.events_store AS "
+        f"SELECT messageId AS message_id FROM {db}.events_landing WHERE 0"
+    )
+    ch.insert("schema_views", [("events_landing_mv", "an older file")], ["name", "checksum"])
+    assert apply_views(ch) == ["events_landing_mv.sql"]
+    ch.insert_json_lines("events_landing", [b'{"messageId": "m-after", "type": "track", "event": "E"}'])
+    assert ch.query(f"SELECT message_id, event FROM {db}.events")[1] == [("m-after", "E")]
+
+
+def test_a_view_file_names_one_view_of_its_own_name() -> None:
+    with pytest.raises(ValueError, match=r"profiles\.sql"):
+        parse_view("profiles", "CREATE VIEW {db}.other AS SELECT 1", db="cdp", ttl_days=90)
+    with pytest.raises(ValueError, match="TO a table"):
+        parse_view("x", "CREATE MATERIALIZED VIEW {db}.x AS SELECT 1", db="cdp", ttl_days=90)
+    with pytest.raises(ValueError, match="one source"):
+        parse_view("x", "-- history: h in place of s\nCREATE VIEW {db}.x AS SELECT 1", db="cdp", ttl_days=90)
 
 
 def _event(mid: str) -> dict:

@@ -1,7 +1,10 @@
+-- Traits and consent flags per profile: each key takes the value of the latest event that set it. Profiles
+-- are resolved only for the events that carry traits or consent (identify calls, events with context.traits):
+-- most events carry neither, and the unified `profiles` view pays for this view on every query.
 -- A trait whose latest value is JSON null is unset (Segment's identify semantics): it leaves the profile. Pull
 -- sources send null for a column cleared or a row deleted. The null is recognised on the raw JSON value, so a
 -- trait holding the text "null" stays.
-CREATE OR REPLACE VIEW {db}.profile_traits AS
+CREATE VIEW {db}.profile_traits AS
 SELECT profile_id,
        CAST(mapFromArrays(groupArrayIf(k, kind = 't'), groupArrayIf(v, kind = 't')), 'Map(String, String)') AS traits,
        CAST(mapFromArrays(groupArrayIf(k, kind = 'c'), groupArrayIf(v, kind = 'c')), 'Map(String, String)') AS consent
