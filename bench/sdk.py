@@ -134,16 +134,9 @@ class SdkLoad:
         keep_ids: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.write_key = write_key
-        self.count = count
-        self.event = event
-        self.keep_ids = keep_ids
-        self.rate = rate
-        self.batch_size = batch_size
-        self.senders = senders
-        self.retry_for = retry_for
-        self.timeout = timeout
+        self.url, self.write_key, self.event, self.keep_ids = url.rstrip("/"), write_key, event, keep_ids
+        self.count, self.rate, self.batch_size, self.senders = count, rate, batch_size, senders
+        self.retry_for, self.timeout = retry_for, timeout
         self.transport = transport  # tests answer from a fake; None: the network
         self.report = LoadReport()
         self._lock = threading.Lock()

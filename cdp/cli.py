@@ -13,6 +13,23 @@ import orjson
 from cdp.local_stack import PROBE_S, local_settings, require_kafka
 from schemas.settings import CHANNELS, SOURCE_KINDS, Settings
 
+# The serving commands: `run` is every other role in one process.
+ROLES = {
+    "run": "collector, workers and query API in one process (embedded chDB)",
+    "collector": "the HTTP collector alone",
+    "worker": "Faust agents and ClickHouse sinks alone",
+    "api": "the query API alone",
+}
+# `cdp sources create` options beyond name, channel and kind, passed on as keywords.
+SOURCE_OPTIONS = {
+    "dsn": "postgres: postgresql://USER:PASSWORD@HOST:PORT/DBNAME",
+    "table": "postgres: SCHEMA.TABLE",
+    "mapping": "postgres: contacts, orders or a file; webhook: stripe, shopify or a file",
+    "path": "folder: the directory to watch",
+    "secret_file": "webhook: a file holding the sender's signing secret (else generated)",
+    "phone_region": "country of the source's national phone numbers (FR); default: the rules'",
+}
+
 
 def _settings() -> Settings:
     return Settings()
@@ -96,10 +113,8 @@ def cmd_import(path: str, write_key: str, reject_file: str | None, phone_region:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cdp", description="Streaming customer data platform.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("run", help="collector, workers and query API in one process (embedded chDB)")
-    sub.add_parser("collector", help="the HTTP collector alone")
-    sub.add_parser("worker", help="Faust agents and ClickHouse sinks alone")
-    sub.add_parser("api", help="the query API alone")
+    for role, role_help in ROLES.items():
+        sub.add_parser(role, help=role_help)
     q = sub.add_parser("sql", help="read-only SQL")
     q.add_argument("query")
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -114,19 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--name", required=True)
     c.add_argument("--channel", choices=CHANNELS, help="required for SDK sources; pull sources: offline")
     c.add_argument("--kind", choices=SOURCE_KINDS, default="sdk")
-    c.add_argument("--dsn", help="postgres: postgresql://USER:PASSWORD@HOST:PORT/DBNAME")
-    c.add_argument("--table", help="postgres: SCHEMA.TABLE")
-    c.add_argument("--mapping", help="postgres: contacts, orders or a file; webhook: stripe, shopify or a file")
-    c.add_argument("--path", help="folder: the directory to watch")
-    c.add_argument("--secret-file", help="webhook: a file holding the sender's signing secret (else generated)")
-    c.add_argument("--phone-region", help="country of the source's national phone numbers (FR); default: the rules'")
+    for option, option_help in SOURCE_OPTIONS.items():
+        c.add_argument(f"--{option.replace('_', '-')}", help=option_help)
     ssub.add_parser("list", help="sources with state, lag, rows today and last error")
     d = ssub.add_parser("delete", help="remove a source (and a database source's connector)")
     d.add_argument("name")
     a = p.parse_args(argv)
     if a.cmd == "run":
-        return cmd_serve(frozenset({"collector", "worker", "api"}))
-    if a.cmd in ("collector", "worker", "api"):
+        return cmd_serve(frozenset(ROLES) - {"run"})
+    if a.cmd in ROLES:
         return cmd_serve(frozenset({a.cmd}))
     if a.cmd == "sql":
         return cmd_sql(a.query, a.format)
@@ -136,17 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         from cdp import sources_cmd
 
         if a.sub == "create":
-            return sources_cmd.create(
-                a.name,
-                a.channel,
-                a.kind,
-                dsn=a.dsn,
-                table=a.table,
-                mapping=a.mapping,
-                path=a.path,
-                secret_file=a.secret_file,
-                phone_region=a.phone_region,
-            )
+            options = {option: getattr(a, option) for option in SOURCE_OPTIONS}
+            return sources_cmd.create(a.name, a.channel, a.kind, **options)
         return sources_cmd.list_sources() if a.sub == "list" else sources_cmd.delete(a.name)
     return 2
 

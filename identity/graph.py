@@ -271,7 +271,40 @@ class Observe:
 
 
 @dataclass(slots=True)
-class Propose:
+class _ComponentNews:
+    """``sender`` tells ``node`` the label and summary of its component (the fields Propose and Offer share)."""
+
+    node: str
+    sender: str
+    label: Label
+    summary: dict[str, list[str]]
+    cause: str
+    ts_ms: int = 0
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "sender": self.sender,
+            "label": [self.label[0], self.label[1]],
+            "summary": {t: list(v) for t, v in self.summary.items()},
+            "cause": self.cause,
+            "ts_ms": self.ts_ms,
+        }
+
+    @staticmethod
+    def _decoded(data: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "node": str(data["node"]),
+            "sender": str(data["sender"]),
+            "label": _label(data["label"]),
+            "summary": _summary(data.get("summary")),
+            "cause": str(data.get("cause", "")),
+            "ts_ms": int(data.get("ts_ms", 0)),
+        }
+
+
+@dataclass(slots=True)
+class Propose(_ComponentNews):
     """``sender`` (with its component's label and summary) asks ``node`` for an edge.
 
     ``then`` is the rest of the event's link chain: after deciding, ``node`` forwards the proposal to
@@ -280,72 +313,28 @@ class Propose:
     """
 
     kind: ClassVar[str] = "propose"
-    node: str
-    sender: str
-    label: Label
-    summary: dict[str, list[str]]
-    cause: str
-    ts_ms: int = 0
     then: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "node": self.node,
-            "sender": self.sender,
-            "label": [self.label[0], self.label[1]],
-            "summary": {t: list(v) for t, v in self.summary.items()},
-            "cause": self.cause,
-            "ts_ms": self.ts_ms,
-            "then": list(self.then),
-        }
+        return {"kind": self.kind, **self._fields(), "then": list(self.then)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Propose:
-        return cls(
-            node=str(data["node"]),
-            sender=str(data["sender"]),
-            label=_label(data["label"]),
-            summary=_summary(data.get("summary")),
-            cause=str(data.get("cause", "")),
-            ts_ms=int(data.get("ts_ms", 0)),
-            then=[str(t) for t in data.get("then", ())],
-        )
+        return cls(**cls._decoded(data), then=[str(t) for t in data.get("then", ())])
 
 
 @dataclass(slots=True)
-class Offer:
+class Offer(_ComponentNews):
     """``sender``, already linked to ``node``, tells it the label and summary of its component."""
 
     kind: ClassVar[str] = "offer"
-    node: str
-    sender: str
-    label: Label
-    summary: dict[str, list[str]]
-    cause: str
-    ts_ms: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "node": self.node,
-            "sender": self.sender,
-            "label": [self.label[0], self.label[1]],
-            "summary": {t: list(v) for t, v in self.summary.items()},
-            "cause": self.cause,
-            "ts_ms": self.ts_ms,
-        }
+        return {"kind": self.kind, **self._fields()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Offer:
-        return cls(
-            node=str(data["node"]),
-            sender=str(data["sender"]),
-            label=_label(data["label"]),
-            summary=_summary(data.get("summary")),
-            cause=str(data.get("cause", "")),
-            ts_ms=int(data.get("ts_ms", 0)),
-        )
+        return cls(**cls._decoded(data))
 
 
 Message = Observe | Propose | Offer
@@ -369,8 +358,15 @@ def message_from_dict(data: Mapping[str, Any]) -> Message:
 # ---------------------------------------------------------------------------------------------- facts
 
 
+class _Fact:
+    """A fact the protocol records (a row for ClickHouse): its fields, as a dict, are its record."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 @dataclass(frozen=True)
-class IdentityChange:
+class IdentityChange(_Fact):
     """Identifier ``id_type:id_value`` now belongs to ``profile_id`` (one row of ``cdp.identities``).
 
     ``version`` increases by one per change of the same identifier and ``ts_ms`` never goes backwards
@@ -383,12 +379,9 @@ class IdentityChange:
     ts_ms: int
     version: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
-class Merge:
+class Merge(_Fact):
     """Profile ``from_profile`` was absorbed into ``into_profile``.
 
     Emitted once per dissolved profile, by the node that founded it (whose key names the profile), when
@@ -402,12 +395,9 @@ class Merge:
     cause: str
     ts_ms: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
-class Refusal:
+class Refusal(_Fact):
     """A link between ``node`` and ``peer`` was refused (or, for ``race:*``, found over a limit).
 
     ``reason`` is ``limit:<type>`` / ``limit:max_identifiers`` (the union would exceed a limit),
@@ -420,9 +410,6 @@ class Refusal:
     reason: str
     cause: str
     ts_ms: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass(slots=True)
@@ -634,12 +621,18 @@ def _on_observe(state: NodeState | None, msg: Observe, rules: IdentityRules) -> 
     return ctx.finish(msg.event)
 
 
-def _on_propose(state: NodeState | None, msg: Propose, rules: IdentityRules) -> Step:
+def _on_news(state: NodeState | None, msg: Propose | Offer, rules: IdentityRules) -> Step:
     ctx = _Ctx(state, msg.node, msg.ts_ms, msg.cause)
+    if msg.sender == ctx.state.key:  # a node never links to itself
+        return ctx.finish()
+    if isinstance(msg, Propose):
+        return _on_propose(ctx, msg, rules)
+    return _on_offer(ctx, msg, rules)
+
+
+def _on_propose(ctx: _Ctx, msg: Propose, rules: IdentityRules) -> Step:
     s = ctx.state
     sender = msg.sender
-    if sender == s.key:
-        return ctx.finish()
     relabeled = ctx.seen_at(msg.ts_ms)  # the node was in the proposing event
     already = sender in s.neighbors
     # Equal labels mean the same component already (labels only travel along accepted links), so the
@@ -672,14 +665,11 @@ def _on_propose(state: NodeState | None, msg: Propose, rules: IdentityRules) -> 
     return ctx.finish()
 
 
-def _on_offer(state: NodeState | None, msg: Offer, rules: IdentityRules) -> Step:
+def _on_offer(ctx: _Ctx, msg: Offer, rules: IdentityRules) -> Step:
     # An Offer only reaches existing nodes in normal operation; a missing state (lost table) is
     # rebuilt as well as can be, with the offer's event time as first_seen.
-    ctx = _Ctx(state, msg.node, msg.ts_ms, msg.cause)
     s = ctx.state
     sender = msg.sender
-    if sender == s.key:
-        return ctx.finish()
     if sender not in s.neighbors:
         # The answer to our proposal (or a neighbour we lost): the edge exists on the other side, so it
         # must exist here too, even beyond the degree cap (bounded by proposals in flight).
@@ -705,10 +695,8 @@ def handle(state: NodeState | None, msg: Message, rules: IdentityRules) -> Step:
         raise ValueError(f"state of {state.key!r} given for a message to {msg.node!r}")
     if isinstance(msg, Observe):
         return _on_observe(state, msg, rules)
-    if isinstance(msg, Propose):
-        return _on_propose(state, msg, rules)
-    if isinstance(msg, Offer):
-        return _on_offer(state, msg, rules)
+    if isinstance(msg, Propose | Offer):
+        return _on_news(state, msg, rules)
     raise TypeError(f"not an identity message: {msg!r}")
 
 

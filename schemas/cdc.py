@@ -16,8 +16,8 @@ time; without one the commit time is used, and a snapshot's commit time is the s
 ``message_id: row`` (orders). A row is one event whatever its versions: an order is completed once, and an
 update (a corrected total) replaces the event rather than adding a second order. The events store keeps, of
 the rows with one messageId, type, event name and day, the one with the latest ``sourceVersion`` (the change's
-commit time; sinks/migrations/008), whatever order they arrive in; so such a mapping must name a ``timestamp``
-column that does not change (``created_at``). Two changes of one row committed in the same millisecond are
+commit time; sinks/views/events_landing_mv.sql), whatever order they arrive in; so such a mapping must name a
+``timestamp`` column that does not change (``created_at``). Two changes of one row committed in the same millisecond are
 told apart only within one batch of the mapper, which keeps the later.
 
 ``on_delete``: ``unset`` (an identify with every trait of the mapping set to null: the traits the row set are

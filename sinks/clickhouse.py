@@ -118,7 +118,7 @@ class ClickHouse:
 
     def insert_json_lines(self, table: str, lines: Sequence[bytes], dedup_token: str | None = None) -> None:
         """Insert JSON objects (one per line) and let the engine parse them: for landing tables whose
-        materialized views map the records (sinks/migrations/005_events_landing.sql)."""
+        materialized views map the records (sinks/views/events_landing_mv.sql)."""
         settings: dict[str, Any] = {
             "input_format_json_read_objects_as_strings": 1,
             "input_format_json_read_numbers_as_strings": 1,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,22 @@ log = logging.getLogger(__name__)
 PULL_KINDS = ("postgres", "folder")
 
 
+@dataclass(frozen=True)
+class RunnerDeps:
+    """What every source runner is given besides its source."""
+
+    stats: SourceStats
+    settings: Settings
+    topics: Topics
+    rules: IdentityRules
+
+
 class _Runner:
     """A thread that runs one source until stopped; errors are counted and retried, never fatal."""
 
-    def __init__(self, source: Source, stats: SourceStats) -> None:
+    def __init__(self, source: Source, deps: RunnerDeps) -> None:
         self.source = source
-        self.stats = stats
+        self.stats, self.settings, self.topics, self.rules = deps.stats, deps.settings, deps.topics, deps.rules
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._guarded, name=f"pull-{source.name}", daemon=True)
 
@@ -80,11 +91,8 @@ class _Runner:
 class CdcRunner(_Runner):
     """A database source: its Debezium topic -> events in its raw channel topic."""
 
-    def __init__(
-        self, source: Source, stats: SourceStats, settings: Settings, topics: Topics, rules: IdentityRules
-    ) -> None:
-        super().__init__(source, stats)
-        self.settings, self.topics, self.rules = settings, topics, rules
+    def __init__(self, source: Source, deps: RunnerDeps) -> None:
+        super().__init__(source, deps)
         self.mapping = TableMapping.from_yaml(source.config["mapping_yaml"])
         self.table: str = source.config["table"]
         self.cdc_topic: str = source.config["topic"]
@@ -190,12 +198,9 @@ def _lag(consumer: Consumer) -> int | None:
 class FolderRunner(_Runner):
     """A folder source: files dropped into its directory -> events in its raw channel topic."""
 
-    def __init__(
-        self, source: Source, stats: SourceStats, settings: Settings, topics: Topics, rules: IdentityRules
-    ) -> None:
-        super().__init__(source, stats)
-        self.settings, self.topics, self.rules = settings, topics, rules
-        self.folder = DropFolder(Path(source.config["path"]), settings.worker_id)
+    def __init__(self, source: Source, deps: RunnerDeps) -> None:
+        super().__init__(source, deps)
+        self.folder = DropFolder(Path(source.config["path"]), self.settings.worker_id)
 
     def run(self) -> None:
         producer = AsyncProducer(self.settings.kafka_bootstrap)
@@ -243,6 +248,7 @@ class PullSources:
         self, settings: Settings, topics: Topics, registry: SourceRegistry, stats: SourceStats, rules: IdentityRules
     ) -> None:
         self.settings, self.topics, self.registry, self.stats, self.rules = settings, topics, registry, stats, rules
+        self._deps = RunnerDeps(stats, settings, topics, rules)
         self._runners: dict[str, _Runner] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="pull-sources", daemon=True)
@@ -269,12 +275,12 @@ class PullSources:
                     self._runners[key] = self._runner(source).start()
                 except (KeyError, MappingError) as exc:  # a broken definition must not stop the others
                     self.stats.error(source.name, source.kind, f"definition: {exc}")
-                    self._runners[key] = _Idle(source, self.stats)
+                    self._runners[key] = _Idle(source, self._deps)
 
     def _runner(self, source: Source) -> _Runner:
         if source.kind == "postgres":
-            return CdcRunner(source, self.stats, self.settings, self.topics, self.rules)
-        return FolderRunner(source, self.stats, self.settings, self.topics, self.rules)
+            return CdcRunner(source, self._deps)
+        return FolderRunner(source, self._deps)
 
     def stop(self) -> None:
         self._stop.set()

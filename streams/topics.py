@@ -4,11 +4,27 @@ counts and durability from settings, so `auto.create.topics.enable` is never rel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from schemas.settings import CHANNELS, Settings
+
+
+class _Name:
+    """A topic name under the prefix: ``Topics("cdp").merges`` is ``cdp.merges``."""
+
+    def __init__(self, suffix: str, doc: str = "") -> None:
+        self.suffix = suffix
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _Name: ...
+    @overload
+    def __get__(self, obj: Topics, owner: type) -> str: ...
+    def __get__(self, obj: Topics | None, owner: type) -> _Name | str:
+        return self if obj is None else f"{obj.prefix}{self.suffix}"
 
 
 @dataclass(frozen=True)
@@ -23,65 +39,33 @@ class Topics:
     def raw_all(self) -> list[str]:
         return [self.raw(c) for c in CHANNELS]
 
-    @property
-    def deadletter(self) -> str:
-        return f"{self.prefix}.deadletter"
-
-    @property
-    def identity_ops(self) -> str:
-        """Messages between identity-graph nodes, keyed by node (identifier) key."""
-        return f"{self.prefix}.identity.ops"
-
-    @property
-    def identity_nodes(self) -> str:
-        """Compacted changelog of the identity graph's node states, keyed by node, on the node's partition.
-
-        The name is the one Faust gave the changelog of the table these states lived in before, so a store
-        written by earlier versions is read as it is."""
-        return f"{self.prefix}-stitch-identity-nodes-changelog"
-
-    @property
-    def identity_owners(self) -> str:
-        """Carries no records: the stitch workers' Faust consumer group assigns its partitions, and the worker
-        assigned partition p owns partition p of the identity graph (its messages, node states and raw events)."""
-        return f"{self.prefix}.identity.owners"
-
-    @property
-    def stitched(self) -> str:
-        """Events carrying their profile_id, for the events sink."""
-        return f"{self.prefix}.events.stitched"
-
-    @property
-    def identities(self) -> str:
-        return f"{self.prefix}.identities"
-
-    @property
-    def merges(self) -> str:
-        return f"{self.prefix}.merges"
-
-    @property
-    def refusals(self) -> str:
-        return f"{self.prefix}.identity.refusals"
-
-    @property
-    def audience_changes(self) -> str:
-        """Entered/exited audience changes, for activation systems (DSPs, e-mail tools)."""
-        return f"{self.prefix}.audience.changes"
-
-    @property
-    def sources(self) -> str:
-        """Compacted: write key -> source definition. Every collector follows it."""
-        return f"{self.prefix}.sources"
-
-    @property
-    def audiences(self) -> str:
-        """Compacted: audience id -> definition (tombstone on delete)."""
-        return f"{self.prefix}.audiences"
-
-    @property
-    def sources_status(self) -> str:
-        """Compacted: (source, reporting process) -> status of a pull source (streams/source_status.py)."""
-        return f"{self.prefix}.sources.status"
+    deadletter = _Name(".deadletter")
+    identity_ops = _Name(".identity.ops", "Messages between identity-graph nodes, keyed by node (identifier) key.")
+    identity_nodes = _Name(
+        "-stitch-identity-nodes-changelog",
+        "Compacted changelog of the identity graph's node states, keyed by node, on the node's partition. The "
+        "name is the one Faust gave the changelog of the table these states lived in before, so a store "
+        "written by earlier versions is read as it is.",
+    )
+    identity_owners = _Name(
+        ".identity.owners",
+        "Carries no records: the stitch workers' Faust consumer group assigns its partitions, and the worker "
+        "assigned partition p owns partition p of the identity graph (its messages, node states and raw "
+        "events).",
+    )
+    stitched = _Name(".events.stitched", "Events carrying their profile_id, for the events sink.")
+    identities = _Name(".identities")
+    merges = _Name(".merges")
+    refusals = _Name(".identity.refusals")
+    audience_changes = _Name(
+        ".audience.changes", "Entered/exited audience changes, for activation systems (DSPs, e-mail tools)."
+    )
+    sources = _Name(".sources", "Compacted: write key -> source definition. Every collector follows it.")
+    audiences = _Name(".audiences", "Compacted: audience id -> definition (tombstone on delete).")
+    sources_status = _Name(
+        ".sources.status",
+        "Compacted: (source, reporting process) -> status of a pull source (streams/source_status.py).",
+    )
 
     def cdc_prefix(self, source: str) -> str:
         """Debezium's topic prefix for a database source; its table topics are ``PREFIX.SCHEMA.TABLE``."""

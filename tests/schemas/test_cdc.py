@@ -154,7 +154,7 @@ def test_an_order_delete_voids_its_revenue() -> None:
     deleted = event_of(ORDERS, {"id": 1001}, record("d", None, order(), ts_ms=UPDATED_MS + 9000), "shop.orders")
     assert created is not None and deleted is not None
     assert deleted["messageId"] == created["messageId"] and deleted["timestamp"] == created["timestamp"]
-    # The store keeps the later commit, whichever arrives last (sinks/migrations/008).
+    # The store keeps the later commit, whichever arrives last (sinks/views/events_landing_mv.sql).
     assert deleted["sourceVersion"] > created["sourceVersion"]
     assert deleted["properties"] == {"order_id": "1001", "currency": "EUR", "status": "paid", "deleted": True}
 
