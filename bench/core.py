@@ -166,6 +166,7 @@ class Mode:
     e2e_connections: int = 8
     # soak: steady load through `cdp run` at a share of the end-to-end capacity, sampled every soak_sample_s
     soak_s: float = 120.0
+    soak_warmup_s: float = 30.0  # load before soak_s whose samples are shown but not judged
     soak_sample_s: float = 10.0
     soak_capacity_share: float = 0.5
     # freshness
@@ -216,6 +217,7 @@ FULL = Mode(
     catchup_events=1_000_000,
     e2e_events=80_000,
     soak_s=1_200.0,
+    soak_warmup_s=300.0,
     stitch_timeout_s=1_800.0,
     freshness_s=60.0,
     accuracy_people=5_000,  # ~44,000 events: about 8 minutes at today's stitching rate (2 cores)

@@ -55,6 +55,14 @@ def rss_mb(pid: int | None) -> float | None:
     return None if kib is None else kib / 1024
 
 
+def rss_split_mb(pid: int | None) -> tuple[float, float] | None:
+    """(anonymous, file-backed) resident memory of a live process in MiB: private heap and stacks apart from the
+    pages of mapped files (shared libraries paged in as their code is first run), None when it is gone."""
+    anon = None if pid is None else _status_kib(pid, "RssAnon")
+    file = None if pid is None else _status_kib(pid, "RssFile")
+    return None if anon is None or file is None else (anon / 1024, file / 1024)
+
+
 def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU time a live process has used so far, in seconds (None when it is gone)."""
     try:

@@ -23,8 +23,12 @@ cmd="${1:?start|launch|wait|stop|kill}"
 data="$(mkdir -p "${2:?data dir}" && cd "$2" && pwd)"
 pidfile="$data/broker.pid"
 
+# The heap is its full size from the start (-Xms = -Xmx, pages touched at start, as Kafka's own guidance sets
+# the two equal): a broker's memory is what CDP_KAFKA_HEAP says from its first minute, not a heap that grows
+# towards it under load.
 java_opts() {
-  echo "-Xms256m -Xmx${CDP_KAFKA_HEAP:-512m} -XX:+UseG1GC -Djava.awt.headless=true" \
+  local heap="${CDP_KAFKA_HEAP:-512m}"
+  echo "-Xms$heap -Xmx$heap -XX:+AlwaysPreTouch -XX:+UseG1GC -Djava.awt.headless=true" \
     "-Dlog4j.configuration=file:$here/log4j.properties -Dkafka.logs.dir=$data/logs"
 }
 
