@@ -103,7 +103,7 @@ def sink_routes(settings: Settings) -> dict[str, Route]:
     return {
         t.stitched: Route("events_landing", json=True),
         t.identities: Route("identities_store", IDENTITY_COLUMNS, identity_row),
-        t.merges: Route("merges", MERGE_COLUMNS, merge_row),
+        t.merges: Route("merges_store", MERGE_COLUMNS, merge_row),
         t.refusals: Route("identity_refusals", REFUSAL_COLUMNS, refusal_row),
     }
 

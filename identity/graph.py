@@ -393,7 +393,8 @@ class Merge(_Fact):
     from_profile: str
     into_profile: str
     cause: str
-    ts_ms: int
+    ts_ms: int  # ordered after the profile's previous change, so it can be later than the event
+    event_ms: int = 0  # the causing event's own time
 
 
 @dataclass(frozen=True)
@@ -520,7 +521,7 @@ class _Ctx:
             id_type, value = _split(s.key)
             changes.append(IdentityChange(id_type, value, new_profile, ts, s.version))
             if self.before is not None and self.before[1] == s.key:
-                merges.append(Merge(old_profile or "", new_profile, self.cause, ts))
+                merges.append(Merge(old_profile or "", new_profile, self.cause, ts, self.ts_ms))
         stitched = None if event is None else {**event, "profileId": new_profile}
         return Step(s, self.out, changes, merges, self.refusals, stitched)
 

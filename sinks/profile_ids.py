@@ -3,8 +3,9 @@
 A profile id is a label: when an older identifier joins, the label moves to it, and the id a CRM or an e-mail tool
 stored minutes ago no longer names a profile. Every merge is recorded (from_profile folded into into_profile), so
 the profiles an id was ever merged with are reachable from it; the current profile is the one among them that
-still holds identifiers. The merge rows are walked as links in both directions: one pair may be recorded both
-ways, and then the direction says nothing. The walk is bounded, so a huge merge history cannot hold a request.
+still holds identifiers. The walk reads every merge record (``merges_store``, not the ``merges`` view's latest
+merge per profile), as links in both directions: one pair may be recorded both ways, and then the direction
+says nothing. The walk is bounded, so a huge merge history cannot hold a request.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ SELECT profile_id, count() AS identifiers FROM {db}.identities
 WHERE profile_id IN {ids:Array(String)} GROUP BY profile_id ORDER BY identifiers DESC, profile_id LIMIT 1
 """
 _MERGED_WITH_SQL = """
-SELECT from_profile, into_profile FROM {db}.merges
+SELECT from_profile, into_profile FROM {db}.merges_store
 WHERE from_profile IN {ids:Array(String)} OR into_profile IN {ids:Array(String)}
 """
 

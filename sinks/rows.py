@@ -26,7 +26,7 @@ EVENT_COLUMNS = (
     "traits",
 )
 IDENTITY_COLUMNS = ("id_type", "id_value", "profile_id", "first_seen", "updated_at", "version")
-MERGE_COLUMNS = ("from_profile", "into_profile", "cause", "merged_at")
+MERGE_COLUMNS = ("from_profile", "into_profile", "cause", "merged_at", "event_time")
 REFUSAL_COLUMNS = ("node", "peer", "reason", "cause", "refused_at")
 
 
@@ -70,7 +70,11 @@ def identity_row(v: dict[str, Any]) -> Row:
 
 
 def merge_row(v: dict[str, Any]) -> Row:
-    return (v["from_profile"], v["into_profile"], v.get("cause", ""), parse_ts(v["ts_ms"]))
+    """``merged_at`` when the stitcher merged (records from before it said so: the event time), ``event_time``
+    the time of the event that caused it."""
+    event_time = parse_ts(v["event_ms"] if "event_ms" in v else v["ts_ms"])
+    merged_at = parse_ts(v["merged_ms"]) if "merged_ms" in v else parse_ts(v["ts_ms"])
+    return (v["from_profile"], v["into_profile"], v.get("cause", ""), merged_at, event_time)
 
 
 def refusal_row(v: dict[str, Any]) -> Row:

@@ -244,7 +244,9 @@ class StitchBatch:
             }
             records.append((topics.identities, -1, f"{ch.id_type}:{ch.id_value}".encode(), orjson.dumps(value)))
         for m in step.merges:
-            records.append((topics.merges, -1, m.from_profile.encode(), orjson.dumps(m)))
+            # ts_ms is the causing event's time (a CRM row can be years old); merged_ms says when it happened.
+            merge = {**m.to_dict(), "merged_ms": self._now_ms}
+            records.append((topics.merges, -1, m.from_profile.encode(), orjson.dumps(merge)))
         for r in step.refusals:
             records.append((topics.refusals, -1, r.node.encode(), orjson.dumps(r)))
         if step.stitched_event is not None:

@@ -40,6 +40,6 @@ def test_preview_size_counts_the_members_a_rule_has_now(ch: ClickHouse) -> None:
 
 
 def test_merges_of_a_profile_are_those_into_it_and_out_of_it(ch: ClickHouse) -> None:
-    rows = [("p1", "p2", "m1", at(1)), ("p2", "p3", "m2", at(2)), ("p7", "p8", "m3", at(3))]
-    ch.insert("merges", rows, MERGE_COLUMNS)
+    rows = [("p1", "p2", "m1", at(1), at(1)), ("p2", "p3", "m2", at(2), at(2)), ("p7", "p8", "m3", at(3), at(3))]
+    ch.insert("merges_store", rows, MERGE_COLUMNS)
     assert [(m["from_profile"], m["into_profile"]) for m in merges_of(ch, "p2")] == [("p2", "p3"), ("p1", "p2")]

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 from schemas.timestamps import parse_ts
 from sinks.audience_eval import diff_members
-from sinks.rows import EVENT_COLUMNS, event_row, identity_row
+from sinks.rows import EVENT_COLUMNS, MERGE_COLUMNS, event_row, identity_row, merge_row
 
 
 def test_event_row_maps_segment_fields() -> None:
@@ -64,3 +64,17 @@ def test_diff_members_reports_entries_and_exits() -> None:
     ]
     assert diff_members("aud", "profile", {"p1"}, {"p1"}, at) == []
     assert diff_members("aud", "profile", set(), {"p2"}, at)[0][2] == "profile_id"
+
+
+def test_merge_row_keeps_when_it_merged_and_when_its_event_happened() -> None:
+    row = dict(
+        zip(
+            MERGE_COLUMNS,
+            merge_row({"from_profile": "a", "into_profile": "b", "ts_ms": 5, "event_ms": 0, "merged_ms": 1000}),
+            strict=True,
+        )
+    )
+    assert row["merged_at"] == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+    assert row["event_time"] == datetime(1970, 1, 1, tzinfo=UTC)
+    older = merge_row({"from_profile": "a", "into_profile": "b", "ts_ms": 0})  # a record written before merged_ms
+    assert older[3] == older[4]

@@ -5,6 +5,7 @@ between batches, batches lost before their commit)."""
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from typing import Any
 
@@ -237,3 +238,14 @@ def test_every_event_is_counted_once_where_it_is_handled(owned: set[int]) -> Non
     assert c.events == 50 and c.fast + c.linked + c.protocol == here
     assert c.linked == len({x for x in cookies if partition_for(f"anonymous_id:{x}", PARTITIONS) in owned})
     assert c.sent == 50 - here
+
+
+def test_a_merge_record_says_when_it_happened_beside_the_time_of_its_event() -> None:
+    before = int(time.time() * 1000)
+    person = {"type": "identify", "userId": "u1", "anonymousId": "a1"}
+    crm_row = {"type": "identify", "userId": "u1", "timestamp": "2019-05-01T00:00:00.000Z"}  # older than the web
+    log = run_one_worker(DEFAULT, [raw(person), raw(crm_row)])
+    merges = log.values(TOPICS.merges)
+    assert len(merges) == 1, "the older row moves the label to the user id: one merge"
+    assert merges[0]["event_ms"] == 1_556_668_800_000  # the CRM row's date
+    assert merges[0]["merged_ms"] >= before  # the stitcher's clock

@@ -15,7 +15,7 @@ def test_an_old_profile_id_answers_the_current_profile(ch: ClickHouse) -> None:
     ch.insert("identities_store", [identity_row({**held, "updated_ms": ms, "version": 1})], IDENTITY_COLUMNS)
     merges = [("p1", "p2"), ("p2", "p1"), ("p2", "p3")]  # one pair recorded both ways, then a later merge
     rows = [merge_row({"from_profile": a, "into_profile": b, "ts_ms": ms}) for a, b in merges]
-    ch.insert("merges", rows, MERGE_COLUMNS)
+    ch.insert("merges_store", rows, MERGE_COLUMNS)
     http = client(services(ch=ch))
     for stored in ("p1", "p2", "p3"):
         r = http.get(f"/v1/profiles/profile_id/{stored}", headers=READ)
