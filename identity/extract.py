@@ -15,7 +15,7 @@ from typing import Any
 from identity.normalise import to_text
 from identity.rules import IdentityRules
 
-__all__ = ["Identifier", "extract_identifiers", "identifier_keys", "primary_identifier"]
+__all__ = ["Identifier", "extract_identifiers", "identifier_keys", "normalise_identifier_traits", "primary_identifier"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,26 @@ def _raw_values(event: Mapping[str, Any], rules: IdentityRules) -> tuple[tuple[s
             if value is not None:
                 found.append((id_type, value))
     return tuple(found)
+
+
+def normalise_identifier_traits(event: dict[str, Any], rules: IdentityRules) -> None:
+    """Rewrite, in place, the traits that are identifiers (``email``, ``phone``, the custom types' traits) to the
+    value their identifier has, so a profile's traits show ``alice.martin@example.com`` where the event said
+    ``"  Alice.Martin@Example.COM "``. Placeholders and values that cannot be normalised are left as sent (the
+    identifier is dropped anyway), and so are non-text values (a numeric loyalty id stays a number)."""
+    context = _mapping(event.get("context"))
+    identifier_value = rules.identifier_value
+    types = rules.types
+    for traits in (event.get("traits"), context and context.get("traits")):
+        if type(traits) is not dict:
+            continue
+        for id_type, trait in (("email", "email"), ("phone", "phone"), *rules.trait_types):
+            value = traits.get(trait)
+            if type(value) is not str or id_type not in types:
+                continue
+            normalised = identifier_value(id_type, value)
+            if normalised is not None:
+                traits[trait] = normalised
 
 
 def _identifiers(raw: tuple[tuple[str, Any], ...], rules: IdentityRules) -> list[Identifier]:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from identity.extract import normalise_identifier_traits
 from identity.normalise import normalise_phone, to_text
 from identity.rules import IdentityRules
 from schemas.enrich import enrich
@@ -129,6 +130,7 @@ def prepare(
     error = phones_to_e164(valid, source_phone_region(source, rules, phone_region), rules)
     if error is not None:
         return None, error
+    normalise_identifier_traits(valid, rules)
     return enrich(valid, received_at=received_at, client_ip=None, channel=source.channel, source_id=source.name), None
 
 

@@ -27,6 +27,7 @@ from api.deps import events_body, get_services, required_part
 from api.errors import EVENT_LOG_REFUSED, NO_COLLECTOR, RETRY_LATER, ApiError
 from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
 from api.openapi import WRITE_KEY, json_body
+from identity.extract import normalise_identifier_traits
 from identity.rules import IdentityRules
 from schemas.enrich import client_ip, enrich
 from schemas.errors import BatchItemError, EventError
@@ -74,6 +75,7 @@ class Intake:
         region = self.source.config.get("phone_region")
         if region:  # the source's national phone numbers as E.164; one that cannot be read is left to the stitcher
             phones_to_e164(enriched, region, self.rules)
+        normalise_identifier_traits(enriched, self.rules)  # the profile shows traits as the identifiers have them
         return self.topic, raw_event_key(enriched, self.rules), orjson.dumps(enriched)
 
     def deadletter(self, item: Any, error: BatchItemError) -> Record:

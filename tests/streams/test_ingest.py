@@ -35,3 +35,10 @@ def test_a_phone_that_cannot_be_read_rejects_the_row_with_a_reason() -> None:
     assert reason is not None and reason.startswith("context.traits.phone: '06 12 34 56 78'") and "US" in reason
     event, reason = prepare(_receipt("n/a"), _source(), NOW, RULES)  # a placeholder is the blocklist's business
     assert reason is None and event is not None
+
+
+def test_imported_traits_that_are_identifiers_are_normalised_placeholders_left_alone() -> None:
+    row = {"type": "identify", "userId": "u1", "traits": {"email": " Ann@Example.COM", "phone": "null"}}
+    event, reason = prepare(row, _source(), NOW, RULES)
+    assert reason is None and event is not None
+    assert event["traits"] == {"email": "ann@example.com", "phone": "null"}

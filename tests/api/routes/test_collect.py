@@ -49,3 +49,14 @@ def test_a_source_with_a_phone_region_sends_its_national_phones_as_e164() -> Non
     assert client(s).post("/v1/identify", json=body, auth=("wk_fr", "")).status_code == 200
     [(_, _, value)] = sent(s)
     assert orjson.loads(value or b"")["traits"]["phone"] == "+33612345678"
+
+
+def test_traits_that_are_identifiers_are_sent_as_their_identifiers_are_spelt() -> None:
+    s = services()
+    traits = {"email": "  Alice.Martin@Example.COM ", "phone": "+1 (415) 555-2671", "name": "  Alice  "}
+    body = {"userId": "u1", "traits": traits, "context": {"traits": {"email": "BOB@Example.com"}}}
+    assert client(s).post("/v1/identify", json=body, auth=(WRITE_KEY, "")).status_code == 200
+    [(_, _, value)] = sent(s)
+    event = orjson.loads(value or b"")
+    assert event["traits"] == {"email": "alice.martin@example.com", "phone": "+14155552671", "name": "  Alice  "}
+    assert event["context"]["traits"]["email"] == "bob@example.com"
