@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from schemas.currency import parse_rates
 
 CHANNELS: tuple[str, ...] = ("online", "mobile", "offline")
 # sdk: events pushed with the source's write key; the others are pull sources (streams/pull.py, webhooks).
@@ -73,6 +76,12 @@ class Settings(BaseSettings):
     )
     sink_writers: int = Field(2, ge=1, description="Parallel inserts into ClickHouse (about one core each).")
     anonymous_ttl_days: int = 90
+    base_currency: str = Field("USD", description="The currency of a profile's lifetime value (ISO 4217 code).")
+    currency_rates: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        description="One unit of each other currency in the base currency, e.g. EUR=1.08,GBP=1.27: converts "
+        "revenue_by_currency into the lifetime value; a currency without a rate is left out of it, and named.",
+    )
     audience_refresh_s: float = Field(1.0, description="Debounce of event-driven audience re-evaluation.")
     audience_window_refresh_s: float = Field(30.0, description="Schedule for audiences with time windows.")
     identity_rules: Path | None = Field(None, description="Identity rules YAML; packaged defaults if unset.")
@@ -121,6 +130,18 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL, e.g. https://cdp.example.com")
         return value
+
+    @field_validator("base_currency")
+    @classmethod
+    def _base_currency(cls, value: str) -> str:
+        return next(iter(parse_rates({value: 1.0})))
+
+    @field_validator("currency_rates", mode="before")
+    @classmethod
+    def _currency_rates(cls, value: object) -> dict[str, float]:
+        if isinstance(value, str | dict):
+            return parse_rates(value)
+        raise ValueError("write CODE=RATE pairs, comma separated (EUR=1.08,GBP=1.27)")
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:
