@@ -19,6 +19,8 @@ A rule is one of these shapes (the shape, i.e. which keys are present, says whic
 * ``{"any": [RULE, ...]}``: at least one holds (OR). See :class:`AnyRule`.
 * ``{"not": RULE}``: the sub-rule does not hold. See :class:`NotRule`.
 * ``{"trait": NAME, "op": OP, "value": V}``: a profile trait (profile scope only). See :class:`TraitRule`.
+* ``{"group_trait": NAME, "op": OP, "value": V}``: a trait of a group (account, household) the profile belongs to
+  (profile scope only). See :class:`GroupTraitRule`.
 * ``{"computed": NAME, "op": OP, "value": V}``: a computed field. See :class:`ComputedRule`.
 * ``{"event": ..., "type": ..., "where": [...], "within_days": N, "count": {...}}``: behaviour, i.e. how many
   matching events someone has. See :class:`BehaviourRule`.
@@ -81,6 +83,7 @@ __all__ = [
     "ComputedRule",
     "Condition",
     "CountCondition",
+    "GroupTraitRule",
     "NotRule",
     "Op",
     "Rule",
@@ -394,6 +397,25 @@ class TraitRule(_Node):
     _value = field_validator("value")(_value_for_op)
 
 
+class GroupTraitRule(_Node):
+    """A trait of a group the profile belongs to (profile scope only): B2B "people at accounts in retail".
+
+    Groups are what ``group`` calls name (``groupId``); their traits are the latest value each key was given
+    there, kept per group and never mixed into the person's traits. The rule holds when at least one of the
+    profile's groups matches; compared as :class:`TraitRule` compares.
+
+    Examples::
+
+        {"group_trait": "industry", "op": "eq", "value": "retail"}
+        {"group_trait": "employees", "op": "gte", "value": 500}
+    """
+
+    group_trait: FieldName = Field(description="Trait name of the group, e.g. industry or plan.")
+    op: Op
+    value: Value = Field(default=None, validate_default=True)
+    _value = field_validator("value")(_value_for_op)
+
+
 class ComputedRule(_Node):
     """A field computed from behaviour; the names depend on the scope.
 
@@ -521,6 +543,7 @@ _TAGS: Final[dict[type[BaseModel], str]] = {
     AnyRule: "rule:any",
     NotRule: "rule:not",
     TraitRule: "rule:trait",
+    GroupTraitRule: "rule:group_trait",
     ComputedRule: "rule:computed",
     BehaviourRule: "rule:behaviour",
 }
@@ -530,6 +553,7 @@ _SHAPE_KEYS: Final = (
     ("any", "rule:any"),
     ("not", "rule:not"),
     ("trait", "rule:trait"),
+    ("group_trait", "rule:group_trait"),
     ("computed", "rule:computed"),
 )
 _BEHAVIOUR_KEYS: Final = frozenset({"event", "type", "where", "within_days", "count"})
@@ -553,6 +577,7 @@ Rule = Annotated[
     | Annotated[AnyRule, Tag("rule:any")]
     | Annotated[NotRule, Tag("rule:not")]
     | Annotated[TraitRule, Tag("rule:trait")]
+    | Annotated[GroupTraitRule, Tag("rule:group_trait")]
     | Annotated[ComputedRule, Tag("rule:computed")]
     | Annotated[BehaviourRule, Tag("rule:behaviour")],
     Discriminator(
@@ -560,7 +585,8 @@ Rule = Annotated[
         custom_error_type="rule_shape",
         custom_error_message=(
             "must be a rule object: {all: [...]}, {any: [...]}, {not: ...}, {trait, op, value}, "
-            "{computed, op, value} or a behaviour rule {event, type, where, within_days, count}"
+            "{group_trait, op, value}, {computed, op, value} "
+            "or a behaviour rule {event, type, where, within_days, count}"
         ),
     ),
 ]
@@ -618,6 +644,8 @@ def scope_problems(rule: Rule, scope: str, path: str = "rule") -> Iterator[tuple
         return
     if isinstance(rule, TraitRule) and scope == "anonymous":
         yield f"{path}.trait", "traits are not available in anonymous scope (they may hold personal data)"
+    elif isinstance(rule, GroupTraitRule) and scope == "anonymous":
+        yield f"{path}.group_trait", "groups are not available in anonymous scope (they belong to profiles)"
     elif isinstance(rule, ComputedRule) and rule.computed not in fields:
         yield f"{path}.computed", f"not a computed field of {scope} scope; use one of {', '.join(fields)}"
     elif isinstance(rule, BehaviourRule) and scope == "anonymous":

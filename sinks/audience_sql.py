@@ -21,6 +21,8 @@ Semantics (one pass over the scope's universe, each rule a boolean predicate on 
 * anonymous scope: the universe is ``anonymous_profiles`` (rows past the TTL are already hidden there);
   behaviour is counted over ``events``, per ``anonymous_id:<anonymousId>`` and per
   ``device_id:<context.device.id>``.
+* a group-trait leaf is ``profile_id IN`` the members (``profile_groups``) of the groups (``groups``) whose
+  trait matches.
 * all/any/not are AND/OR/NOT of the sub-predicates. Every leaf is made two-valued (``ifNull(..., 0)``), so
   ``not`` really is the complement: someone without the trait is in ``not (trait eq x)``.
 * a behaviour leaf is ``member IN (ids whose matching-event count satisfies count)``; when zero satisfies the
@@ -43,6 +45,7 @@ from schemas.audience import (
     ComputedKind,
     ComputedRule,
     Condition,
+    GroupTraitRule,
     NotRule,
     Rule,
     RuleError,
@@ -144,6 +147,8 @@ class _Compiler:
             present = f"(mapContains(traits, {key}) AND {text} != 'null')"
             # Traits keep strings unquoted, so a text that parses as a JSON array is taken for an array.
             return self.leaf(self.compare(rule.op, rule.value, text, present, f"JSONType({text}) = 'Array'"))
+        if isinstance(rule, GroupTraitRule):
+            return self.group_trait(rule)
         if isinstance(rule, ComputedRule):
             return self.leaf(self.computed_rule(rule))
         if isinstance(rule, BehaviourRule):
@@ -186,6 +191,15 @@ class _Compiler:
         kind = f"JSONType(properties, {keys})"
         text = f"if({kind} = 'String', JSONExtractString(properties, {keys}), JSONExtractRaw(properties, {keys}))"
         return self.leaf(self.compare(cond.op, cond.value, text, f"({kind} != 'Null')", f"{kind} = 'Array'"))
+
+    def group_trait(self, rule: GroupTraitRule) -> str:
+        """Members of at least one group whose trait matches (a profile without groups never does)."""
+        key = self.bind(rule.group_trait, "String")
+        text = f"traits[{key}]"
+        present = f"(mapContains(traits, {key}) AND {text} != 'null')"
+        matches = self.leaf(self.compare(rule.op, rule.value, text, present, f"JSONType({text}) = 'Array'"))
+        groups = f"SELECT group_id FROM {self.db}.groups WHERE {matches}"
+        return f"(profile_id IN (SELECT profile_id FROM {self.db}.profile_groups WHERE group_id IN ({groups})))"
 
     # ---- computed fields ------------------------------------------------------------------------
 

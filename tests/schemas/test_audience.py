@@ -22,6 +22,7 @@ from schemas.audience import (
     BehaviourRule,
     ComputedRule,
     CountCondition,
+    GroupTraitRule,
     NotRule,
     RuleError,
     TraitRule,
@@ -264,6 +265,14 @@ def test_anonymous_scope_refuses_traits() -> None:
     assert "anonymous scope" in err.msg
 
 
+def test_a_group_trait_rule_is_a_profile_rule_of_its_own() -> None:
+    rule = validate_rule({"all": [BOUGHT, {"group_trait": "industry", "op": "eq", "value": "retail"}]}, "profile")
+    assert isinstance(rule, AllRule) and isinstance(rule.all[1], GroupTraitRule)
+    assert rule_to_dict(rule.all[1]) == {"group_trait": "industry", "op": "eq", "value": "retail"}
+    err = _refused({"not": {"group_trait": "industry", "op": "exists"}}, "anonymous")
+    assert err.path == "rule.not.group_trait" and "anonymous scope" in err.msg
+
+
 @pytest.mark.parametrize(
     "prop",
     [
@@ -420,6 +429,7 @@ def test_json_schema_documents_every_shape() -> None:
         "AnyRule",
         "NotRule",
         "TraitRule",
+        "GroupTraitRule",
         "ComputedRule",
         "BehaviourRule",
         "Condition",
