@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core import Mode, Result
+from bench.metrics_scrape import moved_by_stage, scrape
 from bench.stack import CdpClient, CdpProcess, PeakWatch, prepare_cdp_topics
 
 
@@ -32,6 +33,8 @@ class Context:
     _pipeline: CdpClient | None = None
     _pipeline_proc: CdpProcess | None = None
     _prepared: set[str] = field(default_factory=set)
+    _metrics_before: dict[str, float] | None = None
+    metrics_moved: dict[str, list[str]] = field(default_factory=dict)  # per stage, after close()
 
     def prefix(self, stage: str) -> str:
         """A fresh topic prefix (and so Faust app id and consumer groups) per use: stages never see each
@@ -70,19 +73,37 @@ class Context:
         """The whole pipeline (`cdp run`: collector, stitching, sinks, query API), shared by the stages that
         need it end to end; the one given by --url when there is one."""
         if self.external is not None:
+            if self._metrics_before is None:
+                self._metrics_before = scrape(self.external.url)
             return self.external
         if self._pipeline is None:
             prefix = self.prefix("pipeline")
             proc = self.start_cdp("run", "pipeline", prefix)
             self._pipeline_proc = proc
             self._pipeline = CdpClient(proc.url, proc.admin_token, proc.write_keys, self.bootstrap, prefix, proc.pid)
+            self._metrics_before = scrape(proc.url)
         return self._pipeline
+
+    def _scrape_metrics(self) -> None:
+        """Which series of the shared pipeline's /metrics moved since it started, logged per stage."""
+        client = self.external or self._pipeline
+        if client is None or self._metrics_before is None:
+            return
+        after = scrape(client.url)
+        if not after:
+            self.log("metrics: the pipeline's /metrics did not answer")
+            return
+        self.metrics_moved = moved_by_stage(self._metrics_before, after)
+        for stage, series in self.metrics_moved.items():
+            shown = ", ".join(series[:6]) + (f" and {len(series) - 6} more" if len(series) > 6 else "")
+            self.log(f"metrics moved, {stage}: {shown or 'nothing'}")
 
     def watch(self, **pids: int | None) -> PeakWatch:
         """Peak RSS of the named processes (and the broker, as `kafka`) from now on."""
         return PeakWatch({**pids, "kafka": self.broker_pid})
 
     def close(self) -> None:
+        self._scrape_metrics()
         if self._pipeline is not None:
             self._pipeline.close()
         for proc in reversed(self._processes):

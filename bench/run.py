@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if ctx is not None:
             ctx.close()
+            environment["metrics_moved"] = ctx.metrics_moved
             if ctx.external is not None:
                 ctx.external.close()
         if broker is not None:
