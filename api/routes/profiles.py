@@ -1,7 +1,9 @@
 """Profile and audience lookups by any identifier.
 
 GET /v1/lookup/{id_type}/{value}   read, analyst or admin token; the low-latency path: the in-memory index.
-GET /v1/profiles/{id_type}/{value} read, analyst or admin token; the 360-degree view from ClickHouse.
+GET /v1/profiles/{id_type}/{value} read, analyst or admin token; the 360-degree view from ClickHouse: identifiers,
+                                   traits, computed fields (revenue per currency, the lifetime value in the base
+                                   currency), groups with their own traits, audiences, the latest events.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from fastapi.responses import Response
 from api.auth import reader
 from api.deps import ClickHouseDep, IdentifierKey, IndexDep, ServicesDep
 from api.errors import ApiError
+from schemas.currency import lifetime_value
+from schemas.settings import Settings
 from sinks.clickhouse import ClickHouse
 from sinks.profile_ids import current_profile_id
 from streams.serving import MembershipIndex
@@ -33,8 +37,13 @@ async def lookup(key: IdentifierKey, index: IndexDep) -> Response:
 
 PROFILE_SQL = """
 SELECT profile_id, identifiers, traits, consent, first_seen, last_seen, events, events_by_type,
-       events_by_channel, orders, revenue, last_channel, channels
+       events_by_channel, orders, revenue, revenue_by_currency, last_channel, channels
 FROM {db}.profiles WHERE profile_id = {p:String}
+"""
+GROUPS_SQL = """
+SELECT pg.group_id AS group_id, g.traits AS traits, pg.first_seen AS first_seen, pg.last_seen AS last_seen
+FROM {db}.profile_groups AS pg LEFT JOIN {db}.groups AS g ON g.group_id = pg.group_id
+WHERE pg.profile_id = {p:String} ORDER BY pg.first_seen, pg.group_id
 """
 EVENTS_SQL = """
 SELECT message_id, type, event, channel, timestamp, properties
@@ -44,7 +53,17 @@ ORDER BY timestamp DESC LIMIT 50
 PROFILE_OF_SQL = "SELECT profile_id FROM {db}.identities WHERE id_type = {t:String} AND id_value = {v:String}"
 
 
-def _profile(ch: ClickHouse, index: MembershipIndex | None, key: str) -> dict[str, Any] | None:
+def _groups(ch: ClickHouse, profile_id: str) -> list[dict[str, Any]]:
+    """The groups (accounts, households) the profile's group calls named, each with its own traits."""
+    columns, rows = ch.query(GROUPS_SQL.replace("{db}", ch.database), {"p": profile_id})
+    groups = []
+    for row in rows:
+        g = dict(zip(columns, row, strict=True))
+        groups.append({**g, "traits": {k: _json_value(v) for k, v in (g["traits"] or {}).items()}})
+    return groups
+
+
+def _profile(ch: ClickHouse, index: MembershipIndex | None, key: str, settings: Settings) -> dict[str, Any] | None:
     db = ch.database
     id_type, value = key.split(":", 1)
     profile_id: str | None
@@ -81,10 +100,17 @@ def _profile(ch: ClickHouse, index: MembershipIndex | None, key: str) -> dict[st
                 "events_by_channel",
                 "orders",
                 "revenue",
+                "revenue_by_currency",
                 "last_channel",
                 "channels",
             )
+        }
+        | {
+            "lifetime_value": lifetime_value(
+                p["revenue_by_currency"], settings.base_currency, settings.currency_rates
+            ).to_dict()
         },
+        "groups": _groups(ch, profile_id),
         "audiences": index.audiences(f"profile_id:{profile_id}") if index is not None else [],
         "events": events,
     }
@@ -99,7 +125,7 @@ def _json_value(raw: str) -> Any:
 
 @router.get("/v1/profiles/{id_type}/{value}")
 async def profile(id_type: str, value: str, key: IdentifierKey, ch: ClickHouseDep, services: ServicesDep) -> Any:
-    found = await asyncio.to_thread(_profile, ch, services.index, key)
+    found = await asyncio.to_thread(_profile, ch, services.index, key, services.settings)
     if found is None:
         raise ApiError(404, f"no profile holds {id_type} {value!r}")
     return jsonable_encoder(found)
