@@ -349,13 +349,16 @@ const PAGES = {
         h("div", { class: "panel" }, h("h2", {}, "Identifiers"), h("div", { id: "identifiers" }, table(
           [{ title: "type", value: (i) => i.type }, { title: "value", value: (i) => i.value }], p.identifiers))),
         h("div", { class: "panel", id: "computed" }, h("h2", {}, "Computed"), kv([
-          ["LTV", h("span", { id: "ltv" }, fmtNumber(c.revenue, 2))], ["orders", fmtNumber(c.orders)],
+          ["LTV", h("span", {}, h("span", { id: "ltv" }, fmtNumber(c.lifetime_value.value, 2)), ` ${c.lifetime_value.currency}`)],
+          ["orders", fmtNumber(c.orders)],
           ["events", fmtNumber(c.events)], ["first seen", fmtTime(c.first_seen)], ["last seen", fmtTime(c.last_seen)],
           ["channels", (c.channels || []).join(", ")], ["last channel", c.last_channel || ""],
         ]))),
       h("div", { class: "row" },
         h("div", { class: "panel" }, h("h2", {}, "Traits"), dict(p.traits)),
         h("div", { class: "panel" }, h("h2", {}, "Consent"), dict(p.consent)),
+        h("div", { class: "panel", id: "groups" }, h("h2", {}, "Groups"),
+          dict(Object.fromEntries(p.groups.map((g) => [g.group_id, g.traits])))),
         h("div", { class: "panel" }, h("h2", {}, "Audiences"), h("div", { id: "profile-audiences" },
           p.audiences.length ? p.audiences.map(audienceBadge) : h("p", { class: "muted" }, "none")))),
       h("div", { class: "panel" }, h("h2", {}, "Merges"), merges.length ? table([
