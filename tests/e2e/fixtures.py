@@ -1,18 +1,21 @@
 """Helpers shared by the end-to-end tests: timestamps, message ids, waiting for rows in ClickHouse, reading a
-topic from the beginning."""
+topic from the beginning, `cdp import` as a user runs it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from tests.support.service import CdpProcess
+from tests.support.service import ROOT, CdpProcess
 
 CHROME_UA = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -87,3 +90,20 @@ def group_members(bootstrap: str, group: str, want: int = 2, timeout: float = 60
             return members
         time.sleep(1)
     return members
+
+
+def cdp_import(cdp: CdpProcess, file: Path, key: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, with its own data folder: it must not touch the service's chDB store."""
+    cli_dir = file.parent / "cli-data"
+    env = {**cdp.env, "CDP_DATA_DIR": str(cli_dir)}
+    env.pop("CDP_CLICKHOUSE_URL", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdp.cli", "import", str(file), "--write-key", key, *extra],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert not (cli_dir / "clickhouse").exists(), "cdp import opened a chDB store"
+    return proc

@@ -5,8 +5,6 @@ offline channel; bad rows end up in the reject file with their line numbers and 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.e2e.fixtures import in_list, wait_rows
-from tests.support.service import ROOT, CdpProcess
+from tests.e2e.fixtures import cdp_import, in_list, wait_rows
+from tests.support.service import CdpProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -27,23 +25,6 @@ def cdp(kafka, tmp_path_factory) -> Iterator[CdpProcess]:
     service.wait_ready()
     yield service
     assert service.stop() == 0, service.output()[-3000:]
-
-
-def cdp_import(cdp: CdpProcess, file: Path, key: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    """The CLI as a user runs it, with its own data folder: it must not touch the service's chDB store."""
-    cli_dir = file.parent / "cli-data"
-    env = {**cdp.env, "CDP_DATA_DIR": str(cli_dir)}
-    env.pop("CDP_CLICKHOUSE_URL", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "cdp.cli", "import", str(file), "--write-key", key, *extra],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert not (cli_dir / "clickhouse").exists(), "cdp import opened a chDB store"
-    return proc
 
 
 def rejects_of(path: Path) -> dict[int, dict]:
