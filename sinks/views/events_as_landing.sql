@@ -6,5 +6,5 @@ CREATE VIEW {db}.events_as_landing AS
 SELECT message_id AS messageId, toString(channel) AS channel, source_id AS sourceId, toString(type) AS type,
        event, '' AS name, anonymous_id AS anonymousId, user_id AS userId, profile_id AS profileId,
        identity_key AS identityKey, toString(timestamp) AS timestamp, toString(received_at) AS receivedAt,
-       properties, context, traits, '' AS sourceVersion
+       properties, context, traits, '' AS sourceVersion, group_id AS groupId
 FROM {db}.events

@@ -6,6 +6,6 @@ SELECT e.message_id AS message_id, e.channel AS channel, e.source_id AS source_i
        e.event AS event, e.anonymous_id AS anonymous_id, e.user_id AS user_id,
        if(i.profile_id != '', i.profile_id, e.profile_id) AS profile_id, e.profile_id AS stitched_profile_id,
        e.identity_key AS identity_key, e.timestamp AS timestamp, e.received_at AS received_at,
-       e.properties AS properties, e.context AS context, e.traits AS traits
+       e.properties AS properties, e.context AS context, e.traits AS traits, e.group_id AS group_id
 FROM {db}.events AS e
 LEFT JOIN {db}.identities AS i ON e.identity_key = concat(i.id_type, ':', i.id_value)

@@ -4,6 +4,7 @@
 -- A trait whose latest value is JSON null is unset (Segment's identify semantics): it leaves the profile. Pull
 -- sources send null for a column cleared or a row deleted. The null is recognised on the raw JSON value, so a
 -- trait holding the text "null" stays.
+-- A group call's traits are the group's (the `groups` view), not the person's; its context.traits are the person's.
 CREATE VIEW {db}.profile_traits AS
 SELECT profile_id,
        CAST(mapFromArrays(groupArrayIf(k, kind = 't'), groupArrayIf(v, kind = 't')), 'Map(String, String)') AS traits,
@@ -20,7 +21,7 @@ FROM
                    x.1 AS kind, x.2 AS k, x.3 AS raw_v
             FROM
             (
-                SELECT profile_id, identity_key, timestamp, context, traits
+                SELECT profile_id, identity_key, timestamp, context, if(type = 'group', '{}', traits) AS traits
                 FROM {db}.events
                 WHERE traits != '{}' OR position(context, '"traits"') > 0 OR position(context, '"consent"') > 0
             ) AS e

@@ -4,7 +4,8 @@ CREATE VIEW {db}.profiles AS
 SELECT ids.profile_id AS profile_id, ids.identifiers AS identifiers, t.traits AS traits, t.consent AS consent,
        s.first_seen AS first_seen, s.last_seen AS last_seen, s.events AS events,
        s.events_by_type AS events_by_type, s.events_by_channel AS events_by_channel, s.orders AS orders,
-       s.revenue AS revenue, s.last_channel AS last_channel, s.channels AS channels
+       s.revenue AS revenue, s.revenue_by_currency AS revenue_by_currency, s.last_channel AS last_channel,
+       s.channels AS channels
 FROM
 (
     SELECT profile_id, arraySort(groupArray((toString(id_type), id_value))) AS identifiers
