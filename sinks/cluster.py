@@ -34,6 +34,7 @@ _DROP_VIEW = re.compile(r"^DROP VIEW IF EXISTS (\w+)\.(\w+)$")
 _ALTER_TABLE = re.compile(r"^ALTER TABLE (\w+)\.(\w+) ")
 _DROP_TABLE = re.compile(r"^DROP TABLE IF EXISTS (\w+)\.(\w+)$")
 _INSERT_SELECT = re.compile(r"^INSERT INTO (\w+)\.(\w+)\s+SELECT\b", re.S)
+_CREATE_TABLE_AS = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+) AS (\w+)\.(\w+)$")
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*MergeTree)(\(([^)]*)\))?")
 
 
@@ -77,8 +78,8 @@ def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> lis
         elif m := _DROP_TABLE.match(stmt):  # the Distributed table and the shard-local ones
             out.append(f"{stmt} ON CLUSTER {cluster}")
             out.append(f"DROP TABLE IF EXISTS {db}.{m.group(2)}_local ON CLUSTER {cluster}")
-        elif _INSERT_SELECT.match(stmt):  # a migration moving rows between tables: a new cluster has none
-            continue
+        elif _INSERT_SELECT.match(stmt) or _CREATE_TABLE_AS.match(stmt):
+            continue  # a migration moving rows between tables (and its rerun's stand-in): a new cluster has none
         else:
             raise ValueError(f"no cluster rule for statement: {stmt[:80]}")
     return out

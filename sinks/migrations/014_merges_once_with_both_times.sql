@@ -3,7 +3,8 @@
 -- the label back, which recorded the same pair both ways (A into B, then B into A). Every record is kept in
 -- merges_store (old profile ids are resolved through all of them, sinks/profile_ids.py); the `merges` view
 -- (sinks/views/merges.sql) shows each dissolved profile once, with its latest merge, and none for a profile that
--- holds identifiers again. `merged_at` was the event's time: it is now when the stitcher merged, `event_time` the event's.
+-- holds identifiers again. `merged_at` was the event's time: it is now when the stitcher merged, `event_time`
+-- the event's (older records keep their one time in both).
 CREATE TABLE IF NOT EXISTS {db}.merges_store
 (
     from_profile String,
@@ -16,16 +17,9 @@ ENGINE = ReplacingMergeTree
 ORDER BY (from_profile, into_profile)
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- The records of the old table (re-runnable: after the drop below, a rerun finds an empty table of 001's shape).
-CREATE TABLE IF NOT EXISTS {db}.merges
-(
-    from_profile String,
-    into_profile String,
-    cause        String,
-    merged_at    DateTime64(3, 'UTC')
-)
-ENGINE = ReplacingMergeTree
-ORDER BY (from_profile, into_profile);
+-- The records of the old table. Re-runnable: after the drop below, a rerun finds an empty table of the store's
+-- shape, whose columns the SELECT reads as it reads 001's.
+CREATE TABLE IF NOT EXISTS {db}.merges AS {db}.merges_store;
 
 INSERT INTO {db}.merges_store
 SELECT from_profile, into_profile, cause, merged_at, merged_at FROM {db}.merges;
