@@ -21,7 +21,6 @@ SHARDING_KEYS = {
     "events_store": "cityHash64(message_id)",
     "events_landing": "cityHash64(messageId)",
     "identities_store": "cityHash64(id_type, id_value)",
-    "merges": "cityHash64(from_profile)",
     "merges_store": "cityHash64(from_profile)",
     "identity_refusals": "cityHash64(node)",
     "anonymous_profiles_store": "cityHash64(id_type, id_value)",

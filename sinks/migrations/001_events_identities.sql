@@ -39,18 +39,6 @@ ENGINE = ReplacingMergeTree(version)
 ORDER BY (id_type, id_value)
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- Every merge: the profile that disappeared, the one it folded into, and the event that caused it.
-CREATE TABLE IF NOT EXISTS {db}.merges
-(
-    from_profile String,
-    into_profile String,
-    cause        String,
-    merged_at    DateTime64(3, 'UTC')
-)
-ENGINE = ReplacingMergeTree
-ORDER BY (from_profile, into_profile)
-SETTINGS non_replicated_deduplication_window = 1000;
-
 -- Links refused by the identity rules (limits, blocked values): queryable so a refused link is never silent.
 CREATE TABLE IF NOT EXISTS {db}.identity_refusals
 (

@@ -17,8 +17,8 @@ ENGINE = ReplacingMergeTree
 ORDER BY (from_profile, into_profile)
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- The records of the old table. Re-runnable: after the drop below, a rerun finds an empty table of the store's
--- shape, whose columns the SELECT reads as it reads 001's.
+-- The records of the old table, where a store has one (stores made before this migration). A new store, and a
+-- rerun after the drop below, find an empty table of the store's shape, whose columns the SELECT reads alike.
 CREATE TABLE IF NOT EXISTS {db}.merges AS {db}.merges_store;
 
 INSERT INTO {db}.merges_store

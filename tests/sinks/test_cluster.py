@@ -19,7 +19,7 @@ def test_every_table_becomes_replicated_plus_distributed() -> None:
         s.split()[5]
         for _, _, sql in migration_files()
         for s in statements(sql, db="cdp", ttl_days=90)
-        if s.startswith("CREATE TABLE")
+        if s.startswith("CREATE TABLE") and s.split()[6] != "AS"  # not a rerun's stand-in (CREATE TABLE x AS y)
     }
     assert tables == {f"cdp.{table}" for table in SHARDING_KEYS}
     for table in SHARDING_KEYS:

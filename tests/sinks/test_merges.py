@@ -14,14 +14,7 @@ def ms(year: int, minute: int = 0) -> int:
 
 
 def merge(a: str, b: str, cause: str, merged_ms: int, event_ms: int) -> dict[str, object]:
-    return {
-        "from_profile": a,
-        "into_profile": b,
-        "cause": cause,
-        "ts_ms": event_ms,
-        "event_ms": event_ms,
-        "merged_ms": merged_ms,
-    }
+    return dict(from_profile=a, into_profile=b, cause=cause, ts_ms=event_ms, event_ms=event_ms, merged_ms=merged_ms)
 
 
 def test_a_pair_recorded_both_ways_is_one_merge_with_both_times(ch: ClickHouse) -> None:
