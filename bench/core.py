@@ -167,6 +167,7 @@ class Mode:
     # soak: steady load through `cdp run` at a share of the end-to-end capacity, sampled every soak_sample_s
     soak_s: float = 120.0
     soak_warmup_s: float = 30.0  # load before soak_s whose samples are shown but not judged
+    soak_people: int = 2_000  # the soak's population: returning customers once all have come
     soak_sample_s: float = 10.0
     soak_capacity_share: float = 0.5
     # freshness
@@ -218,6 +219,7 @@ FULL = Mode(
     e2e_events=80_000,
     soak_s=1_200.0,
     soak_warmup_s=300.0,
+    soak_people=20_000,
     stitch_timeout_s=1_800.0,
     freshness_s=60.0,
     accuracy_people=5_000,  # ~44,000 events: about 8 minutes at today's stitching rate (2 cores)

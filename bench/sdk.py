@@ -42,13 +42,17 @@ def anonymous_id(tag: str, person: int) -> str:
     return f"{tag}-a{person}"
 
 
-def journey_event(tag: str, i: int) -> dict[str, Any]:
+def journey_event(tag: str, i: int, people: int | None = None) -> dict[str, Any]:
     """Event ``i`` (messageId ``{tag}-{i}``) of the journeys: ``ACTIVE_PEOPLE`` people at a time, each with
     ``EVENTS_PER_PERSON`` events in order: a page, two product views, the login (identify with user id and
     e-mail), then product events under the user id, the tenth an order. No timestamp: the sender stamps a batch
-    when it first sends it, so a retried batch is the same bytes."""
+    when it first sends it, so a retried batch is the same bytes. ``people`` bounds the population: once that
+    many have come, the journeys start again with the first person (returning customers, same cookie, user id
+    and e-mail); None: every journey is a new person."""
     block = ACTIVE_PEOPLE * EVENTS_PER_PERSON
     person = (i % ACTIVE_PEOPLE) + ACTIVE_PEOPLE * (i // block)
+    if people is not None:
+        person %= people
     step = (i // ACTIVE_PEOPLE) % EVENTS_PER_PERSON
     event: dict[str, Any] = {"messageId": f"{tag}-{i}", "anonymousId": anonymous_id(tag, person)}
     category = ("shoes", "bags", "hats")[person % 3]

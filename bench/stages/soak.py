@@ -9,13 +9,17 @@ workers' consumer group (raw topics, identity messages) and of the sinks' group 
 read from the rows at the end: ``ingested_at - received_at`` of every event of the load in `cdp.events_store`,
 from the collector's receipt to the row in ClickHouse, p99 per window of receipt and over the whole run.
 
-The load runs ``soak_warmup_s`` before the ``soak_s`` that are judged: caches, the identity store's RocksDB block
-cache and write buffers, the node cache and the engine's code pages fill while the first people arrive, and the
-samples of that warm-up are kept in the output but not judged. Memory is flat when the largest RSS of the last
-third of the judged samples is within 10 % of the largest of their first third; lag is bounded when the last
-third's largest lag is no more than the first third's, or under ``LAG_FLOOR_S`` seconds of load. Each sample also
-splits the RSS of `cdp run` into anonymous memory (heap, stacks) and file-backed pages (mapped libraries), to
-tell growth of the process's own memory from libraries paged in.
+The people are a bounded population (``soak_people``): once all have come, the journeys start again with the first
+(returning customers: the same cookies, user ids and e-mails), as most of a shop's traffic is. State that lives per
+identifier by design (the serving index holds every identifier, the identity graph every node) then stops growing
+with the population, and memory that still grows is growth the soak is there to find; bytes per identifier are the
+read-side stage's figure. The load runs ``soak_warmup_s`` before the ``soak_s`` that are judged: caches, the
+identity store's RocksDB block cache and write buffers, the node cache and the engine's code pages fill while the
+first people arrive, and the samples of that warm-up are kept in the output but not judged. Memory is flat when the
+largest RSS of the last third of the judged samples is within 10 % of the largest of their first third; lag is
+bounded when the last third's largest lag is no more than the first third's, or under ``LAG_FLOOR_S`` seconds of
+load. Each sample also splits the RSS of `cdp run` into anonymous memory (heap, stacks) and file-backed pages
+(mapped libraries), to tell growth of the process's own memory from libraries paged in.
 """
 
 from __future__ import annotations
@@ -76,9 +80,9 @@ class SoakStage:
         }
         ctx.log(
             f"soak: {m.soak_warmup_s:.0f} s of warm-up, then {m.soak_s:.0f} s judged, at {rate:,.0f} events/s "
-            f"({m.soak_capacity_share:.0%} of {capacity:,.0f}/s)"
+            f"({m.soak_capacity_share:.0%} of {capacity:,.0f}/s), {m.soak_people:,} returning people"
         )
-        events = functools.partial(journey_event, tag)
+        events = functools.partial(journey_event, tag, people=m.soak_people)
         count = int(rate * (m.soak_warmup_s + m.soak_s))
         load = SdkLoad(cdp.url, cdp.write_keys["online"], count, events, rate, 100, keep_ids=False)
         samples: list[dict[str, Any]] = []
@@ -104,6 +108,7 @@ class SoakStage:
         details: dict[str, Any] = {
             "seconds": m.soak_s,
             "warmup_s": m.soak_warmup_s,
+            "people": m.soak_people,
             "offered_per_s": rate,
             "capacity_per_s": capacity,
             "load": report.summary(),

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from bench.sdk import EVENTS_PER_PERSON, IDENTIFY_AT, LoadReport, SdkLoad, journey_event, journey_people
+from bench.sdk import ACTIVE_PEOPLE, EVENTS_PER_PERSON, IDENTIFY_AT, LoadReport, SdkLoad, journey_event, journey_people
 
 
 def test_journeys_give_every_event_a_cookie_and_link_it_to_the_user_id() -> None:
@@ -103,3 +103,13 @@ def test_the_stall_after_a_fault_is_measured_from_the_fault() -> None:
     assert report.stall_after(0.0, within=3.0) == pytest.approx(4.5)  # the gap from 2.0 began in the window
     assert report.stall_after(6.6, within=3.0) == pytest.approx(13.0)  # the gap from the 200 at 7.0 s
     assert report.stall_after(25.0, within=3.0) == 0.0  # nothing answered after it
+
+
+def test_a_bounded_population_returns_with_the_same_identifiers() -> None:
+    people = 2 * ACTIVE_PEOPLE
+    first = [journey_event("t", i, people) for i in range(people * EVENTS_PER_PERSON)]
+    again = [journey_event("t", i, people) for i in range(people * EVENTS_PER_PERSON, 2 * people * EVENTS_PER_PERSON)]
+    assert len({e["anonymousId"] for e in first}) == people
+    assert {e["anonymousId"] for e in again} == {e["anonymousId"] for e in first}
+    assert {e.get("userId") for e in again} == {e.get("userId") for e in first}
+    assert len({e["messageId"] for e in first + again}) == len(first) + len(again)
