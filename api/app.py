@@ -8,7 +8,18 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors, openapi
 from api.deps import Services
-from api.routes import audiences, collect, console, health, profiles, query, sdk_settings, sources, webhooks
+from api.routes import (
+    audiences,
+    collect,
+    console,
+    health,
+    profiles,
+    query,
+    regulations,
+    sdk_settings,
+    sources,
+    webhooks,
+)
 
 
 def create_app(services: Services, *, collector: bool = True, query_api: bool = True) -> FastAPI:
@@ -36,6 +47,7 @@ def create_app(services: Services, *, collector: bool = True, query_api: bool = 
         app.include_router(query.router)
         app.include_router(profiles.router)
         app.include_router(audiences.router)
+        app.include_router(regulations.router)
         app.include_router(sources.router)
         app.include_router(console.router)
         app.mount("/console/static", StaticFiles(directory=console.STATIC), name="console-static")

@@ -22,6 +22,7 @@ from api.errors import (
     NO_COLLECTOR,
     NO_INDEX,
     NO_LIVE,
+    NO_REGULATIONS,
     ApiError,
     unknown_id_type,
 )
@@ -32,9 +33,11 @@ from identity.rules import IdentityRules
 from schemas.settings import Settings
 from sinks.analyst import AnalystSql
 from sinks.clickhouse import ClickHouse
+from sinks.regulations import RegulationProcessor
 from streams.audiences import AudienceDefinitions
 from streams.live import LiveTail
 from streams.pipeline_figures import PipelineFigures
+from streams.privacy import PrivacyLedger, RegulationLog
 from streams.producer import AsyncProducer
 from streams.serving import MembershipIndex
 from streams.source_status import SourceStats
@@ -62,6 +65,9 @@ class Services:
     source_stats: SourceStats | None = None  # collector: webhook deliveries, for the sources' status
     live: LiveTail | None = None  # query API: the console's live events (read while watched)
     figures: PipelineFigures | None = None  # query API: the console's pipeline figures
+    ledger: PrivacyLedger | None = None  # collector (suppression) and query API (regulations)
+    regulation_log: RegulationLog | None = None  # query API: the regulations' states
+    regulations: RegulationProcessor | None = None  # query API: runs the regulations
 
 
 async def get_services(request: Request) -> Services:
@@ -101,6 +107,8 @@ SourcesDep = Annotated[SourceRegistry, Depends(required(lambda s: s.sources, NO_
 AudiencesDep = Annotated[AudienceDefinitions, Depends(required(lambda s: s.audiences, NO_AUDIENCES))]
 IndexDep = Annotated[MembershipIndex, Depends(required(lambda s: s.index, NO_INDEX))]
 LiveDep = Annotated[LiveTail, Depends(required(lambda s: s.live, NO_LIVE))]
+RegulationsDep = Annotated[RegulationProcessor, Depends(required(lambda s: s.regulations, NO_REGULATIONS))]
+RegulationLogDep = Annotated[RegulationLog, Depends(required(lambda s: s.regulation_log, NO_REGULATIONS))]
 FiguresDep = Annotated[PipelineFigures, Depends(required(lambda s: s.figures, NO_LIVE))]
 
 

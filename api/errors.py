@@ -38,6 +38,7 @@ NO_INDEX = "the serving index is not available in this process"
 NO_COLLECTOR = "the collector is not served by this process"
 NO_ANALYST_SQL = "this process has no ClickHouse connection"
 NO_LIVE = "the console's figures are served by the query API process"
+NO_REGULATIONS = "privacy regulations are run by the query API process"
 RETRY_LATER = {"Retry-After": "5"}
 
 

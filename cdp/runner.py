@@ -4,8 +4,8 @@
 chDB store (a chDB folder can be opened by one process only). `cdp collector`, `cdp worker`, `cdp api` run the
 parts apart, for scale-out against a ClickHouse server; every role composes the same parts (cdp/parts.py).
 
-Start order, each part after what it uses: ClickHouse store (migrated), analyst SQL engine, producer, audience
-definitions, serving index, sink, audience evaluator, stitch worker, sources, source status, pull sources, HTTP
+Start order, each part after what it uses: ClickHouse store (migrated), analyst SQL engine, producer, privacy
+ledger, regulations (their log and processor), audience definitions, serving index, sink, audience evaluator, stitch worker, sources, source status, pull sources, HTTP
 server, extra collector processes. On SIGTERM or SIGINT the stack stops them in reverse: stop taking requests, then
 the pull sources (they finish their batch), the stitch worker (it commits its last batch), the evaluator, the sink
 (flush and commit), the followers, the producer (everything answered 200 is in Kafka), the analyst engine, and the
@@ -35,14 +35,17 @@ from cdp.local_stack import remove_run_file, write_run_file
 from cdp.logs import configure as configure_logging
 from cdp.logs import log_tasks
 from identity.rules import IdentityRules
+from identity.subject_hash import SubjectHasher
 from schemas.settings import CHANNELS, Settings
 from sinks.audience_eval import AudienceEvaluator
 from sinks.clickhouse import ClickHouse, StoreInUse
+from sinks.regulations import RegulationProcessor
 from sinks.rows import IDENTITY_COLUMNS, MERGE_COLUMNS, REFUSAL_COLUMNS, identity_row, merge_row, refusal_row
 from sinks.writer import KafkaSink, Route
 from streams.audiences import AudienceDefinitions
 from streams.live import LiveTail
 from streams.pipeline_figures import PipelineFigures
+from streams.privacy import PrivacyLedger, RegulationLog
 from streams.producer import AsyncProducer
 from streams.pull import PullSources
 from streams.serving import ServingIndex
@@ -149,6 +152,13 @@ async def start_parts(stack: contextlib.AsyncExitStack, settings: Settings, role
     if roles.api:
         services.analyst = await enter(parts.analyst_engine(settings))
     producer = services.producer = await enter(parts.durable_producer(settings))
+    if roles.http:
+        ledger = PrivacyLedger(
+            settings.kafka_bootstrap, services.topics.privacy_ledger, SubjectHasher(settings.privacy_key)
+        )
+        services.ledger = await enter(parts.running(ledger))
+    if ch is not None and roles.api:
+        await start_privacy_parts(stack, ch, producer, services)
     if ch is not None:
         await start_audience_parts(stack, roles, rules, ch, producer, services)
     if roles.worker:
@@ -180,6 +190,21 @@ async def start_source_parts(
         # again at the next start.
         assert services.rules is not None
         await enter(parts.running(PullSources(settings, topics, registry, stats, services.rules)))
+
+
+async def start_privacy_parts(
+    stack: contextlib.AsyncExitStack, ch: ClickHouse, producer: AsyncProducer, services: Services
+) -> None:
+    """The regulations (query API): their log, and the processor that runs them on an engine client of its own, so
+    an erasure's mutations never hold up the API's queries."""
+    enter = stack.enter_async_context
+    assert services.ledger is not None
+    log = services.regulation_log = await enter(
+        parts.running(RegulationLog(services.settings.kafka_bootstrap, services.topics.regulations))
+    )
+    processor_ch = await enter(parts.opened(ch.sibling))
+    processor = RegulationProcessor(processor_ch, producer, services.ledger, log)
+    services.regulations = await enter(parts.running(processor))
 
 
 async def start_audience_parts(

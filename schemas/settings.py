@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     analyst_token: str = Field(
         "", description="Bearer token for SQL and reading profiles and audiences; generated once if empty."
     )
+    privacy_key: str = Field(
+        "",
+        description="Secret of the keyed hash (HMAC) that names a person in the privacy ledger and the regulations' "
+        "audit trail; generated once if empty. Every process of one deployment needs the same one.",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 8080
 
@@ -157,10 +162,10 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}.{name}"
 
     def ensure_tokens(self) -> Settings:
-        """Fill empty tokens from ``data_dir`` or generate them once (mode 0600): never committed, stable
-        across restarts so clients keep working."""
+        """Fill empty tokens (and the privacy key) from ``data_dir`` or generate them once (mode 0600): never
+        committed, stable across restarts so clients keep working and the ledger's hashes keep matching."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("admin_token", "read_token", "analyst_token"):
+        for name in ("admin_token", "read_token", "analyst_token", "privacy_key"):
             if getattr(self, name):
                 continue
             path = self.data_dir / name

@@ -67,6 +67,16 @@ class Topics:
         "Compacted: (source, reporting process) -> status of a pull source (streams/source_status.py).",
     )
 
+    @property
+    def privacy_ledger(self) -> str:
+        """Compacted: keyed hash of an identifier -> its privacy state (suppressed, erased): streams/privacy.py."""
+        return f"{self.prefix}.privacy.ledger"
+
+    @property
+    def regulations(self) -> str:
+        """Compacted: regulation id -> its state and audit trail (no personal data): streams/privacy.py."""
+        return f"{self.prefix}.privacy.regulations"
+
     def cdc_prefix(self, source: str) -> str:
         """Debezium's topic prefix for a database source; its table topics are ``PREFIX.SCHEMA.TABLE``."""
         return f"{self.prefix}.cdc.{source}"
@@ -99,6 +109,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         NewTopic(t.sources, 1, r, config=compacted),
         NewTopic(t.audiences, 1, r, config=compacted),
         NewTopic(t.sources_status, 1, r, config=compacted),
+        NewTopic(t.privacy_ledger, 1, r, config=compacted),
+        NewTopic(t.regulations, 1, r, config=compacted),
     ]
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [nt for nt in wanted if nt.topic not in existing]

@@ -4,7 +4,9 @@ RudderStack's /beacon/v1/batch). The README's SDK compatibility table says which
 
 Thin, as a collector should be: the intake dependency reads the bounded body and authenticates the write key;
 the route validates, enriches, hands to Kafka, and answers 200 only after the broker acknowledged. Invalid batch
-items go to the dead-letter topic with their reasons; the valid ones are kept. What is refused is raised and
+items go to the dead-letter topic with their reasons; the valid ones are kept. An event of a suppressed person
+(privacy ledger, streams/privacy.py) is answered 200 like any other and dropped; its other identifiers (a new
+cookie logging in as them) join the suppression. What is refused is raised and
 answered by api/errors.py, so no client input reaches a 5xx.
 """
 
@@ -25,9 +27,9 @@ from fastapi.responses import JSONResponse
 from api.auth import write_key_source
 from api.deps import events_body, get_services, required_part
 from api.errors import EVENT_LOG_REFUSED, NO_COLLECTOR, RETRY_LATER, ApiError
-from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
+from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, EVENTS_SUPPRESSED, PRODUCE_SECONDS
 from api.openapi import WRITE_KEY, json_body
-from identity.extract import normalise_identifier_traits
+from identity.extract import identifier_keys, normalise_identifier_traits
 from identity.rules import IdentityRules
 from schemas.enrich import client_ip, enrich
 from schemas.errors import BatchItemError, EventError
@@ -35,6 +37,7 @@ from schemas.segment import EventTooLarge, SegmentEvent, accept_batch, accept_ev
 from schemas.settings import Settings
 from streams.ingest import phones_to_e164
 from streams.keys import raw_event_key
+from streams.privacy import PrivacyLedger, ledger_record
 from streams.producer import CHECKED_HEADER, AsyncProducer, ProduceTimeout
 from streams.sources import Source
 
@@ -46,7 +49,7 @@ SINGLE_PATHS = {t: (f"/v1/{t}", f"/v1/{t[0]}") for t in SINGLE_TYPES}
 # analytics-android to /v1/import, RudderStack's sendBeacon plugin to /beacon/v1/batch?writeKey=...
 BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
 MAX_DEADLETTER_CHARS = 512 * 1024
-Record = tuple[str, bytes | None, bytes]
+Record = tuple[str, bytes | None, bytes | None]  # value None: a tombstone
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,35 @@ class Intake:
     producer: AsyncProducer
     settings: Settings
     rules: IdentityRules
+    ledger: PrivacyLedger | None = None
 
     def record(self, event: dict[str, Any]) -> Record:
+        enriched = self.enriched(event)
+        return self.topic, raw_event_key(enriched, self.rules), orjson.dumps(enriched)
+
+    def records(self, events: list[dict[str, Any]]) -> list[Record]:
+        """The records of these events, less those of suppressed people (counted), plus the ledger records of
+        the identifiers that arrived with a suppressed one."""
+        ledger = self.ledger
+        if ledger is None or not ledger.suppressing_any:
+            return [self.record(event) for event in events]
+        out: list[Record] = []
+        joined: list[Record] = []
+        for event in events:
+            enriched = self.enriched(event)
+            keys = identifier_keys(enriched, self.rules)
+            by = ledger.suppressing(keys)
+            if by is None:
+                out.append((self.topic, raw_event_key(enriched, self.rules), orjson.dumps(enriched)))
+                continue
+            EVENTS_SUPPRESSED.labels(self.source.channel).inc()
+            for h, entry in ledger.joining(keys, by):
+                record = ledger_record(ledger.topic, h, entry)
+                ledger.apply(h, record[2])  # the next event of this request already meets the new entry
+                joined.append(record)
+        return out + joined
+
+    def enriched(self, event: dict[str, Any]) -> dict[str, Any]:
         enriched = enrich(
             event,
             received_at=self.received_at,
@@ -76,7 +106,7 @@ class Intake:
         if region:  # the source's national phone numbers as E.164; one that cannot be read is left to the stitcher
             phones_to_e164(enriched, region, self.rules)
         normalise_identifier_traits(enriched, self.rules)  # the profile shows traits as the identifiers have them
-        return self.topic, raw_event_key(enriched, self.rules), orjson.dumps(enriched)
+        return enriched
 
     def deadletter(self, item: Any, error: BatchItemError) -> Record:
         record = {
@@ -125,6 +155,7 @@ async def intake(request: Request) -> Intake:
         required_part(services.producer, NO_COLLECTOR),
         settings,
         required_part(services.rules, NO_COLLECTOR),
+        services.ledger,
     )
 
 
@@ -164,8 +195,9 @@ def _single(event_type: str) -> Callable[[Intake], Awaitable[JSONResponse]]:
         # limit is not refused because the edge added receivedAt and a parsed user agent.
         with counted_rejection("invalid"):
             event = accept_event(intake.payload, event_type, max_bytes=intake.settings.max_event_bytes)
-        await intake.produce([intake.record(event)])
-        EVENTS_ACCEPTED.labels(intake.source.channel).inc()
+        records = intake.records([event])
+        await intake.produce(records)
+        EVENTS_ACCEPTED.labels(intake.source.channel).inc(sum(1 for r in records if r[0] == intake.topic))
         return JSONResponse({"success": True})
 
     endpoint.__name__ = f"collect_{event_type}"
@@ -181,10 +213,11 @@ async def collect_batch(intake: IntakeDep) -> JSONResponse:
     with counted_rejection("invalid_batch"):
         good, bad = accept_batch(intake.payload, max_bytes=intake.settings.max_event_bytes)
     items = intake.payload.get("batch") or []
-    records = [intake.record(event) for event in good]
+    records = intake.records(good)
+    kept = sum(1 for r in records if r[0] == intake.topic)
     records += [intake.deadletter(items[e.index] if e.index < len(items) else None, e) for e in bad]
     await intake.produce(records)
-    EVENTS_ACCEPTED.labels(intake.source.channel).inc(len(good))
+    EVENTS_ACCEPTED.labels(intake.source.channel).inc(kept)
     if bad:
         EVENTS_REJECTED.labels("invalid").inc(len(bad))
     body: dict[str, Any] = {"success": True, "accepted": len(good)}

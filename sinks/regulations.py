@@ -1,0 +1,204 @@
+"""Carrying out privacy regulations, one after the other, in a thread of the query API process.
+
+A regulation runs its stages (schemas/regulation.py) in order: the subjects' identity clusters are read from
+ClickHouse (sinks/erasure.py), the cluster's identifiers are written to the privacy ledger by keyed hash
+(streams/privacy.py: the collectors then drop a suppressed person's events), the rows are erased from every table
+of the database, and the same predicates are counted again: the residual, 0 everywhere or the regulation failed.
+After every stage the state is published to the regulations' log, so GET /v1/regulations/{id} shows progress.
+
+The subjects' values are held in memory only while their regulation waits or runs: no topic and no table keeps
+them. A process that stops marks what it had not done as interrupted (submit it again); one that crashes leaves
+its regulation running in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from schemas.regulation import RegulationType, Stage, StageStatus
+from sinks.clickhouse import ClickHouse
+from sinks.erasure import WorkTable, count_rows, drop_stale_work_tables, erase, person_tables, plan_erasure, work_table
+from streams.privacy import LedgerEntry, PrivacyLedger, RegulationLog, ledger_record
+from streams.producer import AsyncProducer
+
+__all__ = ["Job", "RegulationProcessor", "dry_run", "ledger_entries"]
+
+log = logging.getLogger("cdp.privacy")
+Pair = tuple[str, str]
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Job:
+    regulation_id: str
+    kind: RegulationType
+    pairs: Sequence[Pair]  # (id_type, normalised value) of each subject; profile ids as type profile_id
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def ledger_entries(
+    kind: RegulationType, regulation_id: str, hashes: Sequence[str], ledger: PrivacyLedger, at_ms: int
+) -> list[tuple[str, LedgerEntry]]:
+    """What the ledger says of each identifier after this regulation (pure over the ledger's current entries).
+
+    An erasure marks the time before which the identifier's data is gone (what a replay must not bring back); a
+    suppression makes this regulation the identifier's group; an ``unsuppress`` lifts the groups of the cluster's
+    identifiers, with every identifier that joined them at the collector (streams/privacy.py)."""
+    current = {h: ledger.get(h) or LedgerEntry() for h in hashes}
+    if kind is RegulationType.UNSUPPRESS:
+        groups = {e.group for e in current.values() if e.suppressed and e.group}
+        current.update(dict(ledger.in_groups(groups)))
+        return [(h, replace(e, suppressed=False, group="", regulation=regulation_id)) for h, e in current.items()]
+    out = []
+    for h, e in current.items():
+        new = replace(e, regulation=regulation_id)
+        if kind.erases:
+            new = replace(new, erased_at_ms=at_ms)
+        if kind.suppresses:
+            new = replace(new, suppressed=True, group=regulation_id)
+        out.append((h, new))
+    return out
+
+
+def dry_run(ch: ClickHouse, pairs: Sequence[Pair]) -> dict[str, Any]:
+    """What a regulation of these subjects would reach: the clusters and the rows per table, nothing changed."""
+    with work_table(ch, pairs) as work:
+        cluster = work.expand()
+        plan = plan_erasure(ch.database, person_tables(ch), work.name)
+        counts = count_rows(ch, plan)
+    return {"identifiers": cluster.identifiers, "profiles": cluster.profiles, "counts": counts}
+
+
+class RegulationProcessor:
+    """The part (start/stop) that runs accepted regulations; ``submit`` queues one."""
+
+    def __init__(
+        self, ch: ClickHouse, producer: AsyncProducer, ledger: PrivacyLedger, regulations: RegulationLog
+    ) -> None:
+        self.ch = ch
+        self.producer = producer
+        self.ledger = ledger
+        self.regulations = regulations
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="regulations", daemon=True)
+        self._stopping = threading.Event()
+        self.done = 0
+
+    def start(self) -> RegulationProcessor:
+        drop_stale_work_tables(self.ch)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._jobs.put(None)
+        self._thread.join(timeout=30)
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                self._interrupt(job.regulation_id)
+
+    def submit(self, job: Job) -> None:
+        self._jobs.put(job)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None or self._stopping.is_set():
+                if job is not None:
+                    self._interrupt(job.regulation_id)
+                return
+            try:
+                self.process(job)
+            except Exception:  # the regulation is failed in its state; the processor goes on with the next
+                log.exception("regulation %s failed", job.regulation_id)
+            self.done += 1
+
+    def _publish(self, state: State) -> None:
+        self.producer.send_sync([self.regulations.record(state)])
+
+    def _interrupt(self, regulation_id: str) -> None:
+        state = self.regulations.get(regulation_id)
+        if state is None or state["status"] in (StageStatus.FINISHED, StageStatus.FAILED):
+            return
+        state = {**state, "status": StageStatus.INTERRUPTED.value}
+        for stage in state["stages"].values():
+            if stage["status"] in (StageStatus.PENDING, StageStatus.RUNNING):
+                stage["status"] = StageStatus.INTERRUPTED.value
+        self._publish(state)
+
+    def process(self, job: Job) -> State:
+        state = self.regulations.get(job.regulation_id)
+        if state is None:
+            raise LookupError(f"regulation {job.regulation_id} is not in the log")
+        state = {
+            **state,
+            "status": StageStatus.RUNNING.value,
+            "stages": {k: dict(v) for k, v in state["stages"].items()},
+        }
+        try:
+            with work_table(self.ch, job.pairs) as work:
+                self._stage(state, Stage.CLUSTER, lambda: self._cluster(state, work))
+                self._stage(state, Stage.LEDGER, lambda: self._ledger(state, job, work))
+                if job.kind.erases:
+                    self._stage(state, Stage.CLICKHOUSE, lambda: self._erase(state, work))
+                    self._stage(state, Stage.RESIDUAL, lambda: self._residual(state, work))
+        except Exception as exc:
+            state["status"] = StageStatus.FAILED.value
+            state["error"] = type(exc).__name__  # never the message: a database error may quote a value
+            self._publish(state)
+            raise
+        state["status"] = StageStatus.FINISHED.value
+        state["finished_at_ms"] = now_ms()
+        self._publish(state)
+        return state
+
+    def _stage(self, state: State, stage: Stage, run: Callable[[], None]) -> None:
+        record = state["stages"][stage.value]
+        record.update(status=StageStatus.RUNNING.value, started_at_ms=now_ms())
+        self._publish(state)
+        try:
+            run()
+        except Exception:
+            record.update(status=StageStatus.FAILED.value, finished_at_ms=now_ms())
+            raise
+        record.update(status=StageStatus.FINISHED.value, finished_at_ms=now_ms())
+
+    def _cluster(self, state: State, work: WorkTable) -> None:
+        cluster = work.expand()
+        state["cluster"] = {"identifiers": cluster.identifiers, "profiles": cluster.profiles}
+
+    def _ledger(self, state: State, job: Job, work: WorkTable) -> None:
+        hashes = self.ledger.hasher.many(work.node_keys())
+        entries = ledger_entries(job.kind, job.regulation_id, hashes, self.ledger, now_ms())
+        records = [ledger_record(self.ledger.topic, h, e) for h, e in entries]
+        self.producer.send_sync(records)
+        for (h, _), (_, _, value) in zip(entries, records, strict=True):  # this process's collector drops the person's
+            self.ledger.apply(h, value)  # events from now on, not a poll later
+        state["counts"]["ledger"] = len(entries)
+
+    def _erase(self, state: State, work: WorkTable) -> None:
+        plan = plan_erasure(self.ch.database, person_tables(self.ch), work.name)
+        counts = count_rows(self.ch, plan)
+        state["counts"].update(counts)
+        erase(self.ch, plan, counts)
+
+    def _residual(self, state: State, work: WorkTable) -> None:
+        plan = plan_erasure(self.ch.database, person_tables(self.ch), work.name)
+        residual = count_rows(self.ch, plan)
+        state["residual"] = residual
+        left = {t: n for t, n in residual.items() if n}
+        if left:
+            raise RuntimeError(f"rows left after erasure in {', '.join(sorted(left))}")

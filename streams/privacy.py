@@ -1,0 +1,114 @@
+"""The privacy ledger and the regulations' log: two compacted topics, followed into memory.
+
+The ledger (``cdp.privacy.ledger``) is keyed by the keyed hash of an identifier's node key (identity/subject_hash.py)
+and says what holds for that identifier: suppressed (the collector drops its events), erased before a time (what
+was received before it is gone). It holds no value of the identifier, so it can be kept for good and read by every
+collector. A key whose entry says neither is a tombstone, which compaction removes.
+
+The log (``cdp.privacy.regulations``) holds each regulation's state: type, subjects' hashes, who asked, the
+status and times of each stage, counts per store and the residual count. GET /v1/regulations/{id} reads it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import orjson
+
+from identity.subject_hash import SubjectHasher
+from streams.follow import CompactedTopic
+
+__all__ = ["LedgerEntry", "PrivacyLedger", "RegulationLog", "ledger_record"]
+
+Record = tuple[str, bytes, bytes | None]
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """``group`` is the regulation that suppressed the identifier: identifiers that arrive later together with a
+    suppressed one join its group, and an ``unsuppress`` of any of them lifts the whole group."""
+
+    suppressed: bool = False
+    erased_at_ms: int | None = None
+    group: str = ""
+    regulation: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not self.suppressed and self.erased_at_ms is None
+
+
+def _decode(value: bytes) -> LedgerEntry:
+    return LedgerEntry(**orjson.loads(value))
+
+
+def ledger_record(topic: str, subject_hash: str, entry: LedgerEntry) -> Record:
+    """The ledger record of one identifier; an entry that says nothing is a tombstone."""
+    return topic, subject_hash.encode(), None if entry.empty else orjson.dumps(asdict(entry))
+
+
+class PrivacyLedger(CompactedTopic[LedgerEntry]):
+    """The ledger, followed into memory, with the set of suppressed hashes kept beside it: the collector asks it
+    for every event, and while nothing is suppressed the answer costs no hashing at all."""
+
+    def __init__(self, bootstrap: str, topic: str, hasher: SubjectHasher) -> None:
+        super().__init__(bootstrap, topic, _decode, name="privacy-ledger")
+        self.hasher = hasher
+        self._suppressed: set[str] = set()
+        self._suppressed_lock = threading.Lock()
+
+    def apply(self, key: str, value: bytes | None) -> None:
+        """Called by the follower thread, the collector and the regulations' processor: one at a time, so the
+        suppressed set never disagrees with the entries."""
+        with self._suppressed_lock:
+            super().apply(key, value)
+            entry = self.get(key)
+            if entry is not None and entry.suppressed:
+                self._suppressed.add(key)
+            else:
+                self._suppressed.discard(key)
+
+    @property
+    def suppressing_any(self) -> bool:
+        return bool(self._suppressed)
+
+    def suppressing(self, node_keys: Sequence[str]) -> LedgerEntry | None:
+        """The entry that suppresses one of an event's identifiers, if any does."""
+        if not self._suppressed or not node_keys:
+            return None
+        for h in self.hasher.many(node_keys):
+            if h in self._suppressed:
+                return self.get(h)
+        return None
+
+    def joining(self, node_keys: Sequence[str], by: LedgerEntry) -> list[tuple[str, LedgerEntry]]:
+        """Entries for the identifiers of a suppressed event that are not suppressed yet: they arrived with a
+        suppressed one, so they are the same person (a new cookie logging in) and join its group."""
+        out = []
+        for h in self.hasher.many(node_keys):
+            if h in self._suppressed:
+                continue
+            current = self.get(h) or LedgerEntry()
+            out.append((h, replace(current, suppressed=True, group=by.group, regulation=by.regulation)))
+        return out
+
+    def in_groups(self, groups: Iterable[str]) -> list[tuple[str, LedgerEntry]]:
+        """Every suppressed identifier of these groups (what an ``unsuppress`` lifts)."""
+        wanted = set(groups)
+        with self._suppressed_lock:
+            suppressed = list(self._suppressed)
+        found = ((h, self.get(h)) for h in suppressed)
+        return [(h, e) for h, e in found if e is not None and e.group in wanted]
+
+
+class RegulationLog(CompactedTopic[dict[str, Any]]):
+    """The regulations' states, followed into memory (regulation id -> state)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(bootstrap, topic, orjson.loads, name="regulations")
+
+    def record(self, state: dict[str, Any]) -> Record:
+        return self.topic, str(state["id"]).encode(), orjson.dumps(state)
