@@ -5,11 +5,12 @@ chDB store (a chDB folder can be opened by one process only). `cdp collector`, `
 parts apart, for scale-out against a ClickHouse server; every role composes the same parts (cdp/parts.py).
 
 Start order, each part after what it uses: ClickHouse store (migrated), analyst SQL engine, producer, privacy
-ledger, regulations (their log and processor), audience definitions, serving index, sink, audience evaluator, stitch worker, sources, source status, pull sources, HTTP
-server, extra collector processes. On SIGTERM or SIGINT the stack stops them in reverse: stop taking requests, then
-the pull sources (they finish their batch), the stitch worker (it commits its last batch), the evaluator, the sink
-(flush and commit), the followers, the producer (everything answered 200 is in Kafka), the analyst engine, and the
-store last. A shutdown deadline bounds the whole stop.
+ledger, regulations (their log and processor), audience definitions, serving index, sink, audience evaluator, stitch
+worker, sources, source status, pull sources, HTTP server, extra collector processes. On SIGTERM or SIGINT the stack
+stops them in reverse: stop taking requests, then the pull sources (they finish their batch), the stitch worker (it
+commits its last batch), the evaluator, the sink (flush and commit), the regulations (what is not done is marked
+interrupted), the followers, the producer (everything answered 200 is in Kafka), the analyst engine, and the store
+last. A shutdown deadline bounds the whole stop.
 """
 
 from __future__ import annotations

@@ -11,10 +11,13 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.deps import Services
 from identity.rules import IdentityRules
+from identity.subject_hash import SubjectHasher
 from schemas.settings import Settings
 from sinks.clickhouse import ClickHouse
+from sinks.regulations import RegulationProcessor
 from streams.audiences import AudienceDefinitions
 from streams.follow import CompactedTopic
+from streams.privacy import PrivacyLedger, RegulationLog
 from streams.producer import AsyncProducer, Headers
 from streams.serving import MembershipIndex
 from streams.sources import SourceRegistry
@@ -23,6 +26,7 @@ from streams.topics import Topics
 ADMIN = {"Authorization": "Bearer adm1n"}
 READ = {"Authorization": "Bearer r3ad"}
 WRITE_KEY = "wk_test"
+PRIVACY_KEY = "pr1vacy"
 NEVER_STARTED = "127.0.0.1:1"  # followers built but not started hold no Kafka client
 
 
@@ -37,6 +41,14 @@ class RecordingProducer:
     async def send_many(
         self, records: Iterable[tuple[str, bytes | None, bytes | None]], timeout: float, headers: Headers | None = None
     ) -> None:
+        self.send_sync(records, timeout, headers)
+
+    def send_sync(
+        self,
+        records: Iterable[tuple[str, bytes | None, bytes | None]],
+        timeout: float = 30.0,
+        headers: Headers | None = None,
+    ) -> None:
         for topic, key, value in records:
             self.sent.append((topic, key, value))
             self.headers.append(headers)
@@ -45,22 +57,35 @@ class RecordingProducer:
 
 
 def services(max_request_bytes: int = 512_000, ch: ClickHouse | None = None) -> Services:
+    """With ``ch``, also the regulations' processor on it (built, not started: a test that runs regulations
+    starts and stops it)."""
     settings = Settings(admin_token="adm1n", read_token="r3ad", max_request_bytes=max_request_bytes)
     topics = Topics("t")
     sources = SourceRegistry(NEVER_STARTED, topics.sources)
     sources.apply(WRITE_KEY, b'{"write_key": "wk_test", "name": "web", "channel": "online", "created_at_ms": 1}')
     audiences = AudienceDefinitions(NEVER_STARTED, topics.audiences)
-    producer = RecordingProducer({topics.audiences: audiences, topics.sources: sources})
+    ledger = PrivacyLedger(NEVER_STARTED, topics.privacy_ledger, SubjectHasher(PRIVACY_KEY))
+    log = RegulationLog(NEVER_STARTED, topics.regulations)
+    follows: dict[str, CompactedTopic[Any]] = {
+        topics.audiences: audiences,
+        topics.sources: sources,
+        topics.privacy_ledger: ledger,
+        topics.regulations: log,
+    }
+    producer = cast(AsyncProducer, RecordingProducer(follows))
     return Services(
         settings,
         topics,
-        producer=cast(AsyncProducer, producer),
+        producer=producer,
         sources=sources,
         ch=ch,
         audiences=audiences,
         index=MembershipIndex(),
-        id_types=frozenset({"profile_id", "email", "anonymous_id"}),
+        id_types=frozenset({"profile_id", "email", "anonymous_id", "user_id"}),
         rules=IdentityRules.load(None),
+        ledger=ledger,
+        regulation_log=log,
+        regulations=RegulationProcessor(ch, producer, ledger, log) if ch is not None else None,
     )
 
 
