@@ -1,0 +1,152 @@
+"""POST/GET /v1/regulations over a recording producer and the real engine, and suppression at the collector: a
+suppressed person's events are answered 200 and dropped (counted), a new cookie arriving with them joins the
+suppression, and ``unsuppress`` lets both in again."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+
+from api.deps import Services
+from sinks.clickhouse import ClickHouse
+from sinks.regulations import RegulationProcessor
+from tests.api.routes.fixtures import ADMIN, READ, WRITE_KEY, client, error_of, sent, services
+
+
+def subjects(*pairs: tuple[str, str]) -> list[dict[str, str]]:
+    return [{"id_type": t, "value": v} for t, v in pairs]
+
+
+def test_only_the_admin_token_may_ask() -> None:
+    c = client(services())
+    body = {"type": "delete", "subjects": subjects(("email", "a@b.c"))}
+    assert c.post("/v1/regulations", json=body).status_code == 401
+    assert c.post("/v1/regulations", json=body, headers=READ).status_code == 403
+    assert c.get("/v1/regulations/reg_x", headers=READ).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"type": "forget", "subjects": subjects(("email", "a@b.c"))}, "type"),
+        ({"type": "delete", "subjects": []}, "subjects"),
+        ({"type": "delete"}, "subjects"),
+        ({"type": "delete", "subjects": [{"id_type": "email"}]}, "subjects[0].value"),
+        (
+            {"type": "delete", "subjects": subjects(("email", "a@b.c"), ("shoe_size", "secret-44"))},
+            "subjects[1].id_type",
+        ),
+    ],
+)
+def test_a_bad_request_is_a_422_naming_the_field_and_never_the_value(body: dict[str, Any], loc: str) -> None:
+    s = services(ch=cast(ClickHouse, object()))  # refused before any store is asked
+    r = client(s).post("/v1/regulations", json=body, headers=ADMIN)
+    assert [e["loc"] for e in error_of(r, 422)["errors"]] == [loc]
+    assert "secret-44" not in r.text and sent(s) == []
+
+
+@pytest.fixture
+def running(ch: ClickHouse) -> Iterator[tuple[Services, TestClient]]:
+    s = services(ch=ch)
+    processor = cast(RegulationProcessor, s.regulations)
+    processor.start()
+    try:
+        yield s, client(s)
+    finally:
+        processor.stop()
+
+
+def finished(c: TestClient, body: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    r = c.post("/v1/regulations", json=body, headers=ADMIN)
+    assert r.status_code == 202, r.text
+    regulation_id = r.json()["id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state: dict[str, Any] = c.get(f"/v1/regulations/{regulation_id}", headers=ADMIN).json()
+        if state["status"] not in ("pending", "running"):
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"regulation {regulation_id} did not finish: {state}")
+
+
+def seed_identity(ch: ClickHouse, pairs: list[tuple[str, str, str]]) -> None:
+    now = datetime.now(UTC)
+    rows = [(t, v, p, now, now, 1) for t, v, p in pairs]
+    ch.insert("identities_store", rows, ["id_type", "id_value", "profile_id", "first_seen", "updated_at", "version"])
+
+
+def test_a_dry_run_counts_and_a_delete_erases_the_cluster(running: tuple[Services, TestClient], ch: ClickHouse) -> None:
+    s, c = running
+    run = uuid.uuid4().hex[:8]
+    seed_identity(ch, [("email", f"ann{run}@example.com", f"p{run}"), ("anonymous_id", f"c{run}", f"p{run}")])
+    spelled = f"  Ann{run}@Example.COM "  # normalised as the stitcher keys it
+
+    dry = c.post(
+        "/v1/regulations",
+        json={"type": "delete", "subjects": subjects(("email", spelled)), "dry_run": True},
+        headers=ADMIN,
+    )
+    assert dry.status_code == 200, dry.text
+    assert (dry.json()["identifiers"], dry.json()["counts"]["identities_store"]) == (2, 2)
+    assert ch.scalar(f"SELECT count() FROM {ch.database}.identities_store") == 2
+
+    state = finished(c, {"type": "delete", "subjects": subjects(("email", spelled))})
+    assert state["status"] == "finished", state
+    assert state["counts"]["identities_store"] == 2 and state["residual"]["identities_store"] == 0
+    assert state["counts"]["ledger"] == 3  # two identifiers and the profile id
+    assert s.ledger is not None and state["subjects"] == [s.ledger.hasher(f"email:ann{run}@example.com")]
+    assert run not in str(state)
+    assert ch.scalar(f"SELECT count() FROM {ch.database}.identities_store") == 0
+    assert error_of(c.get("/v1/regulations/reg_none", headers=ADMIN), 404)
+
+
+def suppressed_count() -> float:
+    return REGISTRY.get_sample_value("cdp_events_suppressed_total", {"channel": "online"}) or 0.0
+
+
+def raw_events(s: Services) -> list[tuple[str, bytes | None, bytes | None]]:
+    return [r for r in sent(s) if r[0] == s.topics.raw("online")]
+
+
+def test_suppression_drops_the_person_and_a_cookie_logging_in_as_them_until_unsuppressed(
+    running: tuple[Services, TestClient], ch: ClickHouse
+) -> None:
+    s, c = running
+    run = uuid.uuid4().hex[:8]
+    user, cookie, new_cookie = f"u{run}", f"c{run}", f"new{run}"
+    seed_identity(ch, [("user_id", user, f"p{run}"), ("anonymous_id", cookie, f"p{run}")])
+    assert finished(c, {"type": "suppress", "subjects": subjects(("user_id", user))})["status"] == "finished"
+
+    before = suppressed_count()
+    for body in (
+        {"event": "Seen", "anonymousId": cookie},  # the cluster's other identifier
+        {"event": "Login", "userId": user, "anonymousId": new_cookie},  # a new cookie logging in as them
+        {"event": "Later", "anonymousId": new_cookie},  # that cookie alone, afterwards
+    ):
+        r = c.post("/v1/track", json=body, auth=(WRITE_KEY, ""))
+        assert r.status_code == 200 and r.json() == {"success": True}
+    batch = {
+        "batch": [
+            {"type": "track", "event": "B", "anonymousId": new_cookie},
+            {"type": "track", "event": "Ok", "anonymousId": f"other{run}"},
+        ]
+    }
+    assert c.post("/v1/batch", json=batch, auth=(WRITE_KEY, "")).json()["accepted"] == 2
+    assert [k for _, k, _ in raw_events(s)] == [f"anonymous_id:other{run}".encode()]
+    assert suppressed_count() - before == 4
+
+    assert finished(c, {"type": "unsuppress", "subjects": subjects(("anonymous_id", cookie))})["status"] == "finished"
+    for anon in (cookie, new_cookie):
+        assert c.post("/v1/track", json={"event": "Back", "anonymousId": anon}, auth=(WRITE_KEY, "")).status_code == 200
+    assert [k for _, k, _ in raw_events(s)][1:] == [
+        f"anonymous_id:{cookie}".encode(),
+        f"anonymous_id:{new_cookie}".encode(),
+    ]
+    assert suppressed_count() - before == 4
