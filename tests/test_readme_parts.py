@@ -24,7 +24,12 @@ def table_rows() -> list[list[str]]:
 def start_sequence() -> str:
     """The source of start_parts with the helpers it calls written out in place: the start order as code."""
     source = inspect.getsource(runner.start_parts)
-    for helper in (runner.start_audience_parts, runner.start_source_parts, runner.start_http):
+    for helper in (
+        runner.start_privacy_parts,
+        runner.start_audience_parts,
+        runner.start_source_parts,
+        runner.start_http,
+    ):
         source = source.replace(f"{helper.__name__}(", inspect.getsource(helper))
     return source
 
