@@ -45,6 +45,10 @@ def _decode(value: bytes) -> LedgerEntry:
     return LedgerEntry(**orjson.loads(value))
 
 
+def _erasure_mark(entry: LedgerEntry | None) -> int:
+    return int(entry is not None and entry.erased_at_ms is not None)
+
+
 def ledger_record(topic: str, subject_hash: str, entry: LedgerEntry) -> Record:
     """The ledger record of one identifier; an entry that says nothing is a tombstone."""
     return topic, subject_hash.encode(), None if entry.empty else orjson.dumps(asdict(entry))
@@ -58,14 +62,17 @@ class PrivacyLedger(CompactedTopic[LedgerEntry]):
         super().__init__(bootstrap, topic, _decode, name="privacy-ledger")
         self.hasher = hasher
         self._suppressed: set[str] = set()
+        self._erased = 0  # entries with an erasure time: while there is none, replays cost no hashing either
         self._suppressed_lock = threading.Lock()
 
     def apply(self, key: str, value: bytes | None) -> None:
         """Called by the follower thread, the collector and the regulations' processor: one at a time, so the
         suppressed set never disagrees with the entries."""
         with self._suppressed_lock:
+            before = self.get(key)
             super().apply(key, value)
             entry = self.get(key)
+            self._erased += _erasure_mark(entry) - _erasure_mark(before)
             if entry is not None and entry.suppressed:
                 self._suppressed.add(key)
             else:
@@ -83,6 +90,23 @@ class PrivacyLedger(CompactedTopic[LedgerEntry]):
             if h in self._suppressed:
                 return self.get(h)
         return None
+
+    @property
+    def erasing_any(self) -> bool:
+        return self._erased > 0
+
+    def erased_before(self, node_keys: Sequence[str], received_at_ms: int | None) -> bool:
+        """Whether one of an event's identifiers was erased after the event was received, by the server's clock
+        (``receivedAt``, never the client's timestamp): a replay of the raw topics must not bring that data back.
+        An event without ``receivedAt`` (not from the collector or the importer) counts as received long ago."""
+        if not self._erased or not node_keys:
+            return False
+        received = received_at_ms if received_at_ms is not None else 0
+        for h in self.hasher.many(node_keys):
+            entry = self.get(h)
+            if entry is not None and entry.erased_at_ms is not None and received <= entry.erased_at_ms:
+                return True
+        return False
 
     def joining(self, node_keys: Sequence[str], by: LedgerEntry) -> list[tuple[str, LedgerEntry]]:
         """Entries for the identifiers of a suppressed event that are not suppressed yet: they arrived with a

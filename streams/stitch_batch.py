@@ -48,6 +48,10 @@ OutRecord = tuple[str, int, bytes | None, bytes]
 ReadState = Callable[[int, str], NodeState | None]
 """(partition, node key) -> the node's committed state, or None for a node never seen."""
 
+Erased = Callable[[tuple[str, ...], int | None], bool]
+"""(an event's node keys, its receivedAt in ms) -> whether the privacy ledger erased one of them since
+(streams/privacy.py ``PrivacyLedger.erased_before``)."""
+
 
 def changelog_key(node: str) -> bytes:
     """Node keys in the changelog are JSON strings, as the Faust table this store replaces wrote them."""
@@ -68,6 +72,7 @@ class BatchCounts:
     protocol: int = 0  # events that started the protocol's handshakes
     handled: int = 0  # messages handled here, the events' own included
     sent: int = 0  # messages that left for a node on a partition this worker does not own (or over the budget)
+    erased: int = 0  # raw events of people erased after the event was received (a replay): dropped
 
     def add(self, other: BatchCounts) -> None:
         for name, value in other.__dict__.items():
@@ -95,12 +100,14 @@ class StitchBatch:
         owned: set[int],
         read_state: ReadState,
         budget: int,
+        erased: Erased | None = None,
     ) -> None:
         self.rules = rules
         self.topics = topics
         self.partitions = partitions
         self.owned = owned
         self.read_state = read_state
+        self.erased = erased
         self.spare = budget
         self.out = BatchOutput()
         self._local: deque[Message] = deque()
@@ -151,6 +158,9 @@ class StitchBatch:
             keys = identifier_keys(event, self.rules)
             ts_ms = _event_ms(event)
             message_id = event["messageId"]
+            if self.erased is not None and self.erased(keys, _received_ms(event)):
+                counts.erased += 1
+                return
             if "profileId" not in event and "identityKey" not in event:
                 self._raw[message_id] = value
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a forged or broken "checked" event
@@ -277,6 +287,11 @@ class StitchBatch:
     def _deadletter(self, body: dict[str, Any]) -> None:
         self.out.counts.deadletters += 1
         self.out.records.append((self.topics.deadletter, -1, None, orjson.dumps(body)))
+
+
+def _received_ms(event: dict[str, Any]) -> int | None:
+    received = event.get("receivedAt")
+    return int(parse_ts(received).timestamp() * 1000) if received else None
 
 
 def _event_ms(event: dict[str, Any]) -> int:

@@ -60,8 +60,10 @@ from prometheus_client import Counter, Histogram
 
 from identity.graph import NodeState
 from identity.rules import IdentityRules
+from identity.subject_hash import SubjectHasher
 from schemas.settings import Settings
 from streams.node_store import NodeStore
+from streams.privacy import PrivacyLedger
 from streams.producer import CHECKED_HEADER, producer_config
 from streams.stitch_batch import BatchCounts, BatchOutput, StitchBatch
 from streams.topics import topics_for
@@ -77,7 +79,7 @@ MAX_RENEWALS, RENEWAL_WINDOW_S = 5, 300.0  # fenced more often than this: two wo
 
 STITCH_EVENTS = Counter(
     "cdp_stitch_events_total",
-    "Events stitched on this worker, by path (fast, linked, protocol, no_identifier)",
+    "Events stitched on this worker, by path (fast, linked, protocol, no_identifier; erased: dropped, a replay)",
     ["path"],
 )
 STITCH_MESSAGES = Counter(
@@ -151,11 +153,16 @@ class Stitcher:
         self._messages: Consumer | None = None  # identity messages of the owned partitions
         self._raw: Consumer | None = None  # raw events of the owned partitions
         self._producer: Producer | None = None
+        # Followed so that a replay of the raw topics cannot bring an erased person back (streams/privacy.py).
+        self.ledger = PrivacyLedger(
+            settings.kafka_bootstrap, self.topics.privacy_ledger, SubjectHasher(settings.privacy_key)
+        )
 
     # -------------------------------------------------------------------------------------- lifecycle
 
     def start(self) -> Stitcher:
         """Connect, and fence any earlier incarnation of this worker (blocking: call from a thread)."""
+        self.ledger.start()
         self._messages = Consumer(self._consumer_config())
         self._raw = Consumer(self._consumer_config())
         self._producer = self._new_producer()
@@ -215,6 +222,7 @@ class Stitcher:
         if self._producer is not None:
             self._producer.flush(10)
         self.store.close_all()
+        self.ledger.stop()
         log.info("stitch totals %s", orjson.dumps(self.counts.__dict__).decode())
 
     @property
@@ -303,7 +311,8 @@ class Stitcher:
                 raw.append((value, headers is not None and CHECKED_HEADER in headers))
         if not after:
             return
-        out = StitchBatch(self.rules, self.topics, self.partitions, self._owned, self._read, LOCAL_BUDGET).run(
+        erased = self.ledger.erased_before if self.ledger.erasing_any else None  # no cost while nobody was erased
+        out = StitchBatch(self.rules, self.topics, self.partitions, self._owned, self._read, LOCAL_BUDGET, erased).run(
             raw, messages
         )
         handled = time.perf_counter()
@@ -365,6 +374,7 @@ class Stitcher:
         STITCH_EVENTS.labels("linked").inc(counts.linked)
         STITCH_EVENTS.labels("protocol").inc(counts.protocol)
         STITCH_EVENTS.labels("no_identifier").inc(counts.without_identifiers)
+        STITCH_EVENTS.labels("erased").inc(counts.erased)
         STITCH_MESSAGES.labels("worker").inc(counts.handled)
         STITCH_MESSAGES.labels("sent").inc(counts.sent)
 

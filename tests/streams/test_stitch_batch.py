@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from identity.graph import NodeState, profile_id_for
 from identity.rules import IdentityRules
+from identity.subject_hash import SubjectHasher
 from streams.partitioner import partition_for
+from streams.privacy import LedgerEntry, PrivacyLedger, ledger_record
 from streams.stitch_batch import BatchCounts, StitchBatch, changelog_key
 from streams.topics import Topics
 from tests.identity._support import POOL_TYPES, expected_labels, high_limit_rules, make_event, value_for
@@ -249,3 +251,28 @@ def test_a_merge_record_says_when_it_happened_beside_the_time_of_its_event() -> 
     assert len(merges) == 1, "the older row moves the label to the user id: one merge"
     assert merges[0]["event_ms"] == 1_556_668_800_000  # the CRM row's date
     assert merges[0]["merged_ms"] >= before  # the stitcher's clock
+
+
+def test_events_received_before_their_person_was_erased_are_dropped_and_later_ones_kept() -> None:
+    """A replay of the raw topics: the ledger erased anonymous_id:gone at BASE_MS + 5 s, by the server's clock."""
+    ledger = PrivacyLedger("127.0.0.1:1", TOPICS.privacy_ledger, SubjectHasher("k"))  # never started: fed here
+    h = ledger.hasher("anonymous_id:gone")
+    ledger.apply(h, ledger_record(ledger.topic, h, LedgerEntry(erased_at_ms=BASE_MS + 5_000))[2])
+    assert ledger.erasing_any
+
+    def received(anon: str, seconds: int, **extra: Any) -> tuple[bytes, bool]:
+        at = f"2026-01-01T00:00:{seconds:02d}.000Z"
+        return raw({"type": "track", "event": "E", "anonymousId": anon, "receivedAt": at, **extra}), True
+
+    events = [
+        received("gone", 1),  # before the erasure: dropped, also when the client's timestamp says later
+        received("gone", 2, timestamp="2026-01-01T00:00:59.000Z"),
+        received("other", 2, context={"device": {"id": "d-gone"}}),  # somebody else: kept
+        received("gone", 9),  # after the erasure (a returning person): kept
+    ]
+    out = StitchBatch(
+        DEFAULT, TOPICS, PARTITIONS, set(range(PARTITIONS)), lambda p, k: None, 10_000, ledger.erased_before
+    ).run(events, [])
+    stitched = [orjson.loads(v) for t, _, _, v in out.records if t == TOPICS.stitched]
+    assert out.counts.erased == 2
+    assert sorted((e["anonymousId"], e["receivedAt"][17:19]) for e in stitched) == [("gone", "09"), ("other", "02")]

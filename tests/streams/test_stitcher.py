@@ -66,7 +66,9 @@ def node_states(stitcher: Stitcher, keys: list[str]) -> dict[str, NodeState]:
 def test_a_worker_that_gets_the_partitions_recovers_the_node_states_from_the_changelog(kafka, tmp_path: Path) -> None:
     run = f"t{uuid.uuid4().hex[:8]}"
     prepare_cdp_topics(kafka.bootstrap, run)
-    first = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=run, data_dir=tmp_path / "a", worker_id="a")
+    first = Settings(
+        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path / "a", worker_id="a"
+    )
     counter = RecordCounter(kafka.bootstrap, [f"{run}.events.stitched"])
     records = events(run)
     stitcher = run_stitcher(first)
@@ -88,7 +90,9 @@ def test_a_worker_that_gets_the_partitions_recovers_the_node_states_from_the_cha
         assert len({expected[k].label for k in person}) == 1
 
     # Another worker, with an empty disk, takes the partitions over: it reads every state from the changelog.
-    second = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=run, data_dir=tmp_path / "b", worker_id="b")
+    second = Settings(
+        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path / "b", worker_id="b"
+    )
     other = run_stitcher(second)
     try:
         deadline = time.monotonic() + 60
@@ -107,7 +111,9 @@ def test_a_worker_that_gets_the_partitions_recovers_the_node_states_from_the_cha
 def test_a_local_store_ahead_of_its_changelog_is_rebuilt(kafka, tmp_path: Path) -> None:
     run = f"t{uuid.uuid4().hex[:8]}"
     prepare_cdp_topics(kafka.bootstrap, run)
-    settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=run, data_dir=tmp_path, worker_id="w")
+    settings = Settings(
+        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path, worker_id="w"
+    )
     stitcher = Stitcher(settings, RULES, on_failure=lambda exc: None)
     stitcher.store.open(1)
     stitcher.store.write(1, {"user_id:ghost": b'{"stale": true}'}, next_offset=10_000)  # a changelog that is gone
@@ -129,7 +135,9 @@ def test_a_fenced_producer_is_renewed_and_nothing_is_lost_or_doubled(kafka, tmp_
     a new one and reads the batch again. Fenced here on purpose, by another producer with the same id."""
     run = f"t{uuid.uuid4().hex[:8]}"
     prepare_cdp_topics(kafka.bootstrap, run)
-    settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=run, data_dir=tmp_path, worker_id="w")
+    settings = Settings(
+        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path, worker_id="w"
+    )
     failures: list[BaseException] = []
     stitcher = Stitcher(settings, RULES, on_failure=failures.append).start()
     stitcher.assign(range(4))
@@ -170,7 +178,9 @@ class _OffsetsRefusedOnce:
 def test_a_retriable_error_adding_the_offsets_is_retried_not_fatal(kafka, tmp_path: Path) -> None:
     run = f"t{uuid.uuid4().hex[:8]}"
     prepare_cdp_topics(kafka.bootstrap, run)
-    settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=run, data_dir=tmp_path, worker_id="w")
+    settings = Settings(
+        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path, worker_id="w"
+    )
     failures: list[BaseException] = []
     stitcher = Stitcher(settings, RULES, on_failure=failures.append).start()
     flaky = _OffsetsRefusedOnce(stitcher._producer)
