@@ -204,7 +204,7 @@ async def start_privacy_parts(
         parts.running(RegulationLog(services.settings.kafka_bootstrap, services.topics.regulations))
     )
     processor_ch = await enter(parts.opened(ch.sibling))
-    processor = RegulationProcessor(processor_ch, producer, services.ledger, log)
+    processor = RegulationProcessor(processor_ch, producer, services.ledger, log, services.topics)
     services.regulations = await enter(parts.running(processor))
 
 

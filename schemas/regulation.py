@@ -64,6 +64,7 @@ class Stage(StrEnum):
 
     CLUSTER = "cluster"  # the subjects' identity clusters, read from ClickHouse (identities, merges)
     LEDGER = "ledger"  # the cluster's identifiers written to the privacy ledger (suppression, erasure mark)
+    TOPICS = "topics"  # tombstones in the compacted topics that name the person (identities, audience changes)
     CLICKHOUSE = "clickhouse"  # the rows erased from every table of the database
     RESIDUAL = "residual"  # the same predicates counted again: 0 everywhere, or the regulation failed
 
@@ -78,7 +79,7 @@ class StageStatus(StrEnum):
 
 def stages_of(kind: RegulationType) -> list[Stage]:
     if kind.erases:
-        return [Stage.CLUSTER, Stage.LEDGER, Stage.CLICKHOUSE, Stage.RESIDUAL]
+        return [Stage.CLUSTER, Stage.LEDGER, Stage.TOPICS, Stage.CLICKHOUSE, Stage.RESIDUAL]
     return [Stage.CLUSTER, Stage.LEDGER]
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "Cluster",
     "ErasurePlan",
     "WorkTable",
+    "memberships",
     "person_tables",
     "plan_erasure",
     "predicate_for",
@@ -180,6 +181,17 @@ def count_rows(ch: ClickHouse, plan: ErasurePlan) -> dict[str, int]:
         _, rows = ch.query(plan.count_sql(table), settings={"apply_deleted_mask": 0})
         out[table] = int(rows[0][0]) if rows else 0
     return out
+
+
+def memberships(ch: ClickHouse, work: WorkTable) -> list[tuple[str, str]]:
+    """(audience id, member) of every membership, current or past, of the people in ``work``: the keys their
+    changes have in the compacted audience-changes topic."""
+    plan = plan_erasure(ch.database, {"audience_members": ["member"]}, work.name)
+    _, rows = ch.query(
+        f"SELECT DISTINCT audience_id, member FROM {ch.database}.audience_members "
+        f"WHERE {plan.predicates['audience_members']}"
+    )
+    return [(str(a), str(m)) for a, m in rows]
 
 
 def erase(ch: ClickHouse, plan: ErasurePlan, counts: Mapping[str, int]) -> None:

@@ -2,8 +2,9 @@
 
 A regulation runs its stages (schemas/regulation.py) in order: the subjects' identity clusters are read from
 ClickHouse (sinks/erasure.py), the cluster's identifiers are written to the privacy ledger by keyed hash
-(streams/privacy.py: the collectors then drop a suppressed person's events), the rows are erased from every table
-of the database, and the same predicates are counted again: the residual, 0 everywhere or the regulation failed.
+(streams/privacy.py: the collectors then drop a suppressed person's events, the stitchers replayed ones), the keys
+that name the person in compacted topics get tombstones, the rows are erased from every table of the database,
+and the same predicates are counted again: the residual, 0 everywhere or the regulation failed.
 After every stage the state is published to the regulations' log, so GET /v1/regulations/{id} shows progress.
 
 The subjects' values are held in memory only while their regulation waits or runs: no topic and no table keeps
@@ -23,9 +24,19 @@ from typing import Any
 
 from schemas.regulation import RegulationType, Stage, StageStatus
 from sinks.clickhouse import ClickHouse
-from sinks.erasure import WorkTable, count_rows, drop_stale_work_tables, erase, person_tables, plan_erasure, work_table
+from sinks.erasure import (
+    WorkTable,
+    count_rows,
+    drop_stale_work_tables,
+    erase,
+    memberships,
+    person_tables,
+    plan_erasure,
+    work_table,
+)
 from streams.privacy import LedgerEntry, PrivacyLedger, RegulationLog, ledger_record
 from streams.producer import AsyncProducer
+from streams.topics import Topics
 
 __all__ = ["Job", "RegulationProcessor", "dry_run", "ledger_entries"]
 
@@ -82,9 +93,15 @@ class RegulationProcessor:
     """The part (start/stop) that runs accepted regulations; ``submit`` queues one."""
 
     def __init__(
-        self, ch: ClickHouse, producer: AsyncProducer, ledger: PrivacyLedger, regulations: RegulationLog
+        self,
+        ch: ClickHouse,
+        producer: AsyncProducer,
+        ledger: PrivacyLedger,
+        regulations: RegulationLog,
+        topics: Topics,
     ) -> None:
         self.ch = ch
+        self.topics = topics
         self.producer = producer
         self.ledger = ledger
         self.regulations = regulations
@@ -153,6 +170,7 @@ class RegulationProcessor:
                 self._stage(state, Stage.CLUSTER, lambda: self._cluster(state, work))
                 self._stage(state, Stage.LEDGER, lambda: self._ledger(state, job, work))
                 if job.kind.erases:
+                    self._stage(state, Stage.TOPICS, lambda: self._tombstones(state, work))
                     self._stage(state, Stage.CLICKHOUSE, lambda: self._erase(state, work))
                     self._stage(state, Stage.RESIDUAL, lambda: self._residual(state, work))
         except Exception as exc:
@@ -188,6 +206,22 @@ class RegulationProcessor:
         for (h, _), (_, _, value) in zip(entries, records, strict=True):  # this process's collector drops the person's
             self.ledger.apply(h, value)  # events from now on, not a poll later
         state["counts"]["ledger"] = len(entries)
+
+    def _tombstones(self, state: State, work: WorkTable) -> None:
+        """Tombstones for the keys that name the person in compacted topics: every identifier in the identities
+        topic (the serving index then forgets it), every membership in the audience changes; compaction then
+        removes the records. Read before the erasure, which removes the rows they are found from."""
+        identities = [k for k in work.node_keys() if not k.startswith("profile_id:")]
+        members = [f"{a}|{m}" for a, m in memberships(self.ch, work)]
+        records: list[tuple[str, bytes | None, bytes | None]] = [
+            (self.topics.identities, k.encode(), None) for k in identities
+        ]
+        records += [(self.topics.audience_changes, k.encode(), None) for k in members]
+        self.producer.send_sync(records)
+        state["counts"]["topics"] = {
+            self.topics.identities: len(identities),
+            self.topics.audience_changes: len(members),
+        }
 
     def _erase(self, state: State, work: WorkTable) -> None:
         plan = plan_erasure(self.ch.database, person_tables(self.ch), work.name)

@@ -271,6 +271,8 @@ class KafkaSink:
             assert route.row is not None
             rows = []
             for i, value in enumerate(values):
+                if not value:  # a tombstone (an erased identifier in the identities topic): nothing to insert
+                    continue
                 try:
                     rows.append(route.row(orjson.loads(value)))
                 except Exception as exc:  # a malformed record must not stall the sink forever

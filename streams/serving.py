@@ -34,6 +34,13 @@ class MembershipIndex:
                 self._profile_of[key] = v["profile_id"]
                 self._version_of[key] = version
 
+    def forget_identity(self, key: str) -> None:
+        """A tombstone in the identities topic (an erased identifier): gone, version and all, so the identifier
+        of a person who comes back starts afresh."""
+        with self._lock:
+            self._profile_of.pop(key, None)
+            self._version_of.pop(key, None)
+
     def apply_change(self, member: str, audience_id: str, entered: bool) -> None:
         with self._lock:
             if entered:
@@ -79,11 +86,16 @@ class ServingIndex(MembershipIndex):
     def _on_identity(self, msg: Message) -> None:
         if (value := msg.value()) is not None:
             self.apply_identity(orjson.loads(value))
+        elif key := msg.key():
+            self.forget_identity(key.decode())
 
     def _on_change(self, msg: Message) -> None:
         if (value := msg.value()) is not None:
             v = orjson.loads(value)
             self.apply_change(v["member"], v["audience_id"], v["status"] == "entered")
+        elif key := msg.key():  # an erased member's membership: `audience_id|member`
+            audience_id, _, member = key.decode().partition("|")
+            self.apply_change(member, audience_id, False)
 
     def start(self, wait: float = 120.0) -> ServingIndex:
         self._follower.start(wait)

@@ -76,6 +76,26 @@ def read_topic(
     return records
 
 
+def latest_by_key(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[bytes, bytes | None]:
+    """Key -> its latest value (None: a tombstone) in a topic, read from the beginning to the end it has now."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex[:8]}"})
+    latest: dict[bytes, bytes | None] = {}
+    try:
+        parts = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            tp.offset < ends[tp.partition] for tp in consumer.position([TopicPartition(topic, p) for p in parts])
+        ):
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error() and msg.key() is not None:
+                latest[msg.key()] = msg.value()
+    finally:
+        consumer.close()
+    return latest
+
+
 def group_members(bootstrap: str, group: str, want: int = 2, timeout: float = 60) -> int:
     """Members of the group that own partitions, once there are ``want`` of them (else the last count seen)."""
     from confluent_kafka.admin import AdminClient

@@ -18,7 +18,7 @@ from bench.stack import produce_all
 from identity.rules import IdentityRules
 from streams.keys import raw_event_key
 from streams.producer import CHECKED_HEADER
-from tests.e2e.fixtures import in_list, mid, now_iso, read_topic, wait_rows
+from tests.e2e.fixtures import in_list, latest_by_key, mid, now_iso, read_topic, wait_rows
 from tests.support.service import CdpProcess
 
 pytestmark = pytest.mark.e2e
@@ -92,6 +92,10 @@ def test_erase_and_suppress_a_canary_then_unsuppress(cdp: CdpProcess) -> None:
     assert cdp.scalar(f"SELECT count() FROM cdp.identities WHERE id_value LIKE 'can{run}%'") == 0
     assert profile_status(cdp, "email", email) == 404 and profile_status(cdp, "user_id", user) == 404
     assert profile_status(cdp, "email", control_email) == 200
+    identities = latest_by_key(cdp.bootstrap, f"{cdp.topic_prefix}.identities")
+    canary_keys = [k for k in identities if f"can{run}".encode() in k]
+    assert len(canary_keys) == 4 and all(identities[k] is None for k in canary_keys)
+    assert identities[f"email:{control_email}".encode()] is not None
 
     counted = suppressed_metric(cdp)
     later = [

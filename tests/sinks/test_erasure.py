@@ -33,6 +33,11 @@ class People:
         self.control_email, self.control_cookie, self.control_profile = f"{k}@example.com", f"{k}-cookie", f"{k}-p"
         self.shared_device = f"shared{run}"  # the control person's node; the canary's link to it was refused
 
+    def cluster(self) -> list[tuple[str, str]]:
+        """The canary's identifiers (what the identities topic names them by)."""
+        ids = [("email", self.email), ("email", self.secondary), ("user_id", self.user)]
+        return [*ids, ("anonymous_id", self.cookie_old), ("anonymous_id", self.cookie_new)]
+
 
 def seed(ch: ClickHouse, p: People) -> None:
     now = datetime.now(UTC)
@@ -172,5 +177,14 @@ def test_an_erasure_leaves_no_canary_string_and_the_control_person_intact(ch: Cl
     sent = cast(RecordingProducer, s.producer).sent
     ledger = [(k, v) for t, k, v in sent if t == s.topics.privacy_ledger]
     assert len(ledger) == 7 and all(v is not None and orjson.loads(v)["erased_at_ms"] for _, v in ledger)
-    assert not [r for r in sent if people.canary.encode() in repr(r).encode()]
+    private = (s.topics.privacy_ledger, s.topics.regulations)
+    assert not [r for r in sent if r[0] in private and people.canary in repr(r)]
+    # tombstones for every identifier in the identities topic and every membership in the audience changes
+    tombstones = {(t, k) for t, k, v in sent if v is None and t not in private}
+    identities = {(s.topics.identities, f"{t}:{v}".encode()) for t, v in people.cluster()}
+    changes = {
+        (s.topics.audience_changes, k.encode())
+        for k in (f"aud_1|{people.profile_new}", f"aud_2|anonymous_id:{people.cookie_old}")
+    }
+    assert tombstones == identities | changes
     assert s.ledger is not None and s.ledger.get(s.ledger.hasher(f"email:{people.email}")) is not None

@@ -85,7 +85,7 @@ def services(max_request_bytes: int = 512_000, ch: ClickHouse | None = None) -> 
         rules=IdentityRules.load(None),
         ledger=ledger,
         regulation_log=log,
-        regulations=RegulationProcessor(ch, producer, ledger, log) if ch is not None else None,
+        regulations=RegulationProcessor(ch, producer, ledger, log, topics) if ch is not None else None,
     )
 
 
