@@ -67,15 +67,14 @@ class Topics:
         "Compacted: (source, reporting process) -> status of a pull source (streams/source_status.py).",
     )
 
-    @property
-    def privacy_ledger(self) -> str:
-        """Compacted: keyed hash of an identifier -> its privacy state (suppressed, erased): streams/privacy.py."""
-        return f"{self.prefix}.privacy.ledger"
-
-    @property
-    def regulations(self) -> str:
-        """Compacted: regulation id -> its state and audit trail (no personal data): streams/privacy.py."""
-        return f"{self.prefix}.privacy.regulations"
+    privacy_ledger = _Name(
+        ".privacy.ledger",
+        "Compacted: keyed hash of an identifier -> its privacy state (suppressed, erased): streams/privacy.py.",
+    )
+    regulations = _Name(
+        ".privacy.regulations",
+        "Compacted: regulation id -> its state and audit trail (no personal data): streams/privacy.py.",
+    )
 
     def cdc_prefix(self, source: str) -> str:
         """Debezium's topic prefix for a database source; its table topics are ``PREFIX.SCHEMA.TABLE``."""
