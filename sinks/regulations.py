@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.regulation import RegulationType, Stage, StageStatus
@@ -89,26 +89,23 @@ def dry_run(ch: ClickHouse, pairs: Sequence[Pair]) -> dict[str, Any]:
     return {"identifiers": cluster.identifiers, "profiles": cluster.profiles, "counts": counts}
 
 
+@dataclass
 class RegulationProcessor:
-    """The part (start/stop) that runs accepted regulations; ``submit`` queues one."""
+    """The part (start/stop) that runs accepted regulations; ``submit`` queues one. ``ch`` is an engine client of
+    its own, so an erasure's mutations never hold up the API's queries."""
 
-    def __init__(
-        self,
-        ch: ClickHouse,
-        producer: AsyncProducer,
-        ledger: PrivacyLedger,
-        regulations: RegulationLog,
-        topics: Topics,
-    ) -> None:
-        self.ch = ch
-        self.topics = topics
-        self.producer = producer
-        self.ledger = ledger
-        self.regulations = regulations
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
+    ch: ClickHouse
+    producer: AsyncProducer
+    ledger: PrivacyLedger
+    regulations: RegulationLog
+    topics: Topics
+    done: int = 0
+    _jobs: queue.Queue[Job | None] = field(default_factory=queue.Queue, init=False, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _thread: threading.Thread = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
         self._thread = threading.Thread(target=self._run, name="regulations", daemon=True)
-        self._stopping = threading.Event()
-        self.done = 0
 
     def start(self) -> RegulationProcessor:
         drop_stale_work_tables(self.ch)
