@@ -188,3 +188,13 @@ def test_an_erasure_leaves_no_canary_string_and_the_control_person_intact(ch: Cl
     }
     assert tombstones == identities | changes
     assert s.ledger is not None and s.ledger.get(s.ledger.hasher(f"email:{people.email}")) is not None
+
+
+def test_every_table_an_erasure_reaches_bounds_the_life_of_replaced_parts(ch: ClickHouse) -> None:
+    """Migration 016: the parts an erasure's mutation replaced leave the disk within a bound; a table added later
+    that holds people must carry the setting too."""
+    plan = plan_erasure(ch.database, person_tables(ch), "w")
+    _, rows = ch.query("SELECT name, engine_full FROM system.tables WHERE database = {db:String}", {"db": ch.database})
+    engines = dict(rows)
+    assert set(plan.predicates) >= {"events_store", "identities_store", "audience_members"}
+    assert [t for t in plan.predicates if "old_parts_lifetime = 30" not in engines[t]] == []
