@@ -108,6 +108,20 @@ class PrivacyLedger(CompactedTopic[LedgerEntry]):
                 return True
         return False
 
+    def screen(self, node_keys: Sequence[str]) -> list[Record] | None:
+        """For an incoming event's identifiers: None to let it in; else it is dropped, and the ledger records of
+        its identifiers that join the suppression (applied here at once, so the next event of the same request
+        already meets them) are what the caller produces with its other records."""
+        by = self.suppressing(node_keys)
+        if by is None:
+            return None
+        records = []
+        for h, entry in self.joining(node_keys, by):
+            record = ledger_record(self.topic, h, entry)
+            self.apply(h, record[2])
+            records.append(record)
+        return records
+
     def joining(self, node_keys: Sequence[str], by: LedgerEntry) -> list[tuple[str, LedgerEntry]]:
         """Entries for the identifiers of a suppressed event that are not suppressed yet: they arrived with a
         suppressed one, so they are the same person (a new cookie logging in) and join its group."""

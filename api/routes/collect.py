@@ -37,7 +37,7 @@ from schemas.segment import EventTooLarge, SegmentEvent, accept_batch, accept_ev
 from schemas.settings import Settings
 from streams.ingest import phones_to_e164
 from streams.keys import raw_event_key
-from streams.privacy import PrivacyLedger, ledger_record
+from streams.privacy import PrivacyLedger
 from streams.producer import CHECKED_HEADER, AsyncProducer, ProduceTimeout
 from streams.sources import Source
 
@@ -82,16 +82,11 @@ class Intake:
         joined: list[Record] = []
         for event in events:
             enriched = self.enriched(event)
-            keys = identifier_keys(enriched, self.rules)
-            by = ledger.suppressing(keys)
-            if by is None:
+            ledger_records = screened(ledger, enriched, self.rules, self.source.channel)
+            if ledger_records is None:
                 out.append((self.topic, raw_event_key(enriched, self.rules), orjson.dumps(enriched)))
-                continue
-            EVENTS_SUPPRESSED.labels(self.source.channel).inc()
-            for h, entry in ledger.joining(keys, by):
-                record = ledger_record(ledger.topic, h, entry)
-                ledger.apply(h, record[2])  # the next event of this request already meets the new entry
-                joined.append(record)
+            else:
+                joined += ledger_records
         return out + joined
 
     def enriched(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +115,15 @@ class Intake:
 
     async def produce(self, records: list[Record]) -> None:
         await produce(self.producer, records, self.settings.produce_timeout_s)
+
+
+def screened(ledger: PrivacyLedger, event: dict[str, Any], rules: IdentityRules, channel: str) -> list[Record] | None:
+    """None for an event to keep; for one of a suppressed person, counted as dropped, the ledger records its other
+    identifiers need (streams/privacy.py ``PrivacyLedger.screen``). Shared by the routes that take events."""
+    records = ledger.screen(identifier_keys(event, rules))
+    if records is not None:
+        EVENTS_SUPPRESSED.labels(channel).inc()
+    return list(records) if records is not None else None
 
 
 async def produce(producer: AsyncProducer, records: list[Record], timeout: float) -> None:

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from api.body import check_content_length, read_body
 from api.deps import ProducerDep, ServicesDep, SourcesDep, required_part
 from api.errors import NO_COLLECTOR, ApiError
-from api.routes.collect import produce
+from api.routes.collect import produce, screened
 from api.signatures import SignatureError, verify
 from schemas.mapping import MappingError
 from schemas.webhooks import WebhookMapping, delivery_event
@@ -85,12 +85,11 @@ async def receive(
         if stats is not None:
             stats.error(source.name, "webhook", f"{delivery.event_type} {delivery.delivery_id}: {reason}")
         return JSONResponse({"success": True, "deadletter": reason})
-    record = (
-        services.topics.raw(source.channel),
-        raw_event_key(event, rules),
-        orjson.dumps(event),
-    )
-    await produce(producer, [record], settings.produce_timeout_s)
+    suppressed = screened(services.ledger, event, rules, source.channel) if services.ledger is not None else None
+    records = suppressed or []  # a suppressed person's event is dropped (200, counted), its new identifiers join
+    if suppressed is None:
+        records = [(services.topics.raw(source.channel), raw_event_key(event, rules), orjson.dumps(event))]
+    await produce(producer, records, settings.produce_timeout_s)
     if stats is not None:
         stats.rows(source.name, "webhook", 1)
         stats.state(source.name, "webhook", "running")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -74,6 +75,12 @@ def read_topic(
     finally:
         consumer.close()
     return records
+
+
+def suppressed_events(cdp: CdpProcess) -> float:
+    """The collector's ``cdp_events_suppressed_total``, summed over channels, from its /metrics."""
+    lines = httpx.get(f"{cdp.url}/metrics", timeout=10).text.splitlines()
+    return sum(float(li.rsplit(" ", 1)[1]) for li in lines if li.startswith("cdp_events_suppressed_total{"))
 
 
 def latest_by_key(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[bytes, bytes | None]:

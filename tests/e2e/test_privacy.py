@@ -18,7 +18,7 @@ from bench.stack import produce_all
 from identity.rules import IdentityRules
 from streams.keys import raw_event_key
 from streams.producer import CHECKED_HEADER
-from tests.e2e.fixtures import in_list, latest_by_key, mid, now_iso, read_topic, wait_rows
+from tests.e2e.fixtures import in_list, latest_by_key, mid, now_iso, read_topic, suppressed_events, wait_rows
 from tests.support.service import CdpProcess
 
 pytestmark = pytest.mark.e2e
@@ -58,12 +58,6 @@ def profile_status(cdp: CdpProcess, id_type: str, value: str) -> int:
     return httpx.get(f"{cdp.url}/v1/profiles/{id_type}/{value}", headers=cdp.admin_headers(), timeout=30).status_code
 
 
-def suppressed_metric(cdp: CdpProcess) -> float:
-    text = httpx.get(f"{cdp.url}/metrics", timeout=30).text
-    lines = [line for line in text.splitlines() if line.startswith("cdp_events_suppressed_total{")]
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
-
-
 def test_erase_and_suppress_a_canary_then_unsuppress(cdp: CdpProcess) -> None:
     run = uuid.uuid4().hex[:8]
     cookie, user, email, secondary = f"can{run}-c", f"can{run}-u", f"can{run}@example.com", f"can{run}-2@example.com"
@@ -97,7 +91,7 @@ def test_erase_and_suppress_a_canary_then_unsuppress(cdp: CdpProcess) -> None:
     assert len(canary_keys) == 4 and all(identities[k] is None for k in canary_keys)
     assert identities[f"email:{control_email}".encode()] is not None
 
-    counted = suppressed_metric(cdp)
+    counted = suppressed_events(cdp)
     later = [
         {"type": "track", "event": "Again", "anonymousId": cookie, "messageId": mid()},
         {"type": "identify", "anonymousId": f"can{run}-new", "userId": user, "messageId": mid()},
@@ -108,7 +102,7 @@ def test_erase_and_suppress_a_canary_then_unsuppress(cdp: CdpProcess) -> None:
     post(cdp, "online", [barrier])
     wait_rows(cdp, [barrier["messageId"]])
     assert cdp.scalar(f"SELECT count() FROM cdp.events WHERE anonymous_id LIKE 'can{run}%'") == 0
-    assert suppressed_metric(cdp) - counted == 3
+    assert suppressed_events(cdp) - counted == 3
 
     assert regulation(cdp, "unsuppress", "anonymous_id", f"can{run}-new")["status"] == "finished"
     back = {"type": "track", "event": "Back", "anonymousId": cookie, "messageId": mid()}

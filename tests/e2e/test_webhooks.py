@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from api.signatures import shopify_header, stripe_header
-from tests.e2e.fixtures import in_list
+from tests.e2e.fixtures import in_list, suppressed_events
 from tests.support.service import CdpProcess, cdp_cli
 
 pytestmark = pytest.mark.e2e
@@ -237,3 +237,24 @@ def test_webhook_status_in_sources_list_and_metrics(cdp: CdpProcess, stripe: str
         time.sleep(1)
     assert " running " in line, line
     assert "signature" in line  # the last refused delivery, from the test before
+
+
+def test_deliveries_of_a_suppressed_person_are_acknowledged_and_dropped(cdp: CdpProcess, stripe: str) -> None:
+    run = uuid.uuid4().hex[:8]
+    email = f"gone-{run}@example.com"
+    body = {"type": "suppress", "subjects": [{"id_type": "email", "value": email}]}
+    r = httpx.post(f"{cdp.url}/v1/regulations", json=body, headers=cdp.admin_headers(), timeout=10)
+    assert r.status_code == 202, r.text
+    state_url = f"{cdp.url}/v1/regulations/{r.json()['id']}"
+    deadline = time.monotonic() + 30
+    while httpx.get(state_url, headers=cdp.admin_headers(), timeout=10).json()["status"] != "finished":
+        assert time.monotonic() < deadline, "the suppression did not finish"
+        time.sleep(0.1)
+    before = suppressed_events(cdp)
+    assert post_stripe(cdp, stripe, charge(run, 1, email.upper())).status_code == 200
+    assert suppressed_events(cdp) == before + 1
+    assert post_stripe(cdp, stripe, charge(run, 2, f"kept-{run}@example.com")).status_code == 200
+    cdp.wait_for(
+        f"SELECT count() FROM cdp.events WHERE JSONExtractString(context, 'webhook', 'delivery_id') = 'evt_{run}_2'", 1
+    )
+    assert count_deliveries(cdp, [f"evt_{run}_1"]) == 0
