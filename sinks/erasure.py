@@ -162,11 +162,16 @@ def work_table(ch: ClickHouse, pairs: Iterable[tuple[str, str]]) -> Iterator[Wor
         ch.command(f"DROP TABLE IF EXISTS {ch.database}.{name}")
 
 
+STALE_AFTER_S = 6 * 3600  # a work table this old is no regulation's any more, whichever process made it
+
+
 def drop_stale_work_tables(ch: ClickHouse) -> int:
-    """Work tables left by a process that stopped mid-regulation (empty: Memory tables lose their rows)."""
+    """Work tables left by a process that stopped mid-regulation (empty: Memory tables lose their rows); only old
+    ones, as another query API process on the same server may be running a regulation right now."""
     _, rows = ch.query(
-        "SELECT name FROM system.tables WHERE database = {db:String} AND startsWith(name, {p:String})",
-        {"db": ch.database, "p": WORK_PREFIX},
+        "SELECT name FROM system.tables WHERE database = {db:String} AND startsWith(name, {p:String}) "
+        "AND metadata_modification_time < now() - {age:UInt32}",
+        {"db": ch.database, "p": WORK_PREFIX, "age": STALE_AFTER_S},
     )
     for (name,) in rows:
         ch.command(f"DROP TABLE IF EXISTS {ch.database}.{name}")

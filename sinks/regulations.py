@@ -74,8 +74,8 @@ def ledger_entries(
         new = replace(e, regulation=regulation_id)
         if kind.erases:
             new = replace(new, erased_at_ms=at_ms)
-        if kind.suppresses:
-            new = replace(new, suppressed=True, group=regulation_id)
+        if kind.suppresses:  # an identifier suppressed already keeps its group, and so the identifiers that joined it
+            new = replace(new, suppressed=True, group=e.group if e.suppressed and e.group else regulation_id)
         out.append((h, new))
     return out
 

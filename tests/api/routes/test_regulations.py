@@ -15,8 +15,10 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from api.deps import Services
+from schemas.regulation import RegulationType
 from sinks.clickhouse import ClickHouse
-from sinks.regulations import RegulationProcessor
+from sinks.regulations import RegulationProcessor, ledger_entries
+from streams.privacy import ledger_record
 from tests.api.routes.fixtures import ADMIN, READ, WRITE_KEY, client, error_of, sent, services
 
 
@@ -150,3 +152,22 @@ def test_suppression_drops_the_person_and_a_cookie_logging_in_as_them_until_unsu
         f"anonymous_id:{new_cookie}".encode(),
     ]
     assert suppressed_count() - before == 4
+
+
+def test_a_second_suppression_keeps_the_group_so_one_unsuppress_lifts_everything() -> None:
+    """Pure over a ledger fed by hand: an identifier that joined the first suppression at the collector is lifted
+    by an unsuppress of the person after a second suppression."""
+    s = services()
+    ledger = s.ledger
+    assert ledger is not None
+    person, joined = ledger.hasher("user_id:u"), ledger.hasher("anonymous_id:new")
+    for regulation_id in ("reg_1", "reg_2"):
+        for h, e in ledger_entries(RegulationType.SUPPRESS, regulation_id, [person], ledger, 1):
+            ledger.apply(h, ledger_record(ledger.topic, h, e)[2])
+        if regulation_id == "reg_1":
+            for record in ledger.screen(["user_id:u", "anonymous_id:new"]) or []:
+                assert record[1] == joined.encode()
+    entry = ledger.get(person)
+    assert entry is not None and entry.group == "reg_1"
+    lifted = ledger_entries(RegulationType.UNSUPPRESS, "reg_3", [person], ledger, 2)
+    assert {h for h, e in lifted if not e.suppressed} == {person, joined}
