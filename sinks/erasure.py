@@ -135,7 +135,7 @@ class WorkTable:
         queries = (
             f"SELECT DISTINCT 'profile_id', profile_id FROM {db}.identities_store "
             f"WHERE (id_type, id_value) IN (SELECT id_type, id_value FROM {w})",
-            f"SELECT DISTINCT 'profile_id', arrayJoin([from_profile, into_profile]) FROM {db}.merges "
+            f"SELECT DISTINCT 'profile_id', arrayJoin([from_profile, into_profile]) FROM {db}.merges_store "
             f"WHERE from_profile IN {profiles} OR into_profile IN {profiles}",
             f"SELECT DISTINCT id_type, id_value FROM {db}.identities_store WHERE profile_id IN {profiles}",
         )

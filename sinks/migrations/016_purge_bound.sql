@@ -5,7 +5,7 @@
 -- parts only guard against a crash between a merge and an fsync, which the stream re-delivers anyway.
 ALTER TABLE {db}.events_store MODIFY SETTING old_parts_lifetime = 30;
 ALTER TABLE {db}.identities_store MODIFY SETTING old_parts_lifetime = 30;
-ALTER TABLE {db}.merges MODIFY SETTING old_parts_lifetime = 30;
+ALTER TABLE {db}.merges_store MODIFY SETTING old_parts_lifetime = 30;
 ALTER TABLE {db}.identity_refusals MODIFY SETTING old_parts_lifetime = 30;
 ALTER TABLE {db}.anonymous_profiles_store MODIFY SETTING old_parts_lifetime = 30;
 ALTER TABLE {db}.audience_members MODIFY SETTING old_parts_lifetime = 30

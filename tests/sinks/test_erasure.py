@@ -65,7 +65,9 @@ def seed(ch: ClickHouse, p: People) -> None:
         cols,
     )
     ch.insert(
-        "merges", [(p.profile_old, p.profile_new, "m1", now)], ["from_profile", "into_profile", "cause", "merged_at"]
+        "merges_store",
+        [(p.profile_old, p.profile_new, "m1", now, now)],
+        ["from_profile", "into_profile", "cause", "merged_at", "event_time"],
     )
     ch.insert(
         "identity_refusals",
@@ -146,7 +148,7 @@ def test_a_dry_run_counts_the_whole_cluster_and_changes_nothing(ch: ClickHouse, 
     reached = dry_run(ch, [("email", people.secondary)])
     assert reached["identifiers"] == 5 and reached["profiles"] == 2
     counts = reached["counts"]
-    assert counts["events_store"] == 3 and counts["merges"] == 1 and counts["identity_refusals"] == 1
+    assert counts["events_store"] == 3 and counts["merges_store"] == 1 and counts["identity_refusals"] == 1
     assert counts["audience_members"] == 2 and counts["anonymous_profiles_store"] == 2
     assert counts["identities_store"] == 6  # every version, not only the current one
     assert holding(ch, people.canary) == before
