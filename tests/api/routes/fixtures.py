@@ -23,6 +23,8 @@ from streams.serving import MembershipIndex
 from streams.sources import SourceRegistry
 from streams.topics import Topics
 
+Record = tuple[str, bytes | None, bytes | None]  # (topic, key, value); value None: a tombstone
+
 ADMIN = {"Authorization": "Bearer adm1n"}
 READ = {"Authorization": "Bearer r3ad"}
 WRITE_KEY = "wk_test"
@@ -38,17 +40,10 @@ class RecordingProducer:
         self.headers: list[Headers | None] = []
         self.follows = follows or {}
 
-    async def send_many(
-        self, records: Iterable[tuple[str, bytes | None, bytes | None]], timeout: float, headers: Headers | None = None
-    ) -> None:
+    async def send_many(self, records: Iterable[Record], timeout: float, headers: Headers | None = None) -> None:
         self.send_sync(records, timeout, headers)
 
-    def send_sync(
-        self,
-        records: Iterable[tuple[str, bytes | None, bytes | None]],
-        timeout: float = 30.0,
-        headers: Headers | None = None,
-    ) -> None:
+    def send_sync(self, records: Iterable[Record], timeout: float = 30.0, headers: Headers | None = None) -> None:
         for topic, key, value in records:
             self.sent.append((topic, key, value))
             self.headers.append(headers)
