@@ -75,6 +75,8 @@ POLL_S = 0.05  # longest wait for a batch to fill: bounds the latency a trickle 
 LOCAL_BUDGET = 200_000  # messages one batch handles among its own partitions before sending the rest on
 CACHE_NODES = 50_000  # decoded node states kept in memory (two generations of this many at most)
 TRANSACTION_TIMEOUT_MS = 10_000  # the broker aborts a dead worker's open transaction after this
+# Retrying a transactional call longer than this is retrying in a transaction the coordinator has aborted.
+RETRY_LIMIT_S = 3 * TRANSACTION_TIMEOUT_MS / 1000
 MAX_RENEWALS, RENEWAL_WINDOW_S = 5, 300.0  # fenced more often than this: two workers share one CDP_WORKER_ID
 
 STITCH_EVENTS = Counter(
@@ -91,6 +93,16 @@ STITCH_BATCH_SECONDS = Histogram(
     ["phase"],
 )
 STITCH_ABORTS = Counter("cdp_stitch_aborted_batches_total", "Stitch batches aborted and read again")
+
+
+class _GaveUp(Exception):
+    """A transactional call kept failing with a retriable error for longer than the broker keeps a transaction
+    open (a broker away longer than the transaction timeout): the transaction is lost, and only a new producer,
+    which fences the old one, goes on."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _NodeCache:
@@ -401,6 +413,9 @@ class Stitcher:
             # Retriable, e.g. CONCURRENT_TRANSACTIONS while the coordinator moves after a broker's crash.
             self._retry(lambda: producer.send_offsets_to_transaction(offsets, group, 60))
             return True
+        except _GaveUp as gave_up:
+            self._renew_producer(gave_up.error)
+            return False
         except KafkaException as exc:
             self._abandon(exc)
             return False
@@ -417,6 +432,9 @@ class Stitcher:
             if missing:
                 raise RuntimeError(f"no changelog offsets reported for partitions {sorted(missing)}")
             return dict(self._changelog_next)
+        except _GaveUp as gave_up:
+            self._renew_producer(gave_up.error)
+            return None
         except KafkaException as exc:
             self._abandon(exc)
             return None
@@ -433,6 +451,8 @@ class Stitcher:
             try:
                 self._retry(lambda: producer.abort_transaction(60))
                 return
+            except _GaveUp as gave_up:
+                error = gave_up.error
             except KafkaException as abort_exc:
                 error = abort_exc.args[0]
         if not error.fatal():
@@ -441,7 +461,9 @@ class Stitcher:
 
     def _retry(self, call: Callable[[], None]) -> None:
         """Retry a transactional call while the error says retrying may work (e.g. the broker away), unless the
-        worker is stopping (the shutdown deadline ends a process whose broker is gone)."""
+        worker is stopping (the shutdown deadline ends a process whose broker is gone). Past ``RETRY_LIMIT_S`` the
+        broker has aborted the transaction, and a call in it can time out for ever: ``_GaveUp``."""
+        deadline = time.monotonic() + RETRY_LIMIT_S
         while True:
             try:
                 call()
@@ -450,6 +472,8 @@ class Stitcher:
                 error = exc.args[0]
                 if not (isinstance(error, KafkaError) and error.retriable()) or self._stop.is_set():
                     raise
+                if time.monotonic() > deadline:
+                    raise _GaveUp(error) from exc
                 log.warning("transaction: %s; retrying", error)
                 time.sleep(0.5)
 
