@@ -15,6 +15,7 @@ from bench.stack import RecordCounter, prepare_cdp_topics, produce_all
 from identity.graph import NodeState
 from identity.rules import IdentityRules
 from schemas.settings import Settings
+from streams import stitcher as stitcher_module
 from streams.keys import raw_event_key
 from streams.partitioner import partition_for
 from streams.producer import CHECKED_HEADER
@@ -196,3 +197,21 @@ def test_a_retriable_error_adding_the_offsets_is_retried_not_fatal(kafka, tmp_pa
     finally:
         stitcher.stop()
         counter.close()
+
+
+def test_a_transactional_call_retried_past_the_limit_gives_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call that keeps timing out (a transaction the coordinator aborted while the broker was away) is not
+    retried for ever: past the limit the stitcher gives up on the transaction, and a new producer takes over."""
+    monkeypatch.setattr(stitcher_module, "RETRY_LIMIT_S", 0.6)
+    monkeypatch.setattr(stitcher_module.time, "sleep", lambda s: None)
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", privacy_key="k", data_dir=tmp_path, worker_id="w")
+    stitcher = Stitcher(settings, RULES, on_failure=lambda exc: None)
+    calls = []
+
+    def times_out() -> None:
+        calls.append(time.monotonic())
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to add offsets to transaction", retriable=True))
+
+    with pytest.raises(stitcher_module._GaveUp):
+        stitcher._retry(times_out)
+    assert len(calls) > 1 and calls[-1] - calls[0] >= 0.6
