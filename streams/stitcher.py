@@ -413,10 +413,7 @@ class Stitcher:
             # Retriable, e.g. CONCURRENT_TRANSACTIONS while the coordinator moves after a broker's crash.
             self._retry(lambda: producer.send_offsets_to_transaction(offsets, group, 60))
             return True
-        except _GaveUp as gave_up:
-            self._renew_producer(gave_up.error)
-            return False
-        except KafkaException as exc:
+        except (KafkaException, _GaveUp) as exc:
             self._abandon(exc)
             return False
 
@@ -432,17 +429,18 @@ class Stitcher:
             if missing:
                 raise RuntimeError(f"no changelog offsets reported for partitions {sorted(missing)}")
             return dict(self._changelog_next)
-        except _GaveUp as gave_up:
-            self._renew_producer(gave_up.error)
-            return None
-        except KafkaException as exc:
+        except (KafkaException, _GaveUp) as exc:
             self._abandon(exc)
             return None
 
-    def _abandon(self, exc: KafkaException) -> None:
-        """A failed transaction: abort it, or renew a producer the failure left fenced (else raise)."""
+    def _abandon(self, exc: KafkaException | _GaveUp) -> None:
+        """A failed transaction: abort it, or renew a producer the failure left fenced or that gave up on its
+        transaction (else raise)."""
         producer = self._producer
         assert producer is not None
+        if isinstance(exc, _GaveUp):
+            self._renew_producer(exc.error)
+            return
         error = exc.args[0]
         if not isinstance(error, KafkaError):
             raise exc
@@ -452,7 +450,8 @@ class Stitcher:
                 self._retry(lambda: producer.abort_transaction(60))
                 return
             except _GaveUp as gave_up:
-                error = gave_up.error
+                self._renew_producer(gave_up.error)
+                return
             except KafkaException as abort_exc:
                 error = abort_exc.args[0]
         if not error.fatal():
