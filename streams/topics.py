@@ -3,9 +3,11 @@ counts and durability from settings, so `auto.create.topics.enable` is never rel
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import overload
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -111,16 +113,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         NewTopic(t.privacy_ledger, 1, r, config=compacted),
         NewTopic(t.regulations, 1, r, config=compacted),
     ]
-    existing = set(admin.list_topics(timeout=timeout).topics)
-    missing = [nt for nt in wanted if nt.topic not in existing]
-    if not missing:
-        return
-    for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
-        try:
-            fut.result(timeout)
-        except Exception as exc:  # a concurrent creator won the race: fine
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+    _create(admin, wanted, timeout)
 
 
 def ensure_topic(settings: Settings, name: str, *, compacted: bool = False, timeout: float = 30.0) -> None:
@@ -129,12 +122,43 @@ def ensure_topic(settings: Settings, name: str, *, compacted: bool = False, time
     config = {"min.insync.replicas": str(settings.topic_min_insync)}
     if compacted:
         config["cleanup.policy"] = "compact"
-    if name in admin.list_topics(timeout=timeout).topics:
-        return
     topic = NewTopic(name, settings.topic_partitions, settings.topic_replication, config=config)
-    for fut in admin.create_topics([topic], operation_timeout=timeout).values():
-        try:
-            fut.result(timeout)
-        except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+    _create(admin, [topic], timeout)
+
+
+# A cluster that has just started answers these while its brokers register and elect a controller, and
+# librdkafka fails a request in flight on a bootstrap connection it retires once it has learned the brokers.
+_PASSING = {
+    KafkaError._DESTROY_BROKER,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_CONTROLLER,
+    KafkaError.INVALID_REPLICATION_FACTOR,
+}
+
+
+def _create(admin: AdminClient, wanted: list[NewTopic], timeout: float) -> None:
+    """Create those of ``wanted`` that do not exist, retrying passing errors until ``timeout`` has run out.
+
+    A topic another process creates meanwhile counts as created."""
+    deadline = time.monotonic() + timeout
+    while True:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+        missing = [nt for nt in wanted if nt.topic not in existing]
+        if not missing:
+            return
+        failed: dict[str, KafkaError] = {}
+        for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
+            try:
+                fut.result(timeout)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    failed[name] = err
+        if not failed:
+            return
+        name, err = next(iter(failed.items()))
+        if time.monotonic() >= deadline or not (err.retriable() or err.code() in _PASSING):
+            raise RuntimeError(f"could not create topic {name}: {err}")
+        time.sleep(0.5)
