@@ -37,6 +37,16 @@ def _held_elsewhere(folder: str) -> bool:
     return False
 
 
+def _dedup_settings(token: str | None, deduplicate: bool) -> dict[str, Any]:
+    """The engine's insert deduplication for one block: by ``token``, also in the materialized views the
+    block feeds (a view whose earlier insert failed gets the retry, and checks it against its own log), or off."""
+    if not deduplicate:
+        return {"insert_deduplicate": 0}
+    if not token:
+        return {}
+    return {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
 class ClickHouse:
     def __init__(
         self,
@@ -92,20 +102,33 @@ class ClickHouse:
         return rows[0][0] if rows else None
 
     def insert(
-        self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], dedup_token: str | None = None
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        dedup_token: str | None = None,
+        *,
+        deduplicate: bool = True,
     ) -> None:
         """Insert one block of rows. With a dedup token, a retried block is dropped by the engine (tables carry
         `non_replicated_deduplication_window`), so a retry after an unknown outcome never doubles rows.
+        ``deduplicate=False`` turns the engine's check off for this block (sinks/writer.py says when).
 
         Sent column-oriented, which chDB takes faster than row tuples (the sink stage of `make bench`)."""
         data = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in columns]
-        self.insert_columns(table, data, columns, dedup_token)
+        self.insert_columns(table, data, columns, dedup_token, deduplicate=deduplicate)
 
     def insert_columns(
-        self, table: str, data: Sequence[Sequence[Any]], columns: Sequence[str], dedup_token: str | None = None
+        self,
+        table: str,
+        data: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        dedup_token: str | None = None,
+        *,
+        deduplicate: bool = True,
     ) -> None:
         """Insert one block given column by column (``data[i]`` holds every value of ``columns[i]``)."""
-        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        settings = _dedup_settings(dedup_token, deduplicate) or None
         with self._lock:
             self._client.insert(
                 table,
@@ -116,7 +139,9 @@ class ClickHouse:
                 column_oriented=True,
             )
 
-    def insert_json_lines(self, table: str, lines: Sequence[bytes], dedup_token: str | None = None) -> None:
+    def insert_json_lines(
+        self, table: str, lines: Sequence[bytes], dedup_token: str | None = None, *, deduplicate: bool = True
+    ) -> None:
         """Insert JSON objects (one per line) and let the engine parse them: for landing tables whose
         materialized views map the records (sinks/views/events_landing_mv.sql)."""
         settings: dict[str, Any] = {
@@ -130,9 +155,7 @@ class ClickHouse:
             # writers keep every core busy (README, "Why these settings").
             "input_format_parallel_parsing": 0,
         }
-        if dedup_token:
-            settings["insert_deduplication_token"] = dedup_token
-            settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
+        settings.update(_dedup_settings(dedup_token, deduplicate))
         with self._lock:
             self._client.raw_insert(
                 f"{self.database}.{table}", None, b"\n".join(lines), settings=settings, fmt="JSONEachRow"

@@ -3,8 +3,15 @@
 Batches by size and time; inserts one block per table with a deduplication token derived from the exact
 offsets in the block; commits Kafka offsets only after the insert succeeded. If ClickHouse is unavailable the
 sink keeps its batch, backs off and retries (consuming nothing more meanwhile), so after recovery nothing is
-missing; a block retried after an unknown outcome is dropped by the engine's insert deduplication, and a
-redelivered event collapses in the ReplacingMergeTree behind the analysts' views, so nothing is doubled.
+missing. A block read again after a restart is dropped by the engine's insert deduplication, and a redelivered
+event collapses in the ReplacingMergeTree behind the analysts' views (the DMP side counts distinct events), so
+nothing is doubled.
+
+A block whose insert failed is retried with the engine's deduplication off. The engine records a block's id in
+its deduplication log before it renames the block's part into place, and a failure between the two (a disk
+refusing the rename, a store going away) leaves the id without the part: a retry under that id would be
+dropped as a duplicate of data that never landed. The retry may write rows the failed insert did store (its
+outcome is unknown); those copies collapse like any redelivery.
 """
 
 from __future__ import annotations
@@ -247,12 +254,14 @@ class KafkaSink:
 
     def _write_until_done(self, client: ClickHouse, batch: Batch) -> bool:
         delay = 0.2
+        deduplicate = True
         while True:
             try:
-                self._write(client, batch)
+                self._write(client, batch, deduplicate)
                 return True
             except Exception as exc:  # ClickHouse down: keep the batch, retry
                 log.warning("sink write failed (%s); retrying in %.1f s", exc, delay)
+                deduplicate = False  # the failed insert may have left its block's id without its part
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 if self._stop.is_set() and delay >= 5.0:
@@ -260,12 +269,13 @@ class KafkaSink:
                     log.error("sink stopping with an unwritten batch; it will be re-read on restart")
                     return False
 
-    def _write(self, client: ClickHouse, batch: Batch) -> None:
+    def _write(self, client: ClickHouse, batch: Batch, deduplicate: bool = True) -> None:
         for topic, values in batch.values.items():
             route = self.routes[topic]
+            token = batch.token(topic)
             if route.json:
                 started = time.perf_counter()
-                client.insert_json_lines(route.table, values, dedup_token=batch.token(topic))
+                client.insert_json_lines(route.table, values, dedup_token=token, deduplicate=deduplicate)
                 self._count(route.table, len(values), started)
                 continue
             assert route.row is not None
@@ -279,7 +289,7 @@ class KafkaSink:
                     log.error("dropping unreadable record %d of a batch of %s: %s", i, topic, exc)
             if rows:
                 started = time.perf_counter()
-                client.insert(route.table, rows, route.columns, dedup_token=batch.token(topic))
+                client.insert(route.table, rows, route.columns, dedup_token=token, deduplicate=deduplicate)
                 self._count(route.table, len(rows), started)
 
     def _count(self, table: str, rows: int, started: float) -> None:

@@ -10,7 +10,8 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sinks.writer import KafkaSink, Route
+from sinks.clickhouse import ClickHouse
+from sinks.writer import Batch, KafkaSink, Route
 from streams.producer import AsyncProducer
 
 pytestmark = pytest.mark.e2e
@@ -93,3 +94,38 @@ def test_clickhouse_outage_mid_stream_loses_and_doubles_nothing(kafka, ch) -> No
     _wait_count(ch, 5000)
     sink.stop()
     assert ch.scalar(f"SELECT uniqExact(message_id) FROM {ch.database}.events_store") == 5000
+
+
+class _IdWithoutPart:
+    """A client whose first insert fails after the engine has recorded the block's id, as when the rename of
+    the block's part fails: here a decoy row under the same token records the id, then the insert raises."""
+
+    def __init__(self, ch: ClickHouse) -> None:
+        self.ch = ch
+        self.failed = False
+
+    def insert_json_lines(self, table: str, lines: list[bytes], dedup_token: str | None = None, **kw: bool) -> None:
+        if not self.failed:
+            self.failed = True
+            decoy = orjson.loads(lines[0]) | {"messageId": "decoy"}
+            self.ch.insert_json_lines(table, [orjson.dumps(decoy)], dedup_token=dedup_token)
+            raise OSError("rename of the part failed")
+        self.ch.insert_json_lines(table, lines, dedup_token=dedup_token, **kw)
+
+
+def test_a_block_whose_insert_failed_is_not_dropped_as_its_own_duplicate(kafka, ch, monkeypatch) -> None:
+    monkeypatch.setattr("sinks.writer.time.sleep", lambda s: None)
+    now = datetime.now(UTC).isoformat()
+    batch = Batch()
+    for i in range(5):
+        event = {"messageId": f"f-{i}", "type": "track", "event": "E", "timestamp": now, "receivedAt": now}
+        batch.add("stitched", 0, i, orjson.dumps(event))
+    sink = KafkaSink(ch, kafka.bootstrap, f"g-{uuid.uuid4().hex[:6]}", {"stitched": Route("events_landing", json=True)})
+    try:
+        assert sink._write_until_done(_IdWithoutPart(ch), batch)  # type: ignore[arg-type]
+    finally:  # never started: only its consumer and clients to close
+        sink._consumer.close()
+        for client in sink._clients:
+            client.close()
+    stored = {r[0] for r in ch.query(f"SELECT message_id FROM {ch.database}.events")[1]}
+    assert {f"f-{i}" for i in range(5)} <= stored
