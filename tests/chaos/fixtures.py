@@ -177,6 +177,8 @@ class ChaosRun:
             f"{len(extra):,}; settled {settle:.1f} s after the last answer",
         ]
         print("\n".join(lines), flush=True)
+        if missing or extra:
+            print(f"  the service's own lines, from {self.service.log_path}:\n{service_lines(self.service)}", flush=True)
         assert not missing, f"{len(missing)} accepted events not stored, e.g. {sorted(missing)[:5]}"
         assert not extra, f"{len(extra)} stored events never accepted, e.g. {sorted(extra)[:5]}"
         assert counts.view == counts.view_ids == len(report.accepted), counts.line()
@@ -186,6 +188,12 @@ class ChaosRun:
     def abandon(self) -> None:
         if self.load is not None:
             self.load.stop()
+
+
+def service_lines(service: CdpProcess, last: int = 60) -> str:
+    """The service's log without the Kafka clients' own reconnect noise: what to read when a run failed."""
+    own = [line for line in service.output().splitlines() if not line.startswith("%") and "aiokafka" not in line]
+    return "\n".join(own[-last:])
 
 
 def cdp_table_folders(service: CdpProcess) -> list[Path]:
