@@ -178,7 +178,8 @@ class ChaosRun:
         ]
         print("\n".join(lines), flush=True)
         if missing or extra:
-            print(f"  the service's own lines, from {self.service.log_path}:\n{service_lines(self.service)}", flush=True)
+            own = service_lines(self.service)
+            print(f"  the service's own lines, from {self.service.log_path}:\n{own}", flush=True)
         assert not missing, f"{len(missing)} accepted events not stored, e.g. {sorted(missing)[:5]}"
         assert not extra, f"{len(extra)} stored events never accepted, e.g. {sorted(extra)[:5]}"
         assert counts.view == counts.view_ids == len(report.accepted), counts.line()
