@@ -61,7 +61,9 @@ class GatedClient:
     def sibling(self) -> GatedClient:
         return self
 
-    def insert_json_lines(self, table: str, lines: Sequence[bytes], dedup_token: str | None = None) -> None:
+    def insert_json_lines(
+        self, table: str, lines: Sequence[bytes], dedup_token: str | None = None, *, deduplicate: bool = True
+    ) -> None:
         if not self.sizes:
             self.gate.wait(10)
         self.sizes.append(len(lines))
