@@ -26,6 +26,7 @@ from schemas.settings import Settings
 from sinks.analyst import AnalystSql
 from sinks.clickhouse import ClickHouse
 from sinks.migrate import migrate
+from sinks.retention import Retention
 from streams.producer import AsyncProducer
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ async def opened(open_part: Callable[[], C]) -> AsyncIterator[C]:
 async def clickhouse_store(settings: Settings) -> AsyncIterator[ClickHouse]:
     """The ClickHouse connection (the embedded chDB store, or a server), schema migrated before anyone uses it."""
     async with opened(lambda: ClickHouse(settings.clickhouse_url, settings.clickhouse_database)) as ch:
-        applied = await asyncio.to_thread(migrate, ch, ttl_days=settings.anonymous_ttl_days)
+        applied = await asyncio.to_thread(migrate, ch, retention=Retention.of(settings))
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         yield ch

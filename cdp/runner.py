@@ -5,12 +5,12 @@ chDB store (a chDB folder can be opened by one process only). `cdp collector`, `
 parts apart, for scale-out against a ClickHouse server; every role composes the same parts (cdp/parts.py).
 
 Start order, each part after what it uses: ClickHouse store (migrated), analyst SQL engine, producer, privacy
-ledger, regulations (their log and processor), audience definitions, serving index, sink, audience evaluator, stitch
-worker, sources, source status, pull sources, HTTP server, extra collector processes. On SIGTERM or SIGINT the stack
-stops them in reverse: stop taking requests, then the pull sources (they finish their batch), the stitch worker (it
-commits its last batch), the evaluator, the sink (flush and commit), the regulations (what is not done is marked
-interrupted), the followers, the producer (everything answered 200 is in Kafka), the analyst engine, and the store
-last. A shutdown deadline bounds the whole stop.
+ledger, regulations (their log and processor), audience definitions, serving index, sink, audience evaluator,
+retention marker, stitch worker, sources, source status, pull sources, HTTP server, extra collector processes.
+On SIGTERM or SIGINT the stack stops them in reverse: stop taking requests, then the pull sources (they finish
+their batch), the stitch worker (it commits its last batch), the evaluator, the sink (flush and commit), the
+regulations (what is not done is marked interrupted), the followers, the producer (everything answered 200 is in
+Kafka), the analyst engine, and the store last. A shutdown deadline bounds the whole stop.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from schemas.settings import CHANNELS, Settings
 from sinks.audience_eval import AudienceEvaluator
 from sinks.clickhouse import ClickHouse, StoreInUse
 from sinks.regulations import RegulationProcessor
+from sinks.retention import IdentifiedMarker
 from sinks.rows import IDENTITY_COLUMNS, MERGE_COLUMNS, REFUSAL_COLUMNS, identity_row, merge_row, refusal_row
 from sinks.writer import KafkaSink, Route
 from streams.audiences import AudienceDefinitions
@@ -257,6 +258,10 @@ async def start_audience_parts(
         on_change=index.apply_change if index is not None else None,
     )
     await enter(parts.running(evaluator))
+    # The retention's marking of newly identified cookies (sinks/retention.py): a mutation now and then, on a client
+    # of its own like the evaluator's.
+    marker_ch = await enter(parts.opened(ch.sibling))
+    await enter(parts.running(IdentifiedMarker(marker_ch, settings.retention_mark_s)))
 
 
 async def start_http(stack: contextlib.AsyncExitStack, roles: Roles, services: Services) -> None:

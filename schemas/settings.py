@@ -80,7 +80,23 @@ class Settings(BaseSettings):
         "writers are busy it grows to sink_batch_rows (a cut block is only one more part to write and merge).",
     )
     sink_writers: int = Field(2, ge=1, description="Parallel inserts into ClickHouse (about one core each).")
-    anonymous_ttl_days: int = 90
+    anonymous_ttl_days: int = Field(90, ge=1, description="Retention of the DMP side (anonymous profiles), days.")
+    anonymous_events_ttl_days: int | None = Field(
+        None,
+        ge=1,
+        description="Retention of the raw events of never-identified identifiers (cookies, devices), days; "
+        "unset: the DMP side's (anonymous_ttl_days).",
+    )
+    refusals_ttl_days: int = Field(30, ge=1, description="Retention of refused identity links, days.")
+    audience_history_ttl_days: int = Field(
+        365, ge=1, description="Audience membership changes older than this are rolled up to each member's state."
+    )
+    retention_mark_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How often the worker marks the earlier events of newly identified cookies as identified, "
+        "so the anonymous-events retention spares them.",
+    )
     base_currency: str = Field("USD", description="The currency of a profile's lifetime value (ISO 4217 code).")
     currency_rates: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict,

@@ -6,7 +6,8 @@ message_id, one identifier, one audience member) live on one shard; views and th
 original names unchanged. Materialized views attach to the local tables, so each shard aggregates its own
 inserts.
 
-    python -m sinks.cluster --cluster my_cluster [--db cdp] [--ttl-days 90]  # prints the DDL
+    python -m sinks.cluster --cluster my_cluster [--db cdp] [--ttl-days 90]  # prints the DDL (default retention
+    # otherwise: a `cdp` process re-applies 017 with its own settings at start)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from functools import partial
 
 from sinks.migrate import migration_files, statements, view_definitions
+from sinks.retention import Retention
 
 SHARDING_KEYS = {
     "events_store": "cityHash64(message_id)",
@@ -47,9 +49,10 @@ def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> lis
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster):
         raise ValueError("cluster: must be a plain identifier")
     out = [f"CREATE DATABASE IF NOT EXISTS {db} ON CLUSTER {cluster}"]
-    stmts = [stmt for _, _, sql in migration_files() for stmt in statements(sql, db=db, ttl_days=ttl_days)]
+    retention = Retention(anonymous_profiles_days=ttl_days)
+    stmts = [stmt for _, _, sql in migration_files() for stmt in statements(sql, db=db, retention=retention)]
     # A new cluster has no history to fill a view's target from: the views are only created.
-    stmts += [view.create(db) for view in view_definitions(db=db, ttl_days=ttl_days)]
+    stmts += [view.create(db) for view in view_definitions(db=db, retention=retention)]
     for stmt in stmts:
         if m := _CREATE_TABLE.match(stmt):
             table = m.group(2)

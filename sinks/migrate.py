@@ -14,7 +14,11 @@
   target is filled from the history (the same SELECT with `<source>` replaced by `<view>`), which is how a
   migration that rebuilds an aggregate table gets its past back. That needs an idempotent aggregation (rows
   landing between the create and the fill are aggregated twice).
-Placeholders: `{db}` the database, `{ttl_days}` the anonymous-profile retention.
+- A migration whose first line is `-- reapplied when the settings it renders change` (the retention TTLs) is
+  applied again whenever its rendered statements differ from the last applied (their checksum is recorded with
+  the version), so such a setting takes effect at the next start. Its statements must be idempotent.
+Placeholders: `{db}` the database, and the retention days (sinks/retention.py): `{ttl_days}` the anonymous
+profiles', `{anonymous_events_ttl_days}`, `{refusals_ttl_days}`, `{audience_history_ttl_days}`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from graphlib import TopologicalSorter
 from importlib import resources
 
 from sinks.clickhouse import ClickHouse
+from sinks.retention import Retention
 
 _FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _VIEW_FILE = re.compile(r"^([a-z0-9_]+)\.sql$")
@@ -35,6 +40,8 @@ _VIEW = re.compile(
 )
 _HISTORY = re.compile(r"^-- history: (\w+) in place of (\w+)$", re.M)
 _REFERENCE = re.compile(r"\{db\}\.(\w+)")
+REAPPLIED = "-- reapplied when the settings it renders change"
+DEFAULT_RETENTION = Retention()
 
 
 def migration_files() -> list[tuple[int, str, str]]:
@@ -47,13 +54,16 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-def _render(sql: str, *, db: str, ttl_days: int) -> str:
-    return sql.replace("{db}", db).replace("{ttl_days}", str(int(ttl_days)))
+def _render(sql: str, *, db: str, retention: Retention) -> str:
+    sql = sql.replace("{db}", db)
+    for name, days in retention.placeholders().items():
+        sql = sql.replace(f"{{{name}}}", str(int(days)))
+    return sql
 
 
-def statements(sql: str, *, db: str, ttl_days: int) -> list[str]:
+def statements(sql: str, *, db: str, retention: Retention = DEFAULT_RETENTION) -> list[str]:
     body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in _render(body, db=db, ttl_days=ttl_days).split(";") if s.strip()]
+    return [s.strip() for s in _render(body, db=db, retention=retention).split(";") if s.strip()]
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ class ViewDef:
         return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{self.name} TO {db}.{self.target} AS {self.select}"
 
 
-def parse_view(name: str, text: str, *, db: str, ttl_days: int) -> tuple[ViewDef, set[str]]:
+def parse_view(name: str, text: str, *, db: str, retention: Retention = DEFAULT_RETENTION) -> tuple[ViewDef, set[str]]:
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--")).strip()
     m = _VIEW.match(body.rstrip(";").strip())
     if not m or m.group(2) != name or ";" in m.group(4):
@@ -87,19 +97,19 @@ def parse_view(name: str, text: str, *, db: str, ttl_days: int) -> tuple[ViewDef
         history = (h.group(1), h.group(2))
         if not materialized or len(re.findall(rf"\{{db\}}\.{history[1]}\b", select)) != 1:
             raise ValueError(f"sinks/views/{name}.sql: a history stands in for the one source of a materialized view")
-    rendered = _render(select, db=db, ttl_days=ttl_days)
+    rendered = _render(select, db=db, retention=retention)
     checksum = hashlib.sha256(f"{materialized}|{target}|{history}|{rendered}".encode()).hexdigest()
     deps = set(_REFERENCE.findall(select)) | ({history[0]} if history else set())
     return ViewDef(name, rendered, materialized, target, history, checksum), deps - {name}
 
 
-def view_definitions(*, db: str, ttl_days: int) -> list[ViewDef]:
+def view_definitions(*, db: str, retention: Retention = DEFAULT_RETENTION) -> list[ViewDef]:
     """Every view of `sinks/views/`, each after the views it reads."""
     views: dict[str, ViewDef] = {}
     graph: dict[str, set[str]] = {}
     for entry in sorted(resources.files("sinks.views").iterdir(), key=lambda e: e.name):
         if m := _VIEW_FILE.match(entry.name):
-            view, deps = parse_view(m.group(1), entry.read_text(), db=db, ttl_days=ttl_days)
+            view, deps = parse_view(m.group(1), entry.read_text(), db=db, retention=retention)
             views[view.name], graph[view.name] = view, deps
     order = TopologicalSorter({name: deps & views.keys() for name, deps in graph.items()}).static_order()
     return [views[name] for name in order]
@@ -113,7 +123,7 @@ def _fill_from_history(ch: ClickHouse, view: ViewDef) -> None:
     ch.command(f"INSERT INTO {db}.{view.target} {select}")
 
 
-def apply_views(ch: ClickHouse, *, ttl_days: int = 90) -> list[str]:
+def apply_views(ch: ClickHouse, *, retention: Retention = DEFAULT_RETENTION) -> list[str]:
     """Create every view whose file changed or which is missing; returns their file names."""
     db = ch.database
     ch.command(
@@ -125,7 +135,7 @@ def apply_views(ch: ClickHouse, *, ttl_days: int = 90) -> list[str]:
     _, rows = ch.query("SELECT name, as_select FROM system.tables WHERE database = {db:String}", {"db": db})
     existing = {r[0]: r[1] for r in rows}
     applied = []
-    for view in view_definitions(db=db, ttl_days=ttl_days):
+    for view in view_definitions(db=db, retention=retention):
         if recorded.get(view.name) == view.checksum and view.name in existing:
             continue
         same = view.name in existing and existing[view.name] == ch.scalar(
@@ -150,7 +160,7 @@ def _create(ch: ClickHouse, view: ViewDef) -> None:
         _fill_from_history(ch, view)
 
 
-def migrate(ch: ClickHouse, *, ttl_days: int = 90) -> list[str]:
+def migrate(ch: ClickHouse, *, retention: Retention = DEFAULT_RETENTION) -> list[str]:
     """Apply pending migrations, then the views; returns the file names applied (empty when up to date)."""
     db = ch.database
     ch.command(f"CREATE DATABASE IF NOT EXISTS {db}")
@@ -158,14 +168,17 @@ def migrate(ch: ClickHouse, *, ttl_days: int = 90) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, "
         "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"
     )
-    _, rows = ch.query(f"SELECT version FROM {db}.schema_migrations")
-    done = {r[0] for r in rows}
+    ch.command(f"ALTER TABLE {db}.schema_migrations ADD COLUMN IF NOT EXISTS checksum String")
+    _, rows = ch.query(f"SELECT version, argMax(checksum, applied_at) FROM {db}.schema_migrations GROUP BY version")
+    done = {r[0]: r[1] for r in rows}
     applied = []
     for version, name, sql in migration_files():
-        if version in done:
+        stmts = statements(sql, db=db, retention=retention)
+        checksum = hashlib.sha256(";".join(stmts).encode()).hexdigest() if sql.startswith(REAPPLIED) else ""
+        if version in done and done[version] == checksum:
             continue
-        for stmt in statements(sql, db=db, ttl_days=ttl_days):
+        for stmt in stmts:
             ch.command(stmt)
-        ch.insert("schema_migrations", [(version, name)], ["version", "name"])
+        ch.insert("schema_migrations", [(version, name, checksum)], ["version", "name", "checksum"])
         applied.append(name)
-    return applied + apply_views(ch, ttl_days=ttl_days)
+    return applied + apply_views(ch, retention=retention)

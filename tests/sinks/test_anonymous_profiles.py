@@ -144,7 +144,7 @@ def test_the_rebuilt_store_counts_the_history_once(ch) -> None:
     ch.insert_json_lines("events_landing", lines, dedup_token="stitched|0:0-3")
     ch.insert_json_lines("events_landing", lines[2:], dedup_token="stitched|0:2-3b")
     rebuild = next(sql for _, name, sql in migration_files() if name == "013_anonymous_counted_once.sql")
-    for stmt in statements(rebuild, db=ch.database, ttl_days=90):
+    for stmt in statements(rebuild, db=ch.database):
         ch.command(stmt)
     assert apply_views(ch) == ["anonymous_profiles_landing_mv.sql"]  # made over the empty store, filled from history
     query = f"SELECT events, pages, page_counts FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-history'"

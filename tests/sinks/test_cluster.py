@@ -18,7 +18,7 @@ def test_every_table_becomes_replicated_plus_distributed() -> None:
     tables = {
         s.split()[5]
         for _, _, sql in migration_files()
-        for s in statements(sql, db="cdp", ttl_days=90)
+        for s in statements(sql, db="cdp")
         if s.startswith("CREATE TABLE") and s.split()[6] != "AS"  # not a rerun's stand-in (CREATE TABLE x AS y)
     }
     assert tables == {f"cdp.{table}" for table in SHARDING_KEYS}

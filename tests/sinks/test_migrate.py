@@ -35,7 +35,7 @@ def test_every_file_is_rerunnable_and_ends_in_the_same_schema(ch, chdb_url) -> N
     try:
         for _, _, sql in migration_files():
             for _ in range(2):
-                for stmt in statements(sql, db=fresh.database, ttl_days=90):
+                for stmt in statements(sql, db=fresh.database):
                     fresh.command(stmt)
         assert apply_views(fresh) and apply_views(fresh) == []
         twice = [(name, query.replace(fresh.database, ch.database)) for name, query in _schema(fresh)]
@@ -47,7 +47,7 @@ def test_every_file_is_rerunnable_and_ends_in_the_same_schema(ch, chdb_url) -> N
 
 
 def test_views_are_made_after_the_views_they_read() -> None:
-    views = view_definitions(db="cdp", ttl_days=90)
+    views = view_definitions(db="cdp")
     order = [view.name for view in views]
     for view in views:
         for other in set(re.findall(r"\bcdp\.(\w+)", view.select)) & set(order):
@@ -83,11 +83,11 @@ def test_a_materialized_view_is_swapped_when_its_file_changes(ch) -> None:
 
 def test_a_view_file_names_one_view_of_its_own_name() -> None:
     with pytest.raises(ValueError, match=r"profiles\.sql"):
-        parse_view("profiles", "CREATE VIEW {db}.other AS SELECT 1", db="cdp", ttl_days=90)
+        parse_view("profiles", "CREATE VIEW {db}.other AS SELECT 1", db="cdp")
     with pytest.raises(ValueError, match="TO a table"):
-        parse_view("x", "CREATE MATERIALIZED VIEW {db}.x AS SELECT 1", db="cdp", ttl_days=90)
+        parse_view("x", "CREATE MATERIALIZED VIEW {db}.x AS SELECT 1", db="cdp")
     with pytest.raises(ValueError, match="one source"):
-        parse_view("x", "-- history: h in place of s\nCREATE VIEW {db}.x AS SELECT 1", db="cdp", ttl_days=90)
+        parse_view("x", "-- history: h in place of s\nCREATE VIEW {db}.x AS SELECT 1", db="cdp")
 
 
 def _event(mid: str) -> dict:
