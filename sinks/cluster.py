@@ -7,7 +7,7 @@ original names unchanged. Materialized views attach to the local tables, so each
 inserts.
 
     python -m sinks.cluster --cluster my_cluster [--db cdp] [--ttl-days 90]  # prints the DDL (default retention
-    # otherwise: a `cdp` process re-applies 017 with its own settings at start)
+    # otherwise: a `cdp` process re-applies 018 with its own settings at start)
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@
   landing between the create and the fill are aggregated twice).
 - A migration whose first line is `-- reapplied when the settings it renders change` (the retention TTLs) is
   applied again whenever its rendered statements differ from the last applied (their checksum is recorded with
-  the version), so such a setting takes effect at the next start. Its statements must be idempotent.
+  the version), so such a setting takes effect at the next start. Its statements must be idempotent. Before it
+  runs, the events of cookies identified since their events were stored are marked (sinks/retention.py), so a
+  TTL applied to the parts at once never takes them for never-identified ones.
 Placeholders: `{db}` the database, and the retention days (sinks/retention.py): `{ttl_days}` the anonymous
 profiles', `{anonymous_events_ttl_days}`, `{refusals_ttl_days}`, `{audience_history_ttl_days}`.
 """
@@ -30,7 +32,7 @@ from graphlib import TopologicalSorter
 from importlib import resources
 
 from sinks.clickhouse import ClickHouse
-from sinks.retention import Retention
+from sinks.retention import Retention, mark_identified
 
 _FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _VIEW_FILE = re.compile(r"^([a-z0-9_]+)\.sql$")
@@ -174,9 +176,12 @@ def migrate(ch: ClickHouse, *, retention: Retention = DEFAULT_RETENTION) -> list
     applied = []
     for version, name, sql in migration_files():
         stmts = statements(sql, db=db, retention=retention)
-        checksum = hashlib.sha256(";".join(stmts).encode()).hexdigest() if sql.startswith(REAPPLIED) else ""
+        reapplied = sql.startswith(REAPPLIED)
+        checksum = hashlib.sha256(";".join(stmts).encode()).hexdigest() if reapplied else ""
         if version in done and done[version] == checksum:
             continue
+        if reapplied:
+            mark_identified(ch)
         for stmt in stmts:
             ch.command(stmt)
         ch.insert("schema_migrations", [(version, name, checksum)], ["version", "name", "checksum"])

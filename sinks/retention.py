@@ -1,6 +1,6 @@
 """How long the stores keep what they keep, and the one part of it a TTL cannot see: who was identified later.
 
-The TTL clauses are in ``sinks/migrations/017_retention.sql``, rendered from :class:`Retention` (the settings) and
+The TTL clauses are in ``sinks/migrations/018_retention.sql``, rendered from :class:`Retention` (the settings) and
 applied again when a setting changes. Raw events of never-identified identifiers are the hard case: a TTL reads
 only its row, so each event row carries ``anonymous`` (its own identifiers are all anonymous ones), set by the
 engine at insert. A cookie that is identified later (it logs in, a CRM row names its device) is no longer
@@ -25,7 +25,7 @@ from sinks.erasure import MUTATION_SETTINGS
 __all__ = ["ANONYMOUS_TYPES", "IdentifiedMarker", "Retention", "mark_identified"]
 
 log = logging.getLogger("cdp.retention")
-# Identifier types that name a browser or a device, not a person (the `anonymous` default in 017 lists the same).
+# Identifier types that name a browser or a device, not a person (017's `anonymous` default lists the same).
 ANONYMOUS_TYPES = ("anonymous_id", "device_id", "advertising_id")
 
 

@@ -6,15 +6,11 @@
 -- Raw events of never-identified identifiers: a TTL can only read the row itself (a subquery in a TTL is
 -- evaluated at every insert, over the whole identities store, which would cost the sink its throughput), and
 -- "never identified" is a property of the person, known to the identity graph, not to the event. So the row
--- carries it: `anonymous` is 1 when the event's own identifiers are all anonymous ones (cookie, device or
--- advertising id, no user id), computed by the engine at insert as the column's default, and the TTL deletes
+-- carries it: `anonymous` (017) is 1 when the event's own identifiers are all anonymous ones, and the TTL deletes
 -- such rows after the retention. A cookie identified later (a login) clears the flag of its earlier events
--- (sinks/retention.py, a periodic mutation that reads the identities store and writes no value into its text),
--- so its history stays with the person. The time is the server's receivedAt: a client clock in the future
--- cannot keep an event for ever.
-ALTER TABLE {db}.events_store ADD COLUMN IF NOT EXISTS anonymous UInt8 DEFAULT
-    user_id = '' AND splitByChar(':', identity_key)[1] IN ('anonymous_id', 'device_id', 'advertising_id', '');
-
+-- (sinks/retention.py: a mutation that reads the identities store and writes no value into its text, run before
+-- this file is applied and then periodically by the worker), so its history stays with the person. The time is
+-- the server's receivedAt: a client clock in the future cannot keep an event for ever.
 ALTER TABLE {db}.events_store MODIFY TTL
     toDateTime(received_at) + INTERVAL {anonymous_events_ttl_days} DAY DELETE WHERE anonymous = 1;
 
