@@ -84,15 +84,23 @@ def stages_of(kind: RegulationType) -> list[Stage]:
 
 
 def new_state(
-    regulation_id: str, kind: RegulationType, subject_hashes: list[str], requested_by: str, now_ms: int
+    regulation_id: str,
+    kind: RegulationType,
+    subject_hashes: list[str],
+    requested_by: str,
+    now_ms: int,
+    token_id: str = "",
 ) -> dict[str, Any]:
-    """The state of a regulation just accepted: what the regulations topic keeps and GET answers."""
+    """The state of a regulation just accepted: what the regulations topic keeps and GET answers. Who asked is the
+    role of the token (``requested_by``) and ``token_id``, a keyed hash of the token itself: it tells tokens apart
+    (one rotated since) without being one."""
     return {
         "id": regulation_id,
         "type": kind.value,
         "status": StageStatus.PENDING.value,
         "subjects": subject_hashes,
         "requested_by": requested_by,
+        "token_id": token_id,
         "requested_at_ms": now_ms,
         "finished_at_ms": None,
         "stages": {s.value: {"status": StageStatus.PENDING.value} for s in stages_of(kind)},

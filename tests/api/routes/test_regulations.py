@@ -109,6 +109,27 @@ def test_a_dry_run_counts_and_a_delete_erases_the_cluster(running: tuple[Service
     assert error_of(c.get("/v1/regulations/reg_none", headers=ADMIN), 404)
 
 
+def test_the_audit_trail_lists_who_asked_and_every_stage_and_holds_no_subject_value(
+    running: tuple[Services, TestClient], ch: ClickHouse
+) -> None:
+    s, c = running
+    run = uuid.uuid4().hex[:8]
+    seed_identity(ch, [("email", f"eve{run}@example.com", f"p{run}"), ("user_id", f"u{run}", f"p{run}")])
+    state = finished(c, {"type": "delete", "subjects": subjects(("email", f"Eve{run}@example.com"))})
+
+    listed = c.get("/v1/regulations", headers=ADMIN)
+    assert listed.status_code == 200, listed.text
+    trail = listed.json()["regulations"]
+    assert trail[0] == state and state["type"] == "delete"
+    assert state["requested_by"] == "admin" and len(state["token_id"]) == 16
+    assert all(stage["finished_at_ms"] >= stage["started_at_ms"] > 0 for stage in state["stages"].values())
+    assert state["counts"]["identities_store"] == 2 and set(state["residual"].values()) == {0}
+    records = [v or b"" for t, _, v in sent(s) if t == s.topics.regulations]
+    for text in (listed.content, *records):  # the answer and every state the regulations' topic ever held
+        assert run.encode() not in text and b"adm1n" not in text
+    assert c.get("/v1/regulations", headers=READ).status_code == 403
+
+
 def suppressed_count() -> float:
     return REGISTRY.get_sample_value("cdp_events_suppressed_total", {"channel": "online"}) or 0.0
 
