@@ -14,8 +14,3 @@ LOOKUP_SECONDS = Histogram(
 AUTH_FAILURES = Counter(
     "cdp_auth_failures_total", "Requests refused for their credentials (401, 403), by what was wrong", ["reason"]
 )
-EVENTS_SUPPRESSED = Counter(
-    "cdp_events_suppressed_total",
-    "Events answered 200 and dropped at the collector: one of their identifiers is suppressed (POST /v1/regulations)",
-    ["channel"],
-)

@@ -154,7 +154,7 @@ async def start_parts(stack: contextlib.AsyncExitStack, settings: Settings, role
     if roles.api:
         services.analyst = await enter(parts.analyst_engine(settings))
     producer = services.producer = await enter(parts.durable_producer(settings))
-    if roles.http:
+    if roles.http or roles.worker:  # the collectors' and the pull sources' suppression, the regulations
         ledger = PrivacyLedger(
             settings.kafka_bootstrap, services.topics.privacy_ledger, SubjectHasher(settings.privacy_key)
         )
@@ -191,7 +191,8 @@ async def start_source_parts(
         # Left before the agents (the stack is left in reverse): what it produced is then stitched, or read
         # again at the next start.
         assert services.rules is not None
-        await enter(parts.running(PullSources(settings, topics, registry, stats, services.rules)))
+        pull = PullSources(settings, topics, registry, stats, services.rules, services.ledger)
+        await enter(parts.running(pull))
 
 
 async def start_privacy_parts(

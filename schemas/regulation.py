@@ -90,10 +90,12 @@ def new_state(
     requested_by: str,
     now_ms: int,
     token_id: str = "",
+    owner: str = "",
 ) -> dict[str, Any]:
     """The state of a regulation just accepted: what the regulations topic keeps and GET answers. Who asked is the
     role of the token (``requested_by``) and ``token_id``, a keyed hash of the token itself: it tells tokens apart
-    (one rotated since) without being one."""
+    (one rotated since) without being one. ``owner`` names the process that runs it (sinks/regulations.py), so a
+    process restarted after a crash can tell the regulations it left unfinished."""
     return {
         "id": regulation_id,
         "type": kind.value,
@@ -101,6 +103,7 @@ def new_state(
         "subjects": subject_hashes,
         "requested_by": requested_by,
         "token_id": token_id,
+        "owner": owner,
         "requested_at_ms": now_ms,
         "finished_at_ms": None,
         "stages": {s.value: {"status": StageStatus.PENDING.value} for s in stages_of(kind)},

@@ -177,6 +177,14 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
 
+    def known_privacy_key(self) -> str | None:
+        """The deployment's privacy key as set or kept in ``data_dir``, never generated: a command run beside the
+        stack (`cdp import`) must hash identifiers as the stack does, or it would screen nobody."""
+        if self.privacy_key:
+            return self.privacy_key
+        path = self.data_dir / "privacy_key"
+        return (path.read_text().strip() or None) if path.exists() else None
+
     def ensure_tokens(self) -> Settings:
         """Fill empty tokens (and the privacy key) from ``data_dir`` or generate them once (mode 0600): never
         committed, stable across restarts so clients keep working and the ledger's hashes keep matching."""

@@ -8,14 +8,18 @@ and the same predicates are counted again: the residual, 0 everywhere or the reg
 After every stage the state is published to the regulations' log, so GET /v1/regulations/{id} shows progress.
 
 The subjects' values are held in memory only while their regulation waits or runs: no topic and no table keeps
-them. A process that stops marks what it had not done as interrupted (submit it again); one that crashes leaves
-its regulation running in the log.
+them. A process that stops marks what it had not done as interrupted (submit it again). One that crashed cannot;
+each regulation names its owner (host, pid and start of the process that accepted it), and a processor starting on
+the same host marks those of an owner that is gone interrupted (a pid no longer running, or its own pid with an
+earlier start: a container's process restarted). An owner on another host is left alone: it may be running.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +42,7 @@ from streams.privacy import LedgerEntry, PrivacyLedger, RegulationLog, ledger_re
 from streams.producer import AsyncProducer
 from streams.topics import Topics
 
-__all__ = ["Job", "RegulationProcessor", "dry_run", "ledger_entries"]
+__all__ = ["Job", "RegulationProcessor", "abandoned", "dry_run", "ledger_entries", "process_name"]
 
 log = logging.getLogger("cdp.privacy")
 Pair = tuple[str, str]
@@ -54,6 +58,31 @@ class Job:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def process_name(started_ms: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{started_ms}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
+
+
+def abandoned(owner: str, me: str) -> bool:
+    """Whether the process named ``owner`` is gone, as far as this process (``me``) can tell: only on its host."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3:  # a regulation accepted before owners were recorded
+        return False
+    (host, pid, _), (my_host, my_pid, _) = parts, me.rsplit(":", 2)
+    if host != my_host or not pid.isdigit() or int(pid) <= 0:
+        return False
+    return owner != me if pid == my_pid else not _running(int(pid))
 
 
 def ledger_entries(
@@ -100,6 +129,7 @@ class RegulationProcessor:
     regulations: RegulationLog
     topics: Topics
     done: int = 0
+    name: str = field(default_factory=lambda: process_name(now_ms()))  # the owner of the regulations it accepts
     _jobs: queue.Queue[Job | None] = field(default_factory=queue.Queue, init=False, repr=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _thread: threading.Thread = field(init=False, repr=False)
@@ -109,6 +139,11 @@ class RegulationProcessor:
 
     def start(self) -> RegulationProcessor:
         drop_stale_work_tables(self.ch)
+        for state in self.regulations.values():
+            if state["status"] in (StageStatus.PENDING, StageStatus.RUNNING) and abandoned(
+                state.get("owner") or "", self.name
+            ):
+                self._interrupt(state["id"])
         self._thread.start()
         return self
 

@@ -5,7 +5,8 @@ collector does it.
 Validation is the offline one (`schemas.validation.offline_invalid_reason`): an e-mail, phone, loyalty or CRM
 id may stand in for userId/anonymousId, because CRM rows, orders and payments rarely carry a cookie or a
 login id. What fails is never dropped in silence: the caller writes it to a rejects file (files) or to the
-dead-letter topic (streams) with the reason.
+dead-letter topic (streams) with the reason. An event of a suppressed person (the privacy ledger) is left out and
+counted (``cdp_events_suppressed_total``), never written anywhere, not even to a rejects file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from schemas.segment import SegmentEvent
 from schemas.validation import offline_invalid_reason
 from streams.keys import raw_event_key
 from streams.metrics import IMPORT_ROWS
+from streams.privacy import PrivacyLedger, Produced, screened
 from streams.producer import CHECKED_HEADER, AsyncProducer
 from streams.sources import Source
 
@@ -150,6 +152,17 @@ def deadletter_record(topic: str, source: Source, reason: str, original: Any, re
 class ImportResult:
     accepted: int = 0
     rejected: int = 0
+    suppressed: int = 0
+
+
+def suppressed_records(
+    ledger: PrivacyLedger | None, event: dict[str, Any], source: Source, rules: IdentityRules
+) -> list[Produced] | None:
+    """None for an event to send; for one of a suppressed person, the ledger records of the identifiers that join
+    the suppression with it, to send instead (streams/privacy.py)."""
+    if ledger is None or not ledger.suppressing_any:
+        return None
+    return screened(ledger, event, rules, source.channel)
 
 
 def count_lines(path: Path) -> int:
@@ -166,13 +179,15 @@ def import_file(
     rules: IdentityRules,
     on_row: Callable[[], None] | None = None,
     phone_region: str | None = None,
+    ledger: PrivacyLedger | None = None,
 ) -> ImportResult:
     """Every row of a CSV or JSON Lines file into ``topic``; rejected rows into ``rejects_path`` (JSON Lines:
     line number, reason, row; removed when there are none). Returns once the broker acknowledged every event
     (``send_sync`` raises otherwise). UnreadableFile when the file is not text. ``phone_region`` reads the
-    file's national phone numbers (else the source's region)."""
+    file's national phone numbers (else the source's region). With ``ledger``, a suppressed person's rows are
+    left out (counted in ``suppressed``)."""
     result = ImportResult()
-    chunk: list[Record] = []
+    chunk: list[Produced] = []
     is_csv = path.suffix.lower() == ".csv"
     received = datetime.now(UTC)
     with rejects_path.open("wb") as rejects:
@@ -189,6 +204,11 @@ def import_file(
                 result.rejected += 1
                 rejects.write(orjson.dumps({"line": line_no, "reason": error, "row": row}) + b"\n")
                 continue
+            joined = suppressed_records(ledger, event, source, rules)
+            if joined is not None:
+                result.suppressed += 1
+                chunk += joined
+                continue
             chunk.append((topic, raw_event_key(event, rules), orjson.dumps(event)))
             result.accepted += 1
             if len(chunk) >= CHUNK:
@@ -198,6 +218,7 @@ def import_file(
         producer.send_sync(chunk, headers=[CHECKED_HEADER])
     IMPORT_ROWS.labels("accepted").inc(result.accepted)
     IMPORT_ROWS.labels("rejected").inc(result.rejected)
+    IMPORT_ROWS.labels("suppressed").inc(result.suppressed)
     if not result.rejected:
         rejects_path.unlink(missing_ok=True)
     return result

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Gauge
 
 __all__ = [
     "CONSUMER_LAG",
+    "EVENTS_SUPPRESSED",
     "IMPORT_ROWS",
     "PRODUCER_QUEUE_FULL",
     "STATS_INTERVAL_MS",
@@ -27,6 +28,12 @@ log = logging.getLogger("cdp.producer")
 
 CONSUMER_LAG = Gauge(
     "cdp_consumer_lag", "Records behind the end of each topic, per consumer group (from librdkafka)", ["group", "topic"]
+)
+EVENTS_SUPPRESSED = Counter(
+    "cdp_events_suppressed_total",
+    "Events dropped because one of their identifiers is suppressed (POST /v1/regulations): answered 200 at the "
+    "collector and the webhooks, left out of imports and pull sources",
+    ["channel"],
 )
 IMPORT_ROWS = Counter("cdp_import_rows_total", "Rows of imported files (cdp import, folder drops)", ["outcome"])
 PRODUCER_QUEUE_FULL = Counter(

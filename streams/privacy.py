@@ -18,12 +18,16 @@ from typing import Any
 
 import orjson
 
+from identity.extract import identifier_keys
+from identity.rules import IdentityRules
 from identity.subject_hash import SubjectHasher
 from streams.follow import CompactedTopic
+from streams.metrics import EVENTS_SUPPRESSED
 
-__all__ = ["LedgerEntry", "PrivacyLedger", "RegulationLog", "ledger_record"]
+__all__ = ["LedgerEntry", "PrivacyLedger", "RegulationLog", "ledger_record", "screened"]
 
 Record = tuple[str, bytes, bytes | None]
+Produced = tuple[str, bytes | None, bytes | None]  # any record a producer sends (streams/producer.py)
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,16 @@ class PrivacyLedger(CompactedTopic[LedgerEntry]):
             suppressed = list(self._suppressed)
         found = ((h, self.get(h)) for h in suppressed)
         return [(h, e) for h, e in found if e is not None and e.group in wanted]
+
+
+def screened(ledger: PrivacyLedger, event: dict[str, Any], rules: IdentityRules, channel: str) -> list[Produced] | None:
+    """None for an event to keep; for one of a suppressed person, counted as dropped, the ledger records its other
+    identifiers need (``PrivacyLedger.screen``), which the caller produces instead of the event. Shared by every
+    path that takes events: the collector's routes, the webhooks, `cdp import`, folder and database sources."""
+    records = ledger.screen(identifier_keys(event, rules))
+    if records is not None:
+        EVENTS_SUPPRESSED.labels(channel).inc()
+    return list(records) if records is not None else None
 
 
 class RegulationLog(CompactedTopic[dict[str, Any]]):

@@ -9,6 +9,9 @@ It follows the source definitions (the compacted sources topic) and runs one thr
   changes carry the same messageIds.
 * ``folder``: imports the files dropped into a directory (streams/folder.py) with `cdp import`'s code.
 
+Both leave out the events of suppressed people (the privacy ledger, as the collector does), counted in
+``cdp_events_suppressed_total``.
+
 Each source runs in a consumer group of its own, so several workers share a database source's partitions.
 The logic is in the pure modules; this one only moves records and counts them (streams/source_status.py).
 """
@@ -32,8 +35,9 @@ from schemas.mapping import MappingError
 from schemas.settings import Settings
 from streams.connect import ConnectClient, ConnectError, connector_state
 from streams.folder import DropFolder, Outcome, process_once, rejects_path
-from streams.ingest import Record, UnreadableFile, deadletter_record, import_file, prepare
+from streams.ingest import UnreadableFile, deadletter_record, import_file, prepare, suppressed_records
 from streams.keys import raw_event_key
+from streams.privacy import PrivacyLedger, Produced
 from streams.producer import CHECKED_HEADER, AsyncProducer
 from streams.source_status import SourceStats
 from streams.sources import Source, SourceRegistry
@@ -51,6 +55,7 @@ class RunnerDeps:
     settings: Settings
     topics: Topics
     rules: IdentityRules
+    ledger: PrivacyLedger | None = None  # a suppressed person's events are left out (streams/ingest.py)
 
 
 class _Runner:
@@ -59,6 +64,7 @@ class _Runner:
     def __init__(self, source: Source, deps: RunnerDeps) -> None:
         self.source = source
         self.stats, self.settings, self.topics, self.rules = deps.stats, deps.settings, deps.topics, deps.rules
+        self.ledger = deps.ledger
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._guarded, name=f"pull-{source.name}", daemon=True)
 
@@ -131,10 +137,10 @@ class CdcRunner(_Runner):
     def _forward(self, batch: list[Any], producer: AsyncProducer) -> None:
         received = datetime.now(UTC)
         raw_topic = self.topics.raw(self.source.channel)
-        records: list[Record] = []
+        records: list[Produced] = []
         # Of several versions of one event in a batch (a row changed twice, or twice in one transaction, which
         # gives both one commit time) only the last is sent: the store could not tell them apart.
-        latest: dict[str, Record] = {}
+        latest: dict[str, Produced] = {}
         accepted = 0
         for msg in batch:
             key_bytes, value_bytes = msg.key(), msg.value()
@@ -154,6 +160,10 @@ class CdcRunner(_Runner):
                 original = {"key": _text(key_bytes), "value": _text(value_bytes), "event": mapped}
                 records.append(deadletter_record(self.topics.deadletter, self.source, reason or "", original, received))
                 self.stats.error(self.source.name, "postgres", f"{self.table}: {reason}")
+                continue
+            joined = suppressed_records(self.ledger, event, self.source, self.rules)
+            if joined is not None:  # a suppressed person's change: left out, its new identifiers join
+                records += joined
                 continue
             partition_key = raw_event_key(event, self.rules)  # the stitching node's partition, as the collector
             latest.pop(event["messageId"], None)
@@ -219,9 +229,8 @@ class FolderRunner(_Runner):
 
     def _import(self, path: Path, producer: AsyncProducer) -> Outcome:
         try:
-            result = import_file(
-                path, self.source, self.topics.raw(self.source.channel), producer, rejects_path(path), self.rules
-            )
+            topic = self.topics.raw(self.source.channel)
+            result = import_file(path, self.source, topic, producer, rejects_path(path), self.rules, ledger=self.ledger)
         except UnreadableFile as exc:
             return Outcome(0, 0, str(exc))
         return Outcome(result.accepted, result.rejected)
@@ -245,10 +254,16 @@ class PullSources:
     """Part: one runner per pull source of the registry, started and stopped as sources come and go."""
 
     def __init__(
-        self, settings: Settings, topics: Topics, registry: SourceRegistry, stats: SourceStats, rules: IdentityRules
+        self,
+        settings: Settings,
+        topics: Topics,
+        registry: SourceRegistry,
+        stats: SourceStats,
+        rules: IdentityRules,
+        ledger: PrivacyLedger | None = None,
     ) -> None:
         self.settings, self.topics, self.registry, self.stats, self.rules = settings, topics, registry, stats, rules
-        self._deps = RunnerDeps(stats, settings, topics, rules)
+        self._deps = RunnerDeps(stats, settings, topics, rules, ledger)
         self._runners: dict[str, _Runner] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="pull-sources", daemon=True)

@@ -27,9 +27,9 @@ from fastapi.responses import JSONResponse
 from api.auth import write_key_source
 from api.deps import events_body, get_services, required_part
 from api.errors import EVENT_LOG_REFUSED, NO_COLLECTOR, RETRY_LATER, ApiError
-from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, EVENTS_SUPPRESSED, PRODUCE_SECONDS
+from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
 from api.openapi import WRITE_KEY, json_body
-from identity.extract import identifier_keys, normalise_identifier_traits
+from identity.extract import normalise_identifier_traits
 from identity.rules import IdentityRules
 from schemas.enrich import client_ip, enrich
 from schemas.errors import BatchItemError, EventError
@@ -37,7 +37,7 @@ from schemas.segment import EventTooLarge, SegmentEvent, accept_batch, accept_ev
 from schemas.settings import Settings
 from streams.ingest import phones_to_e164
 from streams.keys import raw_event_key
-from streams.privacy import PrivacyLedger
+from streams.privacy import PrivacyLedger, screened
 from streams.producer import CHECKED_HEADER, AsyncProducer, ProduceTimeout
 from streams.sources import Source
 
@@ -115,15 +115,6 @@ class Intake:
 
     async def produce(self, records: list[Record]) -> None:
         await produce(self.producer, records, self.settings.produce_timeout_s)
-
-
-def screened(ledger: PrivacyLedger, event: dict[str, Any], rules: IdentityRules, channel: str) -> list[Record] | None:
-    """None for an event to keep; for one of a suppressed person, counted as dropped, the ledger records its other
-    identifiers need (streams/privacy.py ``PrivacyLedger.screen``). Shared by the routes that take events."""
-    records = ledger.screen(identifier_keys(event, rules))
-    if records is not None:
-        EVENTS_SUPPRESSED.labels(channel).inc()
-    return list(records) if records is not None else None
 
 
 async def produce(producer: AsyncProducer, records: list[Record], timeout: float) -> None:

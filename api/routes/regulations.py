@@ -71,7 +71,8 @@ async def create_regulation(
     regulation_id = f"reg_{secrets.token_hex(8)}"
     hasher = processor.ledger.hasher
     token_id = hasher(f"token:{bearer(http.headers.get('authorization'))}")[:16]
-    state = new_state(regulation_id, request.type, hasher.many(keys), role.value, int(time.time() * 1000), token_id)
+    now = int(time.time() * 1000)
+    state = new_state(regulation_id, request.type, hasher.many(keys), role.value, now, token_id, processor.name)
     log = processor.regulations
     await producer.send_many([log.record(state)], services.settings.produce_timeout_s)
     await wait_until_async(lambda: log.get(regulation_id) is not None, VISIBLE_WITHIN_S)

@@ -28,12 +28,13 @@ from fastapi.responses import JSONResponse
 from api.body import check_content_length, read_body
 from api.deps import ProducerDep, ServicesDep, SourcesDep, required_part
 from api.errors import NO_COLLECTOR, ApiError
-from api.routes.collect import produce, screened
+from api.routes.collect import produce
 from api.signatures import SignatureError, verify
 from schemas.mapping import MappingError
 from schemas.webhooks import WebhookMapping, delivery_event
 from streams.ingest import deadletter_record, prepare
 from streams.keys import raw_event_key
+from streams.privacy import screened
 
 router = APIRouter(tags=["webhooks"])
 

@@ -4,18 +4,21 @@ suppression, and ``unsuppress`` lets both in again."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from api.deps import Services
-from schemas.regulation import RegulationType
+from schemas.regulation import RegulationType, new_state
 from sinks.clickhouse import ClickHouse
 from sinks.regulations import RegulationProcessor, ledger_entries
 from streams.privacy import ledger_record
@@ -192,3 +195,34 @@ def test_a_second_suppression_keeps_the_group_so_one_unsuppress_lifts_everything
     assert entry is not None and entry.group == "reg_1"
     lifted = ledger_entries(RegulationType.UNSUPPRESS, "reg_3", [person], ledger, 2)
     assert {h for h, e in lifted if not e.suppressed} == {person, joined}
+
+
+def test_a_restarted_processor_marks_what_a_crashed_process_on_its_host_left_unfinished(ch: ClickHouse) -> None:
+    """Regulations left pending or running by a process that is gone (a pid no longer running, or this pid with an
+    earlier start) are marked interrupted at start; one of a live process, or of another host, is left alone."""
+    s = services(ch=ch)
+    processor = cast(RegulationProcessor, s.regulations)
+    host, pid, _ = processor.name.rsplit(":", 2)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    owners = {
+        "reg_dead": f"{host}:{gone.pid}:1",
+        "reg_earlier_me": f"{host}:{pid}:1",
+        "reg_alive": f"{host}:{os.getppid()}:1",
+        "reg_elsewhere": f"other-host:{gone.pid}:1",
+    }
+    log = processor.regulations
+    for regulation_id, owner in owners.items():
+        state = new_state(regulation_id, RegulationType.DELETE, [], "admin", 1, owner=owner)
+        state["status"], state["stages"]["cluster"]["status"] = "running", "running"
+        log.apply(regulation_id, orjson.dumps(state))
+    processor.start()
+    processor.stop()
+    status = {r: (log.get(r) or {})["status"] for r in owners}
+    assert status == {
+        "reg_dead": "interrupted",
+        "reg_earlier_me": "interrupted",
+        "reg_alive": "running",
+        "reg_elsewhere": "running",
+    }
+    assert (log.get("reg_dead") or {})["stages"]["cluster"]["status"] == "interrupted"
