@@ -119,10 +119,12 @@ def group_members(bootstrap: str, group: str, want: int = 2, timeout: float = 60
     return members
 
 
-def cdp_import(cdp: CdpProcess, file: Path, key: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def cdp_import(
+    cdp: CdpProcess, file: Path, key: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The CLI as a user runs it, with its own data folder: it must not touch the service's chDB store."""
     cli_dir = file.parent / "cli-data"
-    env = {**cdp.env, "CDP_DATA_DIR": str(cli_dir)}
+    env = {**cdp.env, "CDP_DATA_DIR": str(cli_dir), **(env or {})}
     env.pop("CDP_CLICKHOUSE_URL", None)
     proc = subprocess.run(
         [sys.executable, "-m", "cdp.cli", "import", str(file), "--write-key", key, *extra],

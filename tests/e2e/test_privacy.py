@@ -2,12 +2,14 @@
 e-mail in any spelling is gone from the events, the identities and the profile API within the bound, a control
 person is intact, the canary's later events (also from a new cookie logging in as them) are answered 200 and not
 stored, counted in the metric, ``unsuppress`` lets them in again, and a replay of the canary's raw records (as
-received before the erasure) does not bring them back."""
+received before the erasure) does not bring them back. `cdp import` leaves a suppressed person's rows out, and
+after a restart the regulations are answered as before and the suppression still holds."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +20,16 @@ from bench.stack import produce_all
 from identity.rules import IdentityRules
 from streams.keys import raw_event_key
 from streams.producer import CHECKED_HEADER
-from tests.e2e.fixtures import in_list, latest_by_key, mid, now_iso, read_topic, suppressed_events, wait_rows
+from tests.e2e.fixtures import (
+    cdp_import,
+    in_list,
+    latest_by_key,
+    mid,
+    now_iso,
+    read_topic,
+    suppressed_events,
+    wait_rows,
+)
 from tests.support.service import CdpProcess
 
 pytestmark = pytest.mark.e2e
@@ -125,3 +136,37 @@ def test_erase_and_suppress_a_canary_then_unsuppress(cdp: CdpProcess) -> None:
     produce_all(cdp.bootstrap, replay + returning, headers=[CHECKED_HEADER])
     wait_rows(cdp, [orjson.loads(v)["messageId"] for _, _, v in returning])
     assert cdp.scalar(f"SELECT count() FROM cdp.events WHERE message_id IN ({in_list(ids[:3])})") == 0
+
+
+def test_an_import_leaves_out_a_suppressed_person(cdp: CdpProcess, tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    user = f"imp{run}-u"
+    assert regulation(cdp, "suppress", "user_id", user)["status"] == "finished"
+    kept = mid()
+    rows = [
+        {"type": "identify", "userId": user, "traits": {"email": f"imp{run}@example.com"}, "messageId": mid()},
+        {"type": "track", "event": "Bought", "userId": f"ok{run}", "messageId": kept},
+    ]
+    path = tmp_path / "crm.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    key = (cdp.data_dir / "privacy_key").read_text().strip()  # the deployment's, as an operator would set it
+    proc = cdp_import(cdp, path, cdp.write_keys["offline"], env={"CDP_PRIVACY_KEY": key})
+    assert proc.returncode == 0, proc.stderr
+    assert "imported 1 events" in proc.stdout and "1 of suppressed people left out" in proc.stdout, proc.stdout
+    wait_rows(cdp, [kept])
+    assert cdp.scalar(f"SELECT count() FROM cdp.events WHERE user_id = '{user}' OR traits LIKE '%imp{run}%'") == 0
+
+
+def test_regulations_and_suppression_survive_a_restart(cdp: CdpProcess) -> None:
+    """Last in the module: `cdp run` stops and starts again on the same data folder and topics."""
+    run = uuid.uuid4().hex[:8]
+    state = regulation(cdp, "suppress", "anonymous_id", f"rst{run}")
+    assert state["status"] == "finished"
+    assert cdp.stop() == 0, cdp.output()[-3000:]
+    cdp.relaunch().wait_ready()
+    got = httpx.get(f"{cdp.url}/v1/regulations/{state['id']}", headers=cdp.admin_headers(), timeout=30)
+    assert got.status_code == 200 and got.json() == state
+    listed = httpx.get(f"{cdp.url}/v1/regulations", headers=cdp.admin_headers(), timeout=30).json()["regulations"]
+    assert state["id"] in [r["id"] for r in listed]
+    post(cdp, "online", [{"type": "track", "event": "Back", "anonymousId": f"rst{run}", "messageId": mid()}])
+    assert suppressed_events(cdp) == 1  # the new process's counter: the ledger was read again
