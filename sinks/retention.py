@@ -72,30 +72,24 @@ def mark_identified(ch: ClickHouse) -> None:
     )
 
 
-class IdentifiedMarker:
-    """A part (start/stop): :func:`mark_identified` every ``interval_s``, on an engine client of its own."""
+class IdentifiedMarker(threading.Thread):
+    """A part (start/stop): :func:`mark_identified` at start and every ``interval_s``, on an engine client of its
+    own (a process restarted more often than the interval still marks)."""
 
     def __init__(self, ch: ClickHouse, interval_s: float) -> None:
-        self.ch = ch
-        self.interval_s = interval_s
-        self.runs = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+        super().__init__(name="retention", daemon=True)
+        self.ch, self.interval_s, self.runs = ch, interval_s, 0
+        self._stopping = threading.Event()
 
-    def start(self) -> IdentifiedMarker:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while True:  # a first round at start: a process restarted more often than the interval still marks
+    def run(self) -> None:
+        while not self._stopping.is_set():
             try:
                 mark_identified(self.ch)
                 self.runs += 1
             except Exception:  # the next round tries again
                 log.exception("marking identified events failed")
-            if self._stop.wait(self.interval_s):
-                return
+            self._stopping.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=30)

@@ -5,13 +5,15 @@ old refusals and old audience history, and keeps the events of identified people
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import orjson
 
 from sinks.clickhouse import ClickHouse
 from sinks.migrate import migrate
-from sinks.retention import Retention
+from sinks.retention import IdentifiedMarker, Retention
+from streams.follow import wait_until
 
 SHORT = Retention(anonymous_profiles_days=90, anonymous_events_days=5, refusals_days=3, audience_history_days=4)
 
@@ -94,3 +96,21 @@ def test_short_ttls_remove_expired_rows_at_the_ttl_merge(ch: ClickHouse) -> None
     _, rows = ch.query(f"SELECT member, status FROM {db}.audience_members ORDER BY member, changed_at")
     assert rows == [("gone", "exited"), ("recent", "entered"), ("recent", "exited"), ("still-in", "entered")]
     assert ch.query(current)[1] == before == [("still-in",)]
+
+
+def test_the_marker_part_marks_at_start_and_stops_at_once(ch: ClickHouse) -> None:
+    ch.insert_json_lines("events_landing", [stitched("m1", "anonymous_id:c9", 1)])
+    now = datetime.now(UTC)
+    ch.insert(
+        "identities_store",
+        [("anonymous_id", "c9", "p9", now, now, 1), ("user_id", "u9", "p9", now, now, 1)],
+        ["id_type", "id_value", "profile_id", "first_seen", "updated_at", "version"],
+    )
+    assert ch.scalar(f"SELECT anonymous FROM {ch.database}.events_store") == 1
+    marker = IdentifiedMarker(ch, interval_s=3600)
+    marker.start()
+    assert wait_until(lambda: marker.runs == 1, 30)
+    started = time.monotonic()
+    marker.stop()
+    assert time.monotonic() - started < 5 and not marker.is_alive()
+    assert ch.scalar(f"SELECT anonymous FROM {ch.database}.events_store") == 0
