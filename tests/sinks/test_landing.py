@@ -1,8 +1,14 @@
 """The events landing table: the engine parses the stitched topic's JSON and the view maps it into events_store."""
 
+from datetime import UTC, datetime
+
 import orjson
 
 from sinks.rows import EVENT_COLUMNS
+
+# Received now: an anonymous cookie's event received longer ago than its retention (018_retention.sql) is dropped
+# as it is inserted.
+RECEIVED = datetime.now(UTC).isoformat()
 
 
 def _line(mid: str, **extra) -> bytes:
@@ -17,7 +23,7 @@ def _line(mid: str, **extra) -> bytes:
             "profileId": "p",
             "identityKey": "anonymous_id:a",
             "timestamp": "2026-01-02T03:04:05.678Z",
-            "receivedAt": "2026-01-02T03:04:06.000Z",
+            "receivedAt": RECEIVED,
             "properties": {"revenue": 10, "items": [1, 2]},
             "context": {"ip": "x"},
             **extra,
