@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core import Mode, Result
-from bench.metrics_scrape import moved_by_stage, scrape
+from bench.metrics_scrape import FamilyMove, family_moves, moved_families, moved_summary, scrape
 from bench.stack import CdpClient, CdpProcess, PeakWatch, prepare_cdp_topics
 
 
@@ -33,8 +33,9 @@ class Context:
     _pipeline: CdpClient | None = None
     _pipeline_proc: CdpProcess | None = None
     _prepared: set[str] = field(default_factory=set)
-    _metrics_before: dict[str, float] | None = None
-    metrics_moved: dict[str, list[str]] = field(default_factory=dict)  # per stage, after close()
+    _metrics_before: dict[str, float] | None = None  # the shared pipeline's /metrics when it started
+    _scraped_at_start: dict[int, dict[str, float]] = field(default_factory=dict)  # per id() of a served process
+    metrics_moved: dict[str, dict[str, float]] = field(default_factory=dict)  # per stage {family: delta}, after close()
 
     def prefix(self, stage: str) -> str:
         """A fresh topic prefix (and so Faust app id and consumer groups) per use: stages never see each
@@ -62,9 +63,15 @@ class Context:
                 proc.launch().wait_started()
             if parts in ("run", "collector", "api"):
                 proc.wait_ready()
+                self._scraped_at_start[id(proc)] = scrape(proc.url)
         return proc
 
     def stop_cdp(self, proc: CdpProcess) -> None:
+        before = self._scraped_at_start.pop(id(proc), None)
+        if before is not None:
+            moves = self._log_moves(f"cdp {proc.parts} ({proc.data_dir.name})", before, proc.url)
+            if proc is self._pipeline_proc:
+                self.metrics_moved = moved_families(moves)
         code = proc.stop()
         if code not in (0, None):
             self.log(f"cdp {proc.parts} ({proc.data_dir.name}) exited with {code}; log: {proc.log_path}")
@@ -81,29 +88,34 @@ class Context:
             proc = self.start_cdp("run", "pipeline", prefix)
             self._pipeline_proc = proc
             self._pipeline = CdpClient(proc.url, proc.admin_token, proc.write_keys, self.bootstrap, prefix, proc.pid)
-            self._metrics_before = scrape(proc.url)
+            self._metrics_before = self._scraped_at_start[id(proc)]
         return self._pipeline
 
-    def _scrape_metrics(self) -> None:
-        """Which series of the shared pipeline's /metrics moved since it started, logged per stage."""
-        client = self.external or self._pipeline
-        if client is None or self._metrics_before is None:
-            return
-        after = scrape(client.url)
-        if not after:
-            self.log("metrics: the pipeline's /metrics did not answer")
-            return
-        self.metrics_moved = moved_by_stage(self._metrics_before, after)
-        for stage, series in self.metrics_moved.items():
-            shown = ", ".join(series[:6]) + (f" and {len(series) - 6} more" if len(series) > 6 else "")
-            self.log(f"metrics moved, {stage}: {shown or 'nothing'}")
+    def pipeline_moves(self, later: list[dict[str, float]]) -> list[FamilyMove]:
+        """The README's metric families of the shared pipeline, from its scrape when it started to ``later``
+        scrapes of it (an empty list: one scrape now)."""
+        client = self.pipeline()
+        assert self._metrics_before is not None
+        return family_moves(self._metrics_before, later or [scrape(client.url)])
+
+    def _log_moves(self, what: str, before: dict[str, float], url: str) -> list[FamilyMove]:
+        """The README's metric families of one process since its first scrape, logged on one line."""
+        moves = family_moves(before, [scrape(url)])
+        if any(m.series for m in moves):
+            self.log(f"metrics of {what} since it started: {moved_summary(moves)}")
+        else:
+            self.log(f"metrics of {what}: /metrics did not answer")
+        return moves
 
     def watch(self, **pids: int | None) -> PeakWatch:
         """Peak RSS of the named processes (and the broker, as `kafka`) from now on."""
         return PeakWatch({**pids, "kafka": self.broker_pid})
 
     def close(self) -> None:
-        self._scrape_metrics()
+        if self.external is not None and self._metrics_before is not None:
+            self.metrics_moved = moved_families(
+                self._log_moves("the deployment", self._metrics_before, self.external.url)
+            )
         if self._pipeline is not None:
             self._pipeline.close()
         for proc in reversed(self._processes):

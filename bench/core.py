@@ -84,7 +84,13 @@ def _finite(value: Any) -> Any:
 
 
 class StageError(RuntimeError):
-    """A stage could not produce its figures (the message says why); the run goes on with the next stage."""
+    """A stage could not produce its figures (the message says why); the run goes on with the next stage.
+
+    ``results`` are the rows it did measure, shown beside the failure (a check that failed on some of them)."""
+
+    def __init__(self, message: str, results: Sequence[Result] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)
 
 
 # -------------------------------------------------------------------------------------------- stages

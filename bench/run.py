@@ -27,7 +27,7 @@ import orjson
 
 import bench.stages  # noqa: F401  (registers the built-in stages)
 from bench.context import Context
-from bench.core import MODES, STAGES, Mode, Result, format_table, report_json, selected_stages
+from bench.core import MODES, STAGES, Mode, Result, StageError, format_table, report_json, selected_stages
 from bench.stack import ROOT, Broker, CdpClient, source_write_keys, warm_up_broker
 
 DEFAULT_JSON = ROOT / ".bench" / "results.json"
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 with (WORKDIR / "errors.log").open("a") as fh:
                     fh.write(f"--- {stage.name}\n{traceback.format_exc()}\n")
                 _log(f"stage {stage.name} FAILED: {errors[stage.name]} (traceback in {WORKDIR / 'errors.log'})")
+                results.extend(exc.results if isinstance(exc, StageError) else [])
                 continue
             results.extend(stage_results)
             ctx.results.extend(stage_results)

@@ -14,6 +14,7 @@ BUILTIN: tuple[str, ...] = (
     "identity",
     "end_to_end",
     "lookup",
+    "metrics",
     "analyst",
     "cdc",
     "console",

@@ -114,7 +114,7 @@ class ConsoleStage:
         with httpx.Client(base_url=proc.url, headers=headers, timeout=60) as http:
             audiences = [
                 http.post("/v1/audiences", json={**PREVIEW, "name": "Buyers"}).json()["id"],
-                http.post("/v1/audiences", json={"name": "Heavy", "scope": "profile", "rule": _heavy_rule()}).json()[
+                http.post("/v1/audiences", json={"name": "Heavy", "scope": "profile", "rule": heavy_rule()}).json()[
                     "id"
                 ],
             ]
@@ -177,7 +177,7 @@ class ConsoleStage:
         return results
 
 
-def _heavy_rule() -> dict[str, Any]:
+def heavy_rule() -> dict[str, Any]:
     return {
         "all": [
             {"type": "page", "within_days": 30, "count": {"op": "gte", "value": 3}},
