@@ -15,6 +15,13 @@ from bench.generator import GeneratorConfig, generate_events, strip_truth
 from identity.rules import IdentityRules
 
 SOURCE_NAMES = {"online": "web", "mobile": "app", "offline": "store"}  # cdp's default sources
+# The audiences of the console and metrics stages: buyers of the last 30 days (also the size preview), and heavy
+# visitors who ordered.
+PREVIEW = {
+    "name": "preview",
+    "scope": "profile",
+    "rule": {"event": "Order Completed", "type": "track", "within_days": 30},
+}
 
 
 def sdk_events(
@@ -78,3 +85,12 @@ def stitched_record(event: dict[str, Any], channel: str, profile_id: str) -> tup
     enriched["profileId"] = profile_id
     enriched["identityKey"] = f"anonymous_id:{event.get('anonymousId', '')}"
     return enriched["messageId"].encode(), orjson.dumps(enriched)
+
+
+def heavy_rule() -> dict[str, Any]:
+    return {
+        "all": [
+            {"type": "page", "within_days": 30, "count": {"op": "gte", "value": 3}},
+            {"computed": "orders", "op": "gte", "value": 1},
+        ]
+    }

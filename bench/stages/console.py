@@ -27,14 +27,10 @@ import httpx
 
 from bench.context import Context
 from bench.core import Result, percentile, register
+from bench.data import PREVIEW, heavy_rule
 
 EVENTS_PER_PERSON = 40  # about what one generated person sends
 SQL = "SELECT type, event, count() AS events FROM cdp.events GROUP BY type, event ORDER BY events DESC LIMIT 20"
-PREVIEW = {
-    "name": "preview",
-    "scope": "profile",
-    "rule": {"event": "Order Completed", "type": "track", "within_days": 30},
-}
 
 
 def fill(n: int, folder: str) -> dict[str, Any]:
@@ -175,12 +171,3 @@ class ConsoleStage:
             ]
         ctx.stop_cdp(proc)
         return results
-
-
-def heavy_rule() -> dict[str, Any]:
-    return {
-        "all": [
-            {"type": "page", "within_days": 30, "count": {"op": "gte", "value": 3}},
-            {"computed": "orders", "op": "gte", "value": 1},
-        ]
-    }

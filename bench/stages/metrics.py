@@ -20,8 +20,8 @@ import httpx
 
 from bench.context import Context
 from bench.core import Result, StageError, register
+from bench.data import PREVIEW, heavy_rule
 from bench.metrics_scrape import report_lines, scrape
-from bench.stages.console import PREVIEW, heavy_rule
 
 PEOPLE = 20
 WAIT_S = 180.0

@@ -250,6 +250,7 @@ def test_builtin_stages_register_in_table_order() -> None:
 
     names = list(core.STAGES)
     assert names[:6] == ["collector", "sink", "stitching", "freshness", "identity_accuracy", "end_to_end"]
+    assert names[6:8] == ["lookup", "metrics"]  # the last of the shared pipeline's stages checks its /metrics
     for stage in core.STAGES.values():
         assert isinstance(stage, core.Stage)
         assert stage.description
