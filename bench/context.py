@@ -93,10 +93,10 @@ class Context:
 
     def pipeline_moves(self, later: list[dict[str, float]]) -> list[FamilyMove]:
         """The README's metric families of the shared pipeline, from its scrape when it started to ``later``
-        scrapes of it (an empty list: one scrape now)."""
-        client = self.pipeline()
+        scrapes of it."""
+        self.pipeline()
         assert self._metrics_before is not None
-        return family_moves(self._metrics_before, later or [scrape(client.url)])
+        return family_moves(self._metrics_before, later)
 
     def _log_moves(self, what: str, before: dict[str, float], url: str) -> list[FamilyMove]:
         """The README's metric families of one process since its first scrape, logged on one line."""
