@@ -77,6 +77,9 @@ CACHE_NODES = 50_000  # decoded node states kept in memory (two generations of t
 TRANSACTION_TIMEOUT_MS = 10_000  # the broker aborts a dead worker's open transaction after this
 # Retrying a transactional call longer than this is retrying in a transaction the coordinator has aborted.
 RETRY_LIMIT_S = 3 * TRANSACTION_TIMEOUT_MS / 1000
+# send_offsets_to_transaction is given the transaction's lifetime, and taken for hung this long after it.
+SEND_OFFSETS_TIMEOUT_S = TRANSACTION_TIMEOUT_MS / 1000
+HUNG_AFTER_S = SEND_OFFSETS_TIMEOUT_S + 10
 MAX_RENEWALS, RENEWAL_WINDOW_S = 5, 300.0  # fenced more often than this: two workers share one CDP_WORKER_ID
 
 STITCH_EVENTS = Counter(
@@ -103,6 +106,32 @@ class _GaveUp(Exception):
     def __init__(self, error: KafkaError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _bounded(call: Callable[[], None], limit_s: float) -> None:
+    """Make a blocking client call in a thread of its own and wait for it at most ``limit_s``; past that, give up
+    on the producer (``_GaveUp``: a new one takes over, and the thread left waiting holds only the old one).
+
+    librdkafka's send_offsets_to_transaction can wait for ever, past its own timeout, after the broker that was
+    the group's coordinator went away (librdkafka issues #5456 and #5511: a coordinator request whose timeout is
+    never checked, and a cached coordinator whose broker handle was retired). The stitcher then sat in that call
+    for good while the broker was back."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="stitch-txn-call", daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    if not outcome:
+        raise _GaveUp(KafkaError(KafkaError._TIMED_OUT, f"no answer within {limit_s:.0f} s", retriable=True))
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 class _NodeCache:
@@ -411,7 +440,11 @@ class Stitcher:
             offsets = [TopicPartition(t, p, o) for (t, p), o in after.items()]
             group = self._raw.consumer_group_metadata()
             # Retriable, e.g. CONCURRENT_TRANSACTIONS while the coordinator moves after a broker's crash.
-            self._retry(lambda: producer.send_offsets_to_transaction(offsets, group, 60))
+            self._retry(
+                lambda: _bounded(
+                    lambda: producer.send_offsets_to_transaction(offsets, group, SEND_OFFSETS_TIMEOUT_S), HUNG_AFTER_S
+                )
+            )
             return True
         except (KafkaException, _GaveUp) as exc:
             self._abandon(exc)
