@@ -173,11 +173,18 @@ class _OffsetsRefusedOnce:
             raise KafkaException(KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "moving", retriable=True))
         self.producer.send_offsets_to_transaction(*args)
 
+    def release_all(self) -> None:
+        """Nothing held back."""
+
     def __getattr__(self, name: str) -> object:
         return getattr(self.producer, name)
 
 
-def test_a_retriable_error_adding_the_offsets_is_retried_not_fatal(kafka, tmp_path: Path) -> None:
+def _stitch_through(
+    kafka, tmp_path: Path, wrap: type[_OffsetsRefusedOnce]
+) -> tuple[_OffsetsRefusedOnce, Stitcher, int, list[BaseException]]:
+    """Stitch a run's events with the stitcher's producer wrapped; returns the wrapper, the stitcher (stopped),
+    how many stitched events there were against those sent (their difference) and the failures reported."""
     run = f"t{uuid.uuid4().hex[:8]}"
     prepare_cdp_topics(kafka.bootstrap, run)
     settings = Settings(
@@ -185,8 +192,8 @@ def test_a_retriable_error_adding_the_offsets_is_retried_not_fatal(kafka, tmp_pa
     )
     failures: list[BaseException] = []
     stitcher = Stitcher(settings, RULES, on_failure=failures.append).start()
-    flaky = _OffsetsRefusedOnce(stitcher._producer)
-    stitcher._producer = flaky  # type: ignore[assignment]
+    wrapper = wrap(stitcher._producer)
+    stitcher._producer = wrapper  # type: ignore[assignment]
     stitcher.assign(range(4))
     counter = RecordCounter(kafka.bootstrap, [f"{run}.events.stitched"])
     records = events(run)
@@ -194,10 +201,16 @@ def test_a_retriable_error_adding_the_offsets_is_retried_not_fatal(kafka, tmp_pa
         produce_all(kafka.bootstrap, records, headers=[CHECKED_HEADER])
         stitched(counter, len(records))
         time.sleep(1)
-        assert flaky.refused == 1 and counter.count() == len(records) and not failures
+        return wrapper, stitcher, counter.count() - len(records), failures
     finally:
+        wrapper.release_all()
         stitcher.stop()
         counter.close()
+
+
+def test_a_retriable_error_adding_the_offsets_is_retried_not_fatal(kafka, tmp_path: Path) -> None:
+    flaky, _, off, failures = _stitch_through(kafka, tmp_path, _OffsetsRefusedOnce)
+    assert flaky.refused == 1 and off == 0 and not failures
 
 
 class _OffsetsHangOnce(_OffsetsRefusedOnce):
@@ -214,33 +227,17 @@ class _OffsetsHangOnce(_OffsetsRefusedOnce):
             self.release.wait()
         self.producer.send_offsets_to_transaction(*args)
 
+    def release_all(self) -> None:
+        self.release.set()
+
 
 def test_a_hung_call_adding_the_offsets_gives_way_to_a_new_producer(
     kafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(stitcher_module, "HUNG_AFTER_S", 1.0)
-    run = f"t{uuid.uuid4().hex[:8]}"
-    prepare_cdp_topics(kafka.bootstrap, run)
-    settings = Settings(
-        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path, worker_id="w"
-    )
-    failures: list[BaseException] = []
-    stitcher = Stitcher(settings, RULES, on_failure=failures.append).start()
-    hung = _OffsetsHangOnce(stitcher._producer)
-    stitcher._producer = hung  # type: ignore[assignment]
-    stitcher.assign(range(4))
-    counter = RecordCounter(kafka.bootstrap, [f"{run}.events.stitched"])
-    records = events(run)
-    try:
-        produce_all(kafka.bootstrap, records, headers=[CHECKED_HEADER])
-        stitched(counter, len(records))
-        time.sleep(1)
-        assert hung.refused == 1 and stitcher._producer is not hung
-        assert counter.count() == len(records) and not failures
-    finally:
-        hung.release.set()
-        stitcher.stop()
-        counter.close()
+    hung, stitcher, off, failures = _stitch_through(kafka, tmp_path, _OffsetsHangOnce)
+    assert hung.refused == 1 and stitcher._producer is not hung
+    assert off == 0 and not failures
 
 
 def test_a_transactional_call_retried_past_the_limit_gives_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
