@@ -87,7 +87,9 @@ class Context:
             prefix = self.prefix("pipeline")
             proc = self.start_cdp("run", "pipeline", prefix)
             self._pipeline_proc = proc
-            self._pipeline = CdpClient(proc.url, proc.admin_token, proc.write_keys, self.bootstrap, prefix, proc.pid)
+            self._pipeline = CdpClient(
+                proc.url, proc.admin_token, proc.write_keys, self.bootstrap, prefix, proc.pid, proc.privacy_key
+            )
             self._metrics_before = self._scraped_at_start[id(proc)]
         return self._pipeline
 

@@ -127,7 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         external = None
         if args.url:
             keys = source_write_keys(bootstrap, args.topic_prefix)
-            external = CdpClient(args.url, args.admin_token, keys, bootstrap, args.topic_prefix, args.cdp_pid)
+            external = CdpClient(
+                args.url,
+                args.admin_token,
+                keys,
+                bootstrap,
+                args.topic_prefix,
+                args.cdp_pid,
+                os.environ.get("CDP_PRIVACY_KEY", ""),
+            )
             environment["cdp_url"] = args.url
         ctx = Context(
             mode=mode,

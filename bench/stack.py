@@ -485,6 +485,12 @@ class CdpProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    @property
+    def privacy_key(self) -> str:
+        """The key the process generated into its data folder (empty before it first started)."""
+        path = self.data_dir / "privacy_key"
+        return path.read_text().strip() if path.exists() else ""
+
     def launch_output(self) -> str:
         """What the latest launch has written."""
         if not self.log_path.exists():
@@ -529,6 +535,7 @@ class CdpClient:
         bootstrap: str,
         topic_prefix: str,
         pid: int | None = None,
+        privacy_key: str = "",
     ) -> None:
         self.url = url.rstrip("/")
         self.admin_token = admin_token
@@ -536,6 +543,7 @@ class CdpClient:
         self.bootstrap = bootstrap
         self.topic_prefix = topic_prefix
         self.pid = pid
+        self.privacy_key = privacy_key  # for commands run beside it (`cdp import`): they must hash as it does
         self._http = httpx.Client(timeout=120, headers={"Authorization": f"Bearer {admin_token}"})
 
     def sql(self, query: str) -> list[list[Any]]:

@@ -89,7 +89,7 @@ class CdcStage:
             finally:
                 debezium.close()
                 raw.close()
-            sql = CdpClient(cdp.url, cdp.admin_token, cdp.write_keys, ctx.bootstrap, prefix, cdp.pid)
+            sql = CdpClient(cdp.url, cdp.admin_token, cdp.write_keys, ctx.bootstrap, prefix, cdp.pid, cdp.privacy_key)
             try:
                 settled_s = _wait(
                     "settled profiles",

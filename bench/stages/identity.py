@@ -127,6 +127,8 @@ def _import_offline(ctx: Context, cdp: CdpClient, path: Path) -> int:
     env = child_env(
         CDP_KAFKA_BOOTSTRAP=cdp.bootstrap, CDP_TOPIC_PREFIX=cdp.topic_prefix, CDP_DATA_DIR=str(ctx.workdir / "import")
     )
+    if cdp.privacy_key:  # the stack's suppressions are screened with its key (cdp/importer.py)
+        env["CDP_PRIVACY_KEY"] = cdp.privacy_key
     r = subprocess.run(
         [sys.executable, "-m", "cdp.cli", "import", str(path), "--write-key", cdp.write_keys["offline"]],
         cwd=ROOT,

@@ -70,7 +70,7 @@ class SoakStage:
         rate = capacity * m.soak_capacity_share
         prefix = ctx.prefix("soak")
         proc = ctx.start_cdp("run", "soak", prefix)
-        cdp = CdpClient(proc.url, proc.admin_token, proc.write_keys, ctx.bootstrap, prefix, proc.pid)
+        cdp = CdpClient(proc.url, proc.admin_token, proc.write_keys, ctx.bootstrap, prefix, proc.pid, proc.privacy_key)
         tag = f"soak{ctx.tag}"
         raw = [f"{prefix}.events.{c}" for c in ("online", "mobile", "offline")] + [f"{prefix}.identity.ops"]
         sunk = [f"{prefix}.{t}" for t in ("events.stitched", "identities", "merges", "identity.refusals")]
