@@ -54,12 +54,12 @@ def _default_rules() -> IdentityRules:
 
 def collector_record(
     event: dict[str, Any], channel: str, received_at: datetime | None = None
-) -> tuple[bytes | None, bytes]:
-    """(key, value) exactly as the collector produces an accepted event: validated, dumped, enriched."""
+) -> tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]:
+    """(key, value, headers) exactly as the collector produces an accepted event: validated, dumped, enriched."""
     from schemas.enrich import enrich
     from schemas.segment import parse_event
     from schemas.validation import offline_invalid_reason
-    from streams.keys import raw_event_key
+    from streams.keys import raw_event_record
 
     received = received_at or datetime.now(UTC)
     if channel == "offline":
@@ -71,8 +71,8 @@ def collector_record(
     enriched = enrich(
         dumped, received_at=received, client_ip="127.0.0.1", channel=channel, source_id=SOURCE_NAMES[channel]
     )
-    key = raw_event_key(enriched, _default_rules())
-    return key, orjson.dumps(enriched)
+    _, key, value, headers = raw_event_record("", enriched, _default_rules())
+    return key, value, headers
 
 
 def stitched_record(event: dict[str, Any], channel: str, profile_id: str) -> tuple[bytes, bytes]:

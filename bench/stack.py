@@ -718,12 +718,13 @@ def descendants(pid: int) -> list[int]:
 
 def produce_all(
     bootstrap: str,
-    records: Iterable[tuple[str, bytes | None, bytes]],
+    records: Iterable[tuple[str, bytes | None, bytes] | tuple[str, bytes | None, bytes, list[Any]]],
     headers: list[tuple[str, str | bytes | None]] | None = None,
     **config: Any,
 ) -> int:
-    """Produce (topic, key, value) records (each with ``headers``) as fast as the client allows, wait for every
-    acknowledgement, raise if any failed. Returns the count. acks=all, like the collector."""
+    """Produce (topic, key, value) records (each with ``headers``) or (topic, key, value, headers) records as fast
+    as the client allows, wait for every acknowledgement, raise if any failed. Returns the count. acks=all, like the
+    collector."""
     from confluent_kafka import Producer
 
     from streams.producer import producer_config
@@ -736,10 +737,12 @@ def produce_all(
             failed.append(err)
 
     n = 0
-    for topic, key, value in records:
+    for record in records:
+        topic, key, value = record[0], record[1], record[2]
+        own = record[3] if len(record) == 4 else headers
         while True:
             try:
-                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=cb)
+                producer.produce(topic, value=value, key=key, headers=own, on_delivery=cb)
                 break
             except BufferError:
                 producer.poll(0.05)

@@ -7,6 +7,7 @@ silent over-merge weeks later.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -132,6 +133,12 @@ class IdentityRules(BaseModel):
         # Read on every link decision and summary union: a dict lookup, not two model lookups per call.
         cap = self.max_identifiers_per_profile
         return {name: cap if spec.limit is None else min(spec.limit, cap) for name, spec in self.types.items()}
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short digest of the whole rule set: a record whose producer computed its identifiers (the stitch
+        hint, streams.keys) is trusted only by a worker whose rules have the same digest."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
     @cached_property
     def trait_types(self) -> tuple[tuple[str, str], ...]:

@@ -11,6 +11,6 @@ def parse_ts(value: Any) -> datetime:
     if isinstance(value, int | float):
         return datetime.fromtimestamp(value / 1000, tz=UTC)
     if isinstance(value, str) and value:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        dt = datetime.fromisoformat(value)  # since Python 3.11 it reads a trailing Z as UTC
         return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
     return datetime.now(UTC)

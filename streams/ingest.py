@@ -30,7 +30,7 @@ from schemas.errors import from_validation_error
 from schemas.offline import RowError, row_event
 from schemas.segment import SegmentEvent
 from schemas.validation import offline_invalid_reason
-from streams.keys import raw_event_key
+from streams.keys import raw_event_record
 from streams.metrics import IMPORT_ROWS
 from streams.privacy import PrivacyLedger, Produced, screened
 from streams.producer import CHECKED_HEADER, AsyncProducer
@@ -209,7 +209,7 @@ def import_file(
                 result.suppressed += 1
                 chunk += joined
                 continue
-            chunk.append((topic, raw_event_key(event, rules), orjson.dumps(event)))
+            chunk.append(raw_event_record(topic, event, rules))
             result.accepted += 1
             if len(chunk) >= CHUNK:
                 producer.send_sync(chunk, headers=[CHECKED_HEADER])

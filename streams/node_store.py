@@ -34,6 +34,11 @@ def _options(store_mb: int) -> Options:
     options.set_max_write_buffer_number(2)
     table = BlockBasedOptions()
     table.set_block_cache(Cache(2 * quarter))
+    # Most reads of a growing graph ask for a node that does not exist yet (every new identifier): a Bloom filter
+    # answers those without reading a block. Filters and indexes live in the block cache, inside the bound.
+    table.set_bloom_filter(10, False)
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
     options.set_block_based_table_factory(table)
     return options
 

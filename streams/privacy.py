@@ -23,11 +23,12 @@ from identity.rules import IdentityRules
 from identity.subject_hash import SubjectHasher
 from streams.follow import CompactedTopic
 from streams.metrics import EVENTS_SUPPRESSED
+from streams.producer import Record as ProducerRecord
 
 __all__ = ["LedgerEntry", "PrivacyLedger", "RegulationLog", "ledger_record", "screened"]
 
 Record = tuple[str, bytes, bytes | None]
-Produced = tuple[str, bytes | None, bytes | None]  # any record a producer sends (streams/producer.py)
+Produced = ProducerRecord  # any record a producer sends (streams/producer.py)
 
 
 @dataclass(frozen=True)

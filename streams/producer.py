@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 
 Headers = list[tuple[str, str | bytes | None]]
+Record = tuple[str, bytes | None, bytes | None] | tuple[str, bytes | None, bytes | None, Headers]
+"""(topic, key, value) or (topic, key, value, headers): a record's own headers replace the call's ``headers``."""
 
 CHECKED_HEADER: tuple[str, str | bytes | None] = ("cdp-checked", b"1")
 """On a raw event that passed the collector's (or the importer's) validation: the stitcher does not validate it
@@ -69,22 +71,24 @@ class AsyncProducer:
 
     async def send_many(
         self,
-        records: Iterable[tuple[str, bytes | None, bytes | None]],
+        records: Iterable[Record],
         timeout: float,
         headers: Headers | None = None,
     ) -> None:
-        """Produce (topic, key, value) records (value None: a tombstone), each with ``headers``, and wait until the
-        broker acknowledged all of them."""
+        """Produce records (value None: a tombstone), each with its own headers or else ``headers``, and wait until
+        the broker acknowledged all of them."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         batch = list(records)
         if not batch:
             return
         acks = _Acks(loop, len(batch))
-        for topic, key, value in batch:
+        for record in batch:
+            topic, key, value = record[0], record[1], record[2]
+            own = record[3] if len(record) == 4 else headers
             while True:
                 try:
-                    self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=acks)
+                    self._producer.produce(topic, value=value, key=key, headers=own, on_delivery=acks)
                     break
                 except BufferError:  # local queue full: back-pressure rather than drop, but only until the
                     queue_full("send_many")
@@ -101,7 +105,7 @@ class AsyncProducer:
 
     def send_sync(
         self,
-        records: Iterable[tuple[str, bytes | None, bytes | None]],
+        records: Iterable[Record],
         timeout: float = 30.0,
         headers: Headers | None = None,
     ) -> None:
@@ -112,10 +116,12 @@ class AsyncProducer:
             if err is not None:
                 errors.append(err)
 
-        for topic, key, value in records:
+        for record in records:
+            topic, key, value = record[0], record[1], record[2]
+            own = record[3] if len(record) == 4 else headers
             while True:
                 try:
-                    self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=cb)
+                    self._producer.produce(topic, value=value, key=key, headers=own, on_delivery=cb)
                     break
                 except BufferError:
                     queue_full("send_sync")

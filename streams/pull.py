@@ -36,7 +36,7 @@ from schemas.settings import Settings
 from streams.connect import ConnectClient, ConnectError, connector_state
 from streams.folder import DropFolder, Outcome, process_once, rejects_path
 from streams.ingest import UnreadableFile, deadletter_record, import_file, prepare, suppressed_records
-from streams.keys import raw_event_key
+from streams.keys import raw_event_record
 from streams.privacy import PrivacyLedger, Produced
 from streams.producer import CHECKED_HEADER, AsyncProducer
 from streams.source_status import SourceStats
@@ -165,9 +165,8 @@ class CdcRunner(_Runner):
             if joined is not None:  # a suppressed person's change: left out, its new identifiers join
                 records += joined
                 continue
-            partition_key = raw_event_key(event, self.rules)  # the stitching node's partition, as the collector
             latest.pop(event["messageId"], None)
-            latest[event["messageId"]] = (raw_topic, partition_key, orjson.dumps(event))
+            latest[event["messageId"]] = raw_event_record(raw_topic, event, self.rules)  # keyed as the collector
             accepted += 1
         records += latest.values()
         if records:

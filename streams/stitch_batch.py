@@ -6,7 +6,9 @@ primary identifier's node (``identity.graph.event_message``); a message to a nod
 handled here at once, together with every message it causes among the owned partitions (up to a budget per
 batch, so a merge of two big components cannot make one batch unbounded); a message to a node elsewhere leaves as
 a record on the identity-messages topic, on the node's partition. Events whose identifiers are already one
-profile take the protocol's fast path: one look at the primary's state, no message, no state write.
+profile take the protocol's fast path: one look at the primary's state, no message, no state write. With the
+producer's stitch hint (streams.keys) such an event is not even decoded: its stitched record is the record as read
+plus two fields.
 
 What comes out is applied by the caller in one Kafka transaction (the records, the changed node states as
 changelog records, the input offsets), so the batch counts entirely or not at all.
@@ -35,15 +37,18 @@ from identity.graph import (
     settled,
 )
 from identity.rules import IdentityRules
-from schemas.timestamps import parse_ts
 from schemas.validation import invalid_reason
+from streams.keys import StitchHint, event_ms, received_ms
 from streams.partitioner import partition_for
 from streams.topics import Topics
 
-__all__ = ["BatchCounts", "BatchOutput", "OutRecord", "StitchBatch", "changelog_key"]
+__all__ = ["BatchCounts", "BatchOutput", "OutRecord", "RawEvent", "StitchBatch", "changelog_key"]
 
 OutRecord = tuple[str, int, bytes | None, bytes]
 """(topic, partition or -1 for the producer's partitioner, key, value)."""
+
+RawEvent = tuple[bytes, bool, bytes | None]
+"""A raw event record's (value, validated by its producer: ``CHECKED_HEADER``, its stitch hint or None)."""
 
 ReadState = Callable[[int, str], NodeState | None]
 """(partition, node key) -> the node's committed state, or None for a node never seen."""
@@ -113,16 +118,18 @@ class StitchBatch:
         self._local: deque[Message] = deque()
         self._raw: dict[str, bytes] = {}  # messageId -> the event as read, for its stitched record
         self._now_ms = int(time.time() * 1000)
+        self._rules_digest = rules.fingerprint
 
-    def run(self, raw: Iterable[tuple[bytes, bool]], messages: Iterable[bytes]) -> BatchOutput:
+    def run(self, raw: Iterable[RawEvent], messages: Iterable[bytes]) -> BatchOutput:
         """Handle the identity messages, then the raw events one by one, each with everything it causes locally
         before the next: a person's next event then finds the links of the previous one made, and takes the fast
         path."""
         for value in messages:
             self._take_message(value)
         self._drain()
-        for value, checked in raw:
-            self._take_event(value, checked)
+        for value, checked, hint in raw:
+            if not (checked and hint is not None and self._take_hinted(value, hint)):
+                self._take_event(value, checked)
             self._drain()
         topic = self.topics.identity_nodes
         for node, (partition, state) in self.out.states.items():
@@ -141,6 +148,37 @@ class StitchBatch:
             return
         self._route(msg, counted=False)
 
+    def _take_hinted(self, value: bytes, raw_hint: bytes) -> bool:
+        """An event with its producer's stitch hint: decoded only if it does not take the fast path. False (then
+        read the long way) for a hint of other rules, or an event that names a profile itself."""
+        hint = StitchHint.decode(raw_hint)
+        if hint is None or hint.rules != self._rules_digest or not _spliceable(value):
+            return False
+        counts = self.out.counts
+        keys = hint.keys
+        if self.erased is not None and self.erased(keys, hint.received_ms):
+            counts.erased += 1
+            return True
+        counts.events += 1
+        if not keys:
+            counts.without_identifiers += 1
+            self._stitched_value(value, hint.message_id, "", "")
+            return True
+        primary = keys[0]
+        if partition_for(primary, self.partitions) in self.owned:
+            state = self._lookup(primary)
+            if settled(state, keys[1:], hint.ts_ms):
+                assert state is not None
+                counts.fast += 1
+                counts.handled += 1
+                self._stitched_value(value, hint.message_id, state.profile_id, primary)
+                return True
+        self._raw[hint.message_id] = value
+        msg = event_message(keys, orjson.loads(value), hint.message_id, hint.ts_ms)
+        assert msg is not None
+        self._route(msg, counted=False)
+        return True
+
     def _take_event(self, value: bytes, checked: bool) -> None:
         """``checked``: the collector or the importer validated the event (``CHECKED_HEADER``); other producers'
         events are validated here."""
@@ -156,9 +194,9 @@ class StitchBatch:
             return
         try:
             keys = identifier_keys(event, self.rules)
-            ts_ms = _event_ms(event)
+            ts_ms = event_ms(event)
             message_id = event["messageId"]
-            if self.erased is not None and self.erased(keys, _received_ms(event)):
+            if self.erased is not None and self.erased(keys, received_ms(event)):
                 counts.erased += 1
                 return
             if "profileId" not in event and "identityKey" not in event:
@@ -265,34 +303,32 @@ class StitchBatch:
 
     def _stitched(self, event: dict[str, Any], profile_id: str, identity_key: str) -> None:
         message_id = event["messageId"]
-        raw = self._raw.pop(message_id, b"").rstrip()
-        if raw.endswith(b"}") and not raw.endswith(b"{}"):
-            # The event as read plus two fields: cheaper than encoding the whole event again.
-            value = b"".join(
-                (
-                    raw[:-1],
-                    b',"profileId":',
-                    orjson.dumps(profile_id),
-                    b',"identityKey":',
-                    orjson.dumps(identity_key),
-                    b"}",
-                )
-            )
-        else:  # handled here after another worker read it (or its record was unusual): encode it
+        raw = self._raw.pop(message_id, None)
+        if raw is None or not self._stitched_value(raw, message_id, profile_id, identity_key):
+            # Handled here after another worker read it (or its record was unusual): encode it.
             event["profileId"] = profile_id
             event["identityKey"] = identity_key
-            value = orjson.dumps(event)
+            self.out.records.append((self.topics.stitched, -1, message_id.encode(), orjson.dumps(event)))
+
+    def _stitched_value(self, raw: bytes, message_id: str, profile_id: str, identity_key: str) -> bool:
+        """The event as read plus two fields (cheaper than encoding the whole event again); False if the record
+        is not a non-empty JSON object as the producers write it."""
+        if not _spliceable(raw):
+            return False
+        raw = raw.rstrip()
+        value = b"".join(
+            (raw[:-1], b',"profileId":', orjson.dumps(profile_id), b',"identityKey":', orjson.dumps(identity_key), b"}")
+        )
         self.out.records.append((self.topics.stitched, -1, message_id.encode(), value))
+        return True
 
     def _deadletter(self, body: dict[str, Any]) -> None:
         self.out.counts.deadletters += 1
         self.out.records.append((self.topics.deadletter, -1, None, orjson.dumps(body)))
 
 
-def _received_ms(event: dict[str, Any]) -> int | None:
-    received = event.get("receivedAt")
-    return int(parse_ts(received).timestamp() * 1000) if received else None
-
-
-def _event_ms(event: dict[str, Any]) -> int:
-    return int(parse_ts(event.get("timestamp") or event.get("receivedAt")).timestamp() * 1000)
+def _spliceable(raw: bytes) -> bool:
+    """A record whose stitched form is the record plus two fields: a non-empty JSON object as the producers write
+    it, not naming a profile itself (the two fields would then appear twice)."""
+    end = raw.rstrip()
+    return end.endswith(b"}") and not end.endswith(b"{}") and b'"profileId"' not in raw and b'"identityKey"' not in raw

@@ -49,7 +49,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +62,11 @@ from identity.graph import NodeState
 from identity.rules import IdentityRules
 from identity.subject_hash import SubjectHasher
 from schemas.settings import Settings
+from streams.keys import HINT_HEADER
 from streams.node_store import NodeStore
 from streams.privacy import PrivacyLedger
 from streams.producer import CHECKED_HEADER, producer_config
-from streams.stitch_batch import BatchCounts, BatchOutput, StitchBatch
+from streams.stitch_batch import BatchCounts, BatchOutput, RawEvent, StitchBatch
 from streams.topics import topics_for
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ RETRY_LIMIT_S = 3 * TRANSACTION_TIMEOUT_MS / 1000
 # send_offsets_to_transaction is given the transaction's lifetime, and taken for hung this long after it.
 SEND_OFFSETS_TIMEOUT_S = TRANSACTION_TIMEOUT_MS / 1000
 HUNG_AFTER_S = SEND_OFFSETS_TIMEOUT_S + 10
+CHECKED_NAME, CHECKED_VALUE = CHECKED_HEADER
 MAX_RENEWALS, RENEWAL_WINDOW_S = 5, 300.0  # fenced more often than this: two workers share one CDP_WORKER_ID
 
 STITCH_EVENTS = Counter(
@@ -132,6 +134,19 @@ def _bounded(call: Callable[[], None], limit_s: float) -> None:
         raise _GaveUp(KafkaError(KafkaError._TIMED_OUT, f"no answer within {limit_s:.0f} s", retriable=True))
     if outcome[0] is not None:
         raise outcome[0]
+
+
+def _checked_and_hint(headers: Sequence[tuple[str, str | bytes | None]] | object) -> tuple[bool, bytes | None]:
+    """Whether a raw event's producer validated it (``CHECKED_HEADER``), and its stitch hint (streams.keys).
+    A consumed record's headers are a list of (name, bytes) pairs, or None."""
+    checked, hint = False, None
+    if isinstance(headers, list):
+        for name, value in headers:
+            if name == CHECKED_NAME:
+                checked = value == CHECKED_VALUE
+            elif name == HINT_HEADER and isinstance(value, bytes):
+                hint = value
+    return checked, hint
 
 
 class _NodeCache:
@@ -330,7 +345,7 @@ class Stitcher:
     def _batch(self, records: list[Message]) -> None:
         started = time.perf_counter()
         ops_topic = self.topics.identity_ops
-        raw: list[tuple[bytes, bool]] = []
+        raw: list[RawEvent] = []
         messages: list[bytes] = []
         first: dict[tuple[str, int], int] = {}
         after: dict[tuple[str, int], int] = {}
@@ -348,8 +363,7 @@ class Stitcher:
             if tp[0] == ops_topic:
                 messages.append(value)
             else:
-                headers = record.headers()
-                raw.append((value, headers is not None and CHECKED_HEADER in headers))
+                raw.append((value, *_checked_and_hint(record.headers())))
         if not after:
             return
         erased = self.ledger.erased_before if self.ledger.erasing_any else None  # no cost while nobody was erased

@@ -36,9 +36,10 @@ from schemas.errors import BatchItemError, EventError
 from schemas.segment import EventTooLarge, SegmentEvent, accept_batch, accept_event
 from schemas.settings import Settings
 from streams.ingest import phones_to_e164
-from streams.keys import raw_event_key
+from streams.keys import raw_event_record
 from streams.privacy import PrivacyLedger, screened
 from streams.producer import CHECKED_HEADER, AsyncProducer, ProduceTimeout
+from streams.producer import Record as ProducerRecord
 from streams.sources import Source
 
 router = APIRouter(tags=["collect"])
@@ -49,7 +50,7 @@ SINGLE_PATHS = {t: (f"/v1/{t}", f"/v1/{t[0]}") for t in SINGLE_TYPES}
 # analytics-android to /v1/import, RudderStack's sendBeacon plugin to /beacon/v1/batch?writeKey=...
 BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
 MAX_DEADLETTER_CHARS = 512 * 1024
-Record = tuple[str, bytes | None, bytes | None]  # value None: a tombstone
+Record = ProducerRecord  # value None: a tombstone
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Intake:
 
     def record(self, event: dict[str, Any]) -> Record:
         enriched = self.enriched(event)
-        return self.topic, raw_event_key(enriched, self.rules), orjson.dumps(enriched)
+        return raw_event_record(self.topic, enriched, self.rules)
 
     def records(self, events: list[dict[str, Any]]) -> list[Record]:
         """The records of these events, less those of suppressed people (counted), plus the ledger records of
@@ -84,7 +85,7 @@ class Intake:
             enriched = self.enriched(event)
             ledger_records = screened(ledger, enriched, self.rules, self.source.channel)
             if ledger_records is None:
-                out.append((self.topic, raw_event_key(enriched, self.rules), orjson.dumps(enriched)))
+                out.append(raw_event_record(self.topic, enriched, self.rules))
             else:
                 joined += ledger_records
         return out + joined

@@ -33,7 +33,7 @@ from api.signatures import SignatureError, verify
 from schemas.mapping import MappingError
 from schemas.webhooks import WebhookMapping, delivery_event
 from streams.ingest import deadletter_record, prepare
-from streams.keys import raw_event_key
+from streams.keys import raw_event_record
 from streams.privacy import screened
 
 router = APIRouter(tags=["webhooks"])
@@ -89,7 +89,7 @@ async def receive(
     suppressed = screened(services.ledger, event, rules, source.channel) if services.ledger is not None else None
     records = suppressed or []  # a suppressed person's event is dropped (200, counted), its new identifiers join
     if suppressed is None:
-        records = [(services.topics.raw(source.channel), raw_event_key(event, rules), orjson.dumps(event))]
+        records = [raw_event_record(services.topics.raw(source.channel), event, rules)]
     await produce(producer, records, settings.produce_timeout_s)
     if stats is not None:
         stats.rows(source.name, "webhook", 1)

@@ -45,13 +45,12 @@ from bench.stack import (
     produce_all,
     rss_mb,
 )
-from streams.producer import CHECKED_HEADER
 
 WARMUP_EVENTS = 200
 RAW_CONSUME_RECORDS = 100_000
 QUIET_S = 2.0  # nothing written to the graph's topics for this long: it has converged
 
-Records = list[tuple[str, bytes | None, bytes]]  # (channel, key, value)
+Records = list[tuple[str, bytes | None, bytes, list[Any]]]  # (channel, key, value, headers) as the collector writes
 
 
 # ------------------------------------------------------------------------------------------- shapes
@@ -130,7 +129,7 @@ def _raw_consume(ctx: Context, prefix: str, prepared: Records) -> float:
     topic = f"{prefix}.bench-raw-consume"
     create_topics(ctx.bootstrap, [topic])
     repeat = max(1, -(-RAW_CONSUME_RECORDS // max(1, len(prepared))))
-    total = produce_all(ctx.bootstrap, ((topic, k, v) for _ in range(repeat) for _, k, v in prepared))
+    total = produce_all(ctx.bootstrap, ((topic, k, v, h) for _ in range(repeat) for _, k, v, h in prepared))
     return consume_rate(ctx.bootstrap, [topic], total)[0]
 
 
@@ -162,8 +161,7 @@ def _warm_up(ctx: Context, prefix: str, counter: RecordCounter, label: str) -> N
             "anonymousId": f"warm-{ctx.tag}-{i}",
             "messageId": f"warm-{ctx.tag}-{label}-{i}",
         }
-        key, value = collector_record(event, "online")
-        warm.append((f"{prefix}.events.online", key, value))
+        warm.append((f"{prefix}.events.online", *collector_record(event, "online")))
     produce_all(ctx.bootstrap, warm)
     got = _wait_count(counter, WARMUP_EVENTS, 180)
     if got < WARMUP_EVENTS:
@@ -238,7 +236,7 @@ class StitchingStage:
         label = f"stitch-{shape}-{workers}"
         prefix = ctx.prefix(label)
         topics = _topics(prefix)
-        records = [(f"{prefix}.events.{channel}", key, value) for channel, key, value in prepared]
+        records = [(f"{prefix}.events.{channel}", key, value, headers) for channel, key, value, headers in prepared]
         procs = _start_workers(ctx, prefix, workers, label)
         counter = RecordCounter(ctx.bootstrap, [topics["stitched"], topics["deadletter"]])
         graph = OffsetCounter(ctx.bootstrap, [topics["ops"], topics["identities"], topics["nodes"]])
@@ -251,7 +249,7 @@ class StitchingStage:
             ctx.log(f"stitching: {n:,} {shape} events through {workers} worker(s)")
             cpu_before = [cpu_seconds(p.pid) or 0.0 for p in procs]
             started = time.perf_counter()
-            produce_all(ctx.bootstrap, records, headers=[CHECKED_HEADER])
+            produce_all(ctx.bootstrap, records)
             produced_s = time.perf_counter() - started
             last = _wait_count(counter, base + n, m.stitch_timeout_s)
             elapsed = time.perf_counter() - started
@@ -326,7 +324,7 @@ class StitchingStage:
 
         prepare_cdp_topics(ctx.bootstrap, prefix)
         counter = RecordCounter(ctx.bootstrap, [topics["stitched"], topics["deadletter"]])
-        produce_all(ctx.bootstrap, ((f"{prefix}.events.{c}", k, v) for c, k, v in prepared), headers=[CHECKED_HEADER])
+        produce_all(ctx.bootstrap, ((f"{prefix}.events.{c}", k, v, h) for c, k, v, h in prepared))
         del prepared
         raw_rate = consume_rate(ctx.bootstrap, [f"{prefix}.events.{c}" for c in ("online", "mobile", "offline")], n)[0]
         ctx.log(f"stitching: {n:,} events waiting; starting one worker")

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from identity.graph import NodeState, profile_id_for
 from identity.rules import IdentityRules
 from identity.subject_hash import SubjectHasher
+from streams.keys import HINT_HEADER, StitchHint, raw_event_record
 from streams.partitioner import partition_for
 from streams.privacy import LedgerEntry, PrivacyLedger, ledger_record
-from streams.stitch_batch import BatchCounts, StitchBatch, changelog_key
+from streams.stitch_batch import BatchCounts, RawEvent, StitchBatch, changelog_key
 from streams.topics import Topics
 from tests.identity._support import POOL_TYPES, expected_labels, high_limit_rules, make_event, value_for
 
@@ -36,12 +37,18 @@ def raw(event: dict[str, Any], ts: int | None = None) -> bytes:
     return orjson.dumps(body)
 
 
+def hinted(value: bytes, rules: IdentityRules = DEFAULT) -> RawEvent:
+    """A validated record with its stitch hint, as the collector writes it."""
+    _, _, _, headers = raw_event_record("", orjson.loads(value), rules)
+    return value, True, next(v for n, v in headers if n == HINT_HEADER)  # type: ignore[misc]
+
+
 class Log:
     """An in-memory stand-in for the topics: per partition, raw events and identity messages; outputs by topic."""
 
     def __init__(self, partitions: int = PARTITIONS) -> None:
         self.partitions = partitions
-        self.raw: list[deque[tuple[bytes, bool]]] = [deque() for _ in range(partitions)]
+        self.raw: list[deque[RawEvent]] = [deque() for _ in range(partitions)]
         self.ops: list[deque[bytes]] = [deque() for _ in range(partitions)]
         self.out: dict[str, list[tuple[int, bytes | None, bytes]]] = {}
         self.states: dict[str, NodeState] = {}  # committed node states (what the changelog holds)
@@ -80,10 +87,10 @@ class Log:
         return [orjson.loads(v) for _, _, v in self.out.get(topic, [])]
 
 
-def run_one_worker(rules: IdentityRules, events: list[bytes], budget: int = 100_000) -> Log:
+def run_one_worker(rules: IdentityRules, events: list[bytes], budget: int = 100_000, hints: bool = False) -> Log:
     log = Log()
     for value in events:
-        log.raw[0].append((value, True))
+        log.raw[0].append(hinted(value, rules) if hints else (value, True, None))
     while log.pending():
         log.batch(rules, set(range(PARTITIONS)), 100, budget)
     return log
@@ -118,7 +125,7 @@ def test_messages_to_nodes_of_other_workers_leave_on_their_partition() -> None:
     events = [raw({"type": "track", "event": "x", "anonymousId": f"a{i}", "userId": f"u{i}"}) for i in range(40)]
     log = Log()
     for value in events:
-        log.raw[0].append((value, True))
+        log.raw[0].append((value, True, None))
     log.batch(DEFAULT, {0}, 100, 100_000)
     # Events whose primary lives elsewhere, and handshakes with peers elsewhere, are on the other partitions' logs.
     assert log.counts.sent == sum(map(len, log.ops)) > 0
@@ -139,7 +146,7 @@ def test_a_budget_sends_the_rest_through_the_log() -> None:
     ]
     log = Log()
     for value in events:
-        log.raw[0].append((value, True))
+        log.raw[0].append((value, True, None))
     log.batch(high_limit_rules(), set(range(PARTITIONS)), 100, budget=5)
     assert log.counts.sent > 0 and sum(map(len, log.ops)) == log.counts.sent
     while log.pending():
@@ -152,10 +159,10 @@ def test_bad_records_become_dead_letters_and_the_batch_goes_on() -> None:
     log = Log()
     log.raw[0].extend(
         [
-            (b"not json", True),
-            (orjson.dumps({"type": "track", "anonymousId": "a2"}), False),  # not validated at the edge, no messageId
-            (orjson.dumps({"type": "track", "anonymousId": "a3"}), True),  # claims validation, cannot be stitched
-            (good, True),
+            (b"not json", True, None),
+            (orjson.dumps({"type": "track", "anonymousId": "a2"}), False, None),  # not validated, no messageId
+            (orjson.dumps({"type": "track", "anonymousId": "a3"}), True, None),  # claims validation, cannot be stitched
+            (good, True, None),
         ]
     )
     log.ops[0].append(b'{"kind": "gossip"}')
@@ -171,7 +178,7 @@ def test_bad_records_become_dead_letters_and_the_batch_goes_on() -> None:
 def test_unchecked_events_are_validated_checked_ones_are_not() -> None:
     oversized = raw({"type": "track", "event": "x", "anonymousId": "a1", "properties": {"p": "v" * 300_000}})
     log = Log()
-    log.raw[0].extend([(oversized, False), (oversized, True)])
+    log.raw[0].extend([(oversized, False, None), (oversized, True, None)])
     log.batch(DEFAULT, set(range(PARTITIONS)), 100, 100_000)
     assert len(log.values(TOPICS.deadletter)) == 1 and len(log.values(TOPICS.stitched)) == 1
 
@@ -210,7 +217,8 @@ def test_workers_reach_the_connected_components(
     ]
     log = Log()
     for event, ts in events:
-        log.raw[rng.randrange(PARTITIONS)].append((raw(event, ts), True))
+        value = raw(event, ts)  # a random half with the producer's stitch hint: both ways reach the same graph
+        log.raw[rng.randrange(PARTITIONS)].append(hinted(value, rules) if rng.random() < 0.5 else (value, True, None))
     rounds = 0
     while log.pending():
         ownership, size, budget, commit = plans[rounds % len(plans)]
@@ -233,7 +241,7 @@ def test_workers_reach_the_connected_components(
 def test_every_event_is_counted_once_where_it_is_handled(owned: set[int]) -> None:
     cookies = [f"a{i % 7}" for i in range(50)]
     log = Log()
-    log.raw[0].extend((raw({"type": "track", "event": "x", "anonymousId": c}), True) for c in cookies)
+    log.raw[0].extend((raw({"type": "track", "event": "x", "anonymousId": c}), True, None) for c in cookies)
     log.batch(DEFAULT, owned, 100, 100_000)
     here = sum(1 for c in cookies if partition_for(f"anonymous_id:{c}", PARTITIONS) in owned)
     c = log.counts
@@ -260,9 +268,10 @@ def test_events_received_before_their_person_was_erased_are_dropped_and_later_on
     ledger.apply(h, ledger_record(ledger.topic, h, LedgerEntry(erased_at_ms=BASE_MS + 5_000))[2])
     assert ledger.erasing_any
 
-    def received(anon: str, seconds: int, **extra: Any) -> tuple[bytes, bool]:
+    def received(anon: str, seconds: int, **extra: Any) -> RawEvent:
         at = f"2026-01-01T00:00:{seconds:02d}.000Z"
-        return raw({"type": "track", "event": "E", "anonymousId": anon, "receivedAt": at, **extra}), True
+        value = raw({"type": "track", "event": "E", "anonymousId": anon, "receivedAt": at, **extra})
+        return hinted(value) if seconds % 2 else (value, True, None)  # the ledger is consulted on either way
 
     events = [
         received("gone", 1),  # before the erasure: dropped, also when the client's timestamp says later
@@ -276,3 +285,58 @@ def test_events_received_before_their_person_was_erased_are_dropped_and_later_on
     stitched = [orjson.loads(v) for t, _, _, v in out.records if t == TOPICS.stitched]
     assert out.counts.erased == 2
     assert sorted((e["anonymousId"], e["receivedAt"][17:19]) for e in stitched) == [("gone", "09"), ("other", "02")]
+
+
+# ------------------------------------------------------------------------------------------ stitch hints
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_events=st.lists(st.tuples(identifier_sets, st.integers(0, 40)), min_size=1, max_size=30))
+def test_events_with_stitch_hints_are_stitched_exactly_as_without(raw_events: list[tuple[dict[str, int], int]]) -> None:
+    rules = high_limit_rules()
+    events = [
+        raw(make_event({t: value_for(t, n) for t, n in ids.items()}, messageId=f"m{i}"), ts)
+        for i, (ids, ts) in enumerate(raw_events)
+    ]
+    plain = run_one_worker(rules, events)
+    with_hints = run_one_worker(rules, events, hints=True)
+    assert with_hints.out[TOPICS.stitched] == plain.out[TOPICS.stitched]  # byte for byte
+    assert with_hints.states == plain.states
+    assert with_hints.counts == plain.counts
+
+
+def test_a_hint_of_other_rules_or_a_broken_one_is_not_trusted() -> None:
+    value = raw({"type": "identify", "userId": "u1", "anonymousId": "a1"})
+    message_id = orjson.loads(value)["messageId"]
+    other_rules = StitchHint("another-rule-set", BASE_MS, None, message_id, ("user_id:somebody-else",)).encode()
+    for hint in (other_rules, b"[1, 2]", b"not json", b'["x"]'):
+        log = Log()
+        log.raw[0].append((value, True, hint))
+        log.batch(DEFAULT, set(range(PARTITIONS)), 100, 100_000)
+        (event,) = log.values(TOPICS.stitched)
+        assert event["identityKey"] == "user_id:u1" and "user_id:somebody-else" not in log.states
+        assert sorted(log.states) == ["anonymous_id:a1", "user_id:u1"]
+
+
+def test_a_hinted_event_on_the_fast_path_is_never_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    person = {"userId": "u1", "anonymousId": "a1", "context": {"traits": {"email": "ann@x.io"}}}
+    events = [raw({"type": "track", "event": "x", **person}) for _ in range(5)]
+    hints = [hinted(v) for v in events]
+    decoded: list[bytes] = []
+
+    class CountingJson:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(orjson, name)
+
+        @staticmethod
+        def loads(value: bytes) -> Any:
+            decoded.append(value)
+            return orjson.loads(value)
+
+    monkeypatch.setattr("streams.stitch_batch.orjson", CountingJson())
+    log = Log()
+    log.raw[0].extend(hints)
+    log.batch(DEFAULT, set(range(PARTITIONS)), 100, 100_000)
+    assert (log.counts.linked, log.counts.fast) == (1, 4)
+    assert [v for v in decoded if v in events] == events[:1]  # the linking event only
+    assert len(log.values(TOPICS.stitched)) == 5

@@ -44,9 +44,10 @@ class RecordingProducer:
         self.send_sync(records, timeout, headers)
 
     def send_sync(self, records: Iterable[Record], timeout: float = 30.0, headers: Headers | None = None) -> None:
-        for topic, key, value in records:
+        for record in records:
+            topic, key, value = record[0], record[1], record[2]
             self.sent.append((topic, key, value))
-            self.headers.append(headers)
+            self.headers.append(record[3] if len(record) == 4 else headers)
             if topic in self.follows and key is not None:
                 self.follows[topic].apply(key.decode(), value)
 

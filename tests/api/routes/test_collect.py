@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from streams.keys import HINT_HEADER, StitchHint
 from streams.producer import CHECKED_HEADER
 from tests.api.routes.fixtures import WRITE_KEY, client, sent, sent_headers, services
 
@@ -17,7 +18,10 @@ def test_an_accepted_event_is_produced_enriched_under_its_key() -> None:
     event = orjson.loads(value or b"")
     assert (event["type"], event["channel"], event["sourceId"]) == ("track", "online", "web")
     assert "writeKey" not in event and event["receivedAt"]
-    assert sent_headers(s) == [[CHECKED_HEADER]]  # validated here: the stitcher need not validate it again
+    # Validated here: the stitcher need not validate it again, and the hint spares it decoding the event.
+    [[checked, (hint_name, hint)]] = sent_headers(s)  # type: ignore[misc]
+    assert checked == CHECKED_HEADER and hint_name == HINT_HEADER
+    assert StitchHint.decode(hint).keys == ("user_id:u1", "anonymous_id:a1")  # type: ignore[arg-type,union-attr]
 
 
 def test_the_write_key_may_come_in_the_body() -> None:
