@@ -150,39 +150,16 @@ class StitchBatch:
 
     def _take_hinted(self, value: bytes, raw_hint: bytes) -> bool:
         """An event with its producer's stitch hint: decoded only if it does not take the fast path. False (then
-        read the long way) for a hint of other rules, or an event that names a profile itself."""
+        read the long way) for a hint of other rules, or a record that cannot be stitched by splicing."""
         hint = StitchHint.decode(raw_hint)
         if hint is None or hint.rules != self._rules_digest or not _spliceable(value):
             return False
-        counts = self.out.counts
-        keys = hint.keys
-        if self.erased is not None and self.erased(keys, hint.received_ms):
-            counts.erased += 1
-            return True
-        counts.events += 1
-        if not keys:
-            counts.without_identifiers += 1
-            self._stitched_value(value, hint.message_id, "", "")
-            return True
-        primary = keys[0]
-        if partition_for(primary, self.partitions) in self.owned:
-            state = self._lookup(primary)
-            if settled(state, keys[1:], hint.ts_ms):
-                assert state is not None
-                counts.fast += 1
-                counts.handled += 1
-                self._stitched_value(value, hint.message_id, state.profile_id, primary)
-                return True
-        self._raw[hint.message_id] = value
-        msg = event_message(keys, orjson.loads(value), hint.message_id, hint.ts_ms)
-        assert msg is not None
-        self._route(msg, counted=False)
+        self._stitch(hint.keys, hint.ts_ms, hint.received_ms, hint.message_id, value, None)
         return True
 
     def _take_event(self, value: bytes, checked: bool) -> None:
         """``checked``: the collector or the importer validated the event (``CHECKED_HEADER``); other producers'
         events are validated here."""
-        counts = self.out.counts
         try:
             event = orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -196,19 +173,35 @@ class StitchBatch:
             keys = identifier_keys(event, self.rules)
             ts_ms = event_ms(event)
             message_id = event["messageId"]
-            if self.erased is not None and self.erased(keys, received_ms(event)):
-                counts.erased += 1
-                return
-            if "profileId" not in event and "identityKey" not in event:
-                self._raw[message_id] = value
+            received = received_ms(event)
+            spliceable = "profileId" not in event and "identityKey" not in event
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a forged or broken "checked" event
             self._deadletter({"reason": f"cannot stitch: {exc!r}", "event": event})
             return
+        self._stitch(keys, ts_ms, received, message_id, value if spliceable else None, event)
+
+    def _stitch(
+        self,
+        keys: tuple[str, ...],
+        ts_ms: int,
+        received: int | None,
+        message_id: str,
+        value: bytes | None,
+        event: dict[str, Any] | None,
+    ) -> None:
+        """One raw event, by the fast path or as its primary's first message. ``value``: the record, if its stitched
+        form may be the record plus two fields; ``event``: the decoded record, None for not decoded yet."""
+        counts = self.out.counts
+        if self.erased is not None and self.erased(keys, received):
+            counts.erased += 1
+            return
         counts.events += 1
+        if value is not None:
+            self._raw[message_id] = value
         if not keys:
             # Only junk identifiers: the event is kept, attached to no profile.
             counts.without_identifiers += 1
-            self._stitched(event, "", "")
+            self._stitched(message_id, event, "", "")
             return
         primary = keys[0]
         if partition_for(primary, self.partitions) in self.owned:
@@ -217,8 +210,11 @@ class StitchBatch:
                 assert state is not None
                 counts.fast += 1
                 counts.handled += 1
-                self._stitched(event, state.profile_id, primary)
+                self._stitched(message_id, event, state.profile_id, primary)
                 return
+        if event is None:
+            assert value is not None
+            event = orjson.loads(value)
         msg = event_message(keys, event, message_id, ts_ms)
         assert msg is not None
         self._route(msg, counted=False)
@@ -299,28 +295,32 @@ class StitchBatch:
             records.append((topics.refusals, -1, r.node.encode(), orjson.dumps(r)))
         if step.stitched_event is not None:
             event = step.stitched_event
-            self._stitched(event, event.get("profileId", ""), node)
+            self._stitched(event["messageId"], event, event.get("profileId", ""), node)
 
-    def _stitched(self, event: dict[str, Any], profile_id: str, identity_key: str) -> None:
-        message_id = event["messageId"]
+    def _stitched(self, message_id: str, event: dict[str, Any] | None, profile_id: str, identity_key: str) -> None:
+        """The event's stitched record: the record as read plus two fields (cheaper than encoding the whole event
+        again), else the event encoded (handled here after another worker read it, or an unusual record)."""
         raw = self._raw.pop(message_id, None)
-        if raw is None or not self._stitched_value(raw, message_id, profile_id, identity_key):
-            # Handled here after another worker read it (or its record was unusual): encode it.
+        if raw is not None and _spliceable(raw):
+            raw = raw.rstrip()
+            value = b"".join(
+                (
+                    raw[:-1],
+                    b',"profileId":',
+                    orjson.dumps(profile_id),
+                    b',"identityKey":',
+                    orjson.dumps(identity_key),
+                    b"}",
+                )
+            )
+        else:
+            if event is None:
+                assert raw is not None  # only a spliceable record is taken undecoded
+                event = orjson.loads(raw)
             event["profileId"] = profile_id
             event["identityKey"] = identity_key
-            self.out.records.append((self.topics.stitched, -1, message_id.encode(), orjson.dumps(event)))
-
-    def _stitched_value(self, raw: bytes, message_id: str, profile_id: str, identity_key: str) -> bool:
-        """The event as read plus two fields (cheaper than encoding the whole event again); False if the record
-        is not a non-empty JSON object as the producers write it."""
-        if not _spliceable(raw):
-            return False
-        raw = raw.rstrip()
-        value = b"".join(
-            (raw[:-1], b',"profileId":', orjson.dumps(profile_id), b',"identityKey":', orjson.dumps(identity_key), b"}")
-        )
+            value = orjson.dumps(event)
         self.out.records.append((self.topics.stitched, -1, message_id.encode(), value))
-        return True
 
     def _deadletter(self, body: dict[str, Any]) -> None:
         self.out.counts.deadletters += 1
