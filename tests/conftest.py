@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Broker, Connect, Postgres
+from tests.support.service import CdpProcess
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,7 +30,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     try:
         yield broker
     finally:
-        broker.stop()
+        broker.kill()  # its folder is thrown away: a controlled shutdown of thousands of test partitions only waits
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +81,15 @@ def ch(chdb_url: str):
     migrate(client)
     yield client
     client.command(f"DROP DATABASE IF EXISTS {client.database}")
+
+
+@pytest.fixture(scope="session")
+def shared_cdp(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CdpProcess]:
+    """One `cdp run` with the default settings for the e2e modules that neither restart it nor change what it
+    holds for everybody (a start costs seconds each): their tests keep to identifiers and sources of their own."""
+    service = CdpProcess(kafka.bootstrap, tmp_path_factory.mktemp("shared") / "data", f"t{uuid.uuid4().hex[:10]}")
+    service.start().wait_ready()
+    try:
+        yield service
+    finally:
+        assert service.stop() == 0, service.output()[-3000:]

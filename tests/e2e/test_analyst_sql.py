@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,12 +24,8 @@ MEMORY_LIMIT_MB = Settings.model_fields["sql_max_memory_mb"].default
 
 
 @pytest.fixture(scope="module")
-def cdp(kafka, tmp_path_factory) -> Iterator[CdpProcess]:
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    service = CdpProcess(kafka.bootstrap, tmp_path_factory.mktemp("analyst") / "data", prefix).start()
-    service.wait_ready()
-    yield service
-    assert service.stop() == 0, service.output()[-3000:]
+def cdp(shared_cdp: CdpProcess) -> CdpProcess:
+    return shared_cdp
 
 
 def sql(cdp: CdpProcess, query: str, token: str, timeout: float = 90) -> httpx.Response:

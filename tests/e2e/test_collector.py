@@ -35,12 +35,8 @@ ENDPOINTS = ("track", "identify", "page", "screen", "group", "alias", "batch")
 
 
 @pytest.fixture(scope="module")
-def cdp(kafka, tmp_path_factory) -> Iterator[CdpProcess]:
-    root = tmp_path_factory.mktemp("collector")
-    service = CdpProcess(kafka.bootstrap, root / "data", f"t{uuid.uuid4().hex[:10]}").start()
-    service.wait_ready()
-    yield service
-    assert service.stop() == 0, service.output()[-3000:]
+def cdp(shared_cdp: CdpProcess) -> CdpProcess:
+    return shared_cdp
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ offline channel; bad rows end up in the reject file with their line numbers and 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -19,12 +18,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def cdp(kafka, tmp_path_factory) -> Iterator[CdpProcess]:
-    root = tmp_path_factory.mktemp("import")
-    service = CdpProcess(kafka.bootstrap, root / "data", f"t{uuid.uuid4().hex[:10]}").start()
-    service.wait_ready()
-    yield service
-    assert service.stop() == 0, service.output()[-3000:]
+def cdp(shared_cdp: CdpProcess) -> CdpProcess:
+    return shared_cdp
 
 
 def rejects_of(path: Path) -> dict[int, dict]:

@@ -32,11 +32,8 @@ README = ROOT / "README.md"
 
 
 @pytest.fixture(scope="module")
-def cdp(kafka, tmp_path_factory) -> Iterator[CdpProcess]:
-    service = CdpProcess(kafka.bootstrap, tmp_path_factory.mktemp("mobile") / "data", f"t{uuid.uuid4().hex[:10]}")
-    service.start().wait_ready()
-    yield service
-    assert service.stop() == 0, service.output()[-3000:]
+def cdp(shared_cdp: CdpProcess) -> CdpProcess:
+    return shared_cdp
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,11 @@ from tests.support.service import ROOT, CdpProcess
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def cdp(kafka, data_dir, topic_prefix):
-    service = CdpProcess(kafka.bootstrap, data_dir, topic_prefix).start()
+@pytest.fixture(scope="module")
+def cdp(kafka, tmp_path_factory):
+    """One stack for the tests that only read or post (a start costs seconds)."""
+    service = CdpProcess(kafka.bootstrap, tmp_path_factory.mktemp("skeleton") / "data", f"t{uuid.uuid4().hex[:10]}")
+    service.start()
     service.wait_ready()
     yield service
     assert service.stop() == 0, service.output()[-3000:]

@@ -91,7 +91,7 @@ def model_path(payload: dict[str, Any]) -> tuple[dict[str, Any] | None, list[Any
     return (None if event is None else _canonical(payload, event)), errors
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(payloads())
 def test_fast_path_agrees_with_the_model(payload: dict[str, Any]) -> None:
     assert _accept(payload, "") == model_path(payload)
