@@ -55,13 +55,12 @@ class StitchHint:
             rules, ts_ms, received, message_id, *keys = orjson.loads(raw)
         except (orjson.JSONDecodeError, ValueError, TypeError):
             return None
-        if not (
-            type(rules) is str
-            and type(ts_ms) is int
-            and (received is None or type(received) is int)
-            and type(message_id) is str
-            and all(type(k) is str for k in keys)
-        ):
+        for key in keys:
+            if type(key) is not str:
+                return None
+        if type(rules) is not str or type(ts_ms) is not int or type(message_id) is not str:
+            return None
+        if received is not None and type(received) is not int:
             return None
         return cls(rules, ts_ms, received, message_id, tuple(keys))
 

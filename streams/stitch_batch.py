@@ -116,7 +116,7 @@ class StitchBatch:
         self.spare = budget
         self.out = BatchOutput()
         self._local: deque[Message] = deque()
-        self._raw: dict[str, bytes] = {}  # messageId -> the event as read, for its stitched record
+        self._raw: dict[str, bytes] = {}  # messageId -> the record as read, spliceable, for its stitched record
         self._now_ms = int(time.time() * 1000)
         self._rules_digest = rules.fingerprint
 
@@ -174,7 +174,7 @@ class StitchBatch:
             ts_ms = event_ms(event)
             message_id = event["messageId"]
             received = received_ms(event)
-            spliceable = "profileId" not in event and "identityKey" not in event
+            spliceable = "profileId" not in event and "identityKey" not in event and _spliceable(value)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a forged or broken "checked" event
             self._deadletter({"reason": f"cannot stitch: {exc!r}", "event": event})
             return
@@ -301,8 +301,7 @@ class StitchBatch:
         """The event's stitched record: the record as read plus two fields (cheaper than encoding the whole event
         again), else the event encoded (handled here after another worker read it, or an unusual record)."""
         raw = self._raw.pop(message_id, None)
-        if raw is not None and _spliceable(raw):
-            raw = raw.rstrip()
+        if raw is not None:
             value = b"".join(
                 (
                     raw[:-1],
@@ -314,9 +313,7 @@ class StitchBatch:
                 )
             )
         else:
-            if event is None:
-                assert raw is not None  # only a spliceable record is taken undecoded
-                event = orjson.loads(raw)
+            assert event is not None  # a record taken undecoded is kept in _raw until it is stitched
             event["profileId"] = profile_id
             event["identityKey"] = identity_key
             value = orjson.dumps(event)
@@ -329,6 +326,5 @@ class StitchBatch:
 
 def _spliceable(raw: bytes) -> bool:
     """A record whose stitched form is the record plus two fields: a non-empty JSON object as the producers write
-    it, not naming a profile itself (the two fields would then appear twice)."""
-    end = raw.rstrip()
-    return end.endswith(b"}") and not end.endswith(b"{}") and b'"profileId"' not in raw and b'"identityKey"' not in raw
+    it (no trailing space), not naming a profile itself (the two fields would then appear twice)."""
+    return raw[-1:] == b"}" and raw[-2:] != b"{}" and b'"profileId"' not in raw and b'"identityKey"' not in raw
