@@ -24,12 +24,27 @@ number of identifiers and works for millions of them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Scores", "evidence_clusters", "pairwise_scores", "read_truth"]
+from identity.rules import IdentityRules
+
+__all__ = [
+    "TYPE_MAP",
+    "Scores",
+    "evidence_clusters",
+    "fold_case",
+    "pairwise_scores",
+    "predicted_key",
+    "read_truth",
+    "rules_clusters",
+]
+
+# The stitcher's identifier types -> the generator's truth key types (the generator folds advertising ids
+# into device_id).
+TYPE_MAP = {"advertising_id": "device_id"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,17 @@ class Scores:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def predicted_key(id_type: str, id_value: str) -> str:
+    """The truth's key for one of the stitcher's identifiers."""
+    return f"{TYPE_MAP.get(id_type, id_type)}:{id_value}"
+
+
+def fold_case(clusters: dict[str, str]) -> dict[str, str]:
+    """``device_id`` keys lower-cased on both sides of a comparison: the pipeline keys advertising ids (which the
+    generator folds into device_id, in the case it made them) lower-cased, since IDFA / GAID are case-insensitive."""
+    return {(key.lower() if key.startswith("device_id:") else key): value for key, value in clusters.items()}
 
 
 def _pairs(n: int) -> int:
@@ -135,3 +161,35 @@ def evidence_clusters(events: Iterable[Mapping[str, Any]]) -> dict[str, str]:
                 if other != root:
                     parent[other] = root
     return {key: find(key) for key in parent}
+
+
+def rules_clusters(
+    events: Iterable[Mapping[str, Any]], rules: IdentityRules | None = None, only: Collection[str] | None = None
+) -> dict[str, str]:
+    """What a deterministic stitcher with the project's identity rules reaches on these events, in this order.
+
+    The evidence (``evidence_clusters``) links what one event proves about one person and leaves out what the
+    generator knows is not a person's; a stitcher cannot know that. It links through every identifier its rules
+    accept (a placeholder e-mail that is not on the blocklist, ``test@test.com``, is an e-mail to it) and refuses
+    what a limit forbids, so its best answer differs from the evidence where placeholders or limits decide.
+    This is that answer: the pure protocol (``identity.simulate``) with ``rules`` (default: identity/rules.yaml),
+    each event's messages delivered until quiet before the next event, so every limit is decided with the whole
+    component known, as the stitching protocol decides it for events one after the other. Without a binding limit
+    the result is the same for any order; where a limit refuses a link, the order decides which side gets it.
+
+    Returns truth-form key (``predicted_key``, ``fold_case``) -> profile id, for the keys in ``only`` that some
+    event carries (default: every identifier the rules extract, shared devices and placeholders included).
+    """
+    from identity.graph import profile_id_for
+    from identity.simulate import GraphSimulator
+
+    sim = GraphSimulator(rules or IdentityRules.load(None))
+    for event in events:
+        sim.submit(event)
+        sim.run()
+    clusters = fold_case(
+        {predicted_key(*key.split(":", 1)): profile_id_for(state.label) for key, state in sim.states.items()}
+    )
+    if only is None:
+        return clusters
+    return {key: clusters[key] for key in only if key in clusters}

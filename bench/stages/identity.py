@@ -15,13 +15,14 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
-from bench.accuracy import evidence_clusters, pairwise_scores
+from bench.accuracy import evidence_clusters, fold_case, pairwise_scores, predicted_key
 from bench.context import Context
 from bench.core import Result, StageError, register
 from bench.generator import GeneratorConfig, generate_events, strip_truth, truth_identifiers
@@ -37,20 +38,6 @@ LEAN = {
     "events_per_session": (1, 1),
     "receipts_per_person": (1, 1),
 }
-
-# The stitcher's identifier types -> the generator's truth key types (the generator folds advertising ids
-# into device_id).
-TYPE_MAP = {"advertising_id": "device_id"}
-
-
-def predicted_key(id_type: str, id_value: str) -> str:
-    return f"{TYPE_MAP.get(id_type, id_type)}:{id_value}"
-
-
-def fold_case(clusters: dict[str, str]) -> dict[str, str]:
-    """``device_id`` keys lower-cased on both sides of a comparison: the pipeline keys advertising ids (which the
-    generator folds into device_id, in the case it made them) lower-cased, since IDFA / GAID are case-insensitive."""
-    return {(key.lower() if key.startswith("device_id:") else key): value for key, value in clusters.items()}
 
 
 async def _send_online(
@@ -118,6 +105,17 @@ async def _send_online(
     if failures:
         raise StageError(f"{len(failures)} batches failed, first: {failures[0]}")
     return stats
+
+
+def _is_offline(event: Mapping[str, Any]) -> bool:
+    return bool((event.get("_truth") or {}).get("channel") == "offline")
+
+
+def sent_order(cfg: GeneratorConfig) -> Iterator[dict[str, Any]]:
+    """The population's events in the order ``_send_online`` and ``_import_offline`` hand them to the pipeline:
+    the online and mobile ones as generated, then the offline ones (imported after the posts) as generated."""
+    yield from (event for event in generate_events(cfg) if not _is_offline(event))
+    yield from (event for event in generate_events(cfg) if _is_offline(event))
 
 
 def _import_offline(ctx: Context, cdp: CdpClient, path: Path) -> int:

@@ -1,5 +1,4 @@
-from bench.accuracy import pairwise_scores
-from bench.stages.identity import fold_case, predicted_key
+from bench.accuracy import fold_case, pairwise_scores, predicted_key
 
 
 def test_advertising_ids_compare_in_any_case_and_other_keys_keep_theirs() -> None:

@@ -309,7 +309,7 @@ def test_window() -> None:
 
 
 def test_predicted_key_maps_advertising_ids_to_the_truths_device_ids() -> None:
-    from bench.stages.identity import predicted_key
+    from bench.accuracy import predicted_key
 
     assert predicted_key("advertising_id", "AD-1") == "device_id:AD-1"
     assert predicted_key("email", "a@example.com") == "email:a@example.com"
