@@ -170,7 +170,7 @@ def rules_clusters(
 
     The evidence (``evidence_clusters``) links what one event proves about one person and leaves out what the
     generator knows is not a person's; a stitcher cannot know that. It links through every identifier its rules
-    accept (a placeholder e-mail that is not on the blocklist, ``test@test.com``, is an e-mail to it) and refuses
+    accept (a placeholder e-mail missing from the blocklist is an e-mail to it) and refuses
     what a limit forbids, so its best answer differs from the evidence where placeholders or limits decide.
     This is that answer: the pure protocol (``identity.simulate``) with ``rules`` (default: identity/rules.yaml),
     each event's messages delivered until quiet before the next event, so every limit is decided with the whole

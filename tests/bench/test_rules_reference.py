@@ -5,6 +5,7 @@ from typing import Any
 from bench.accuracy import evidence_clusters, rules_clusters
 from bench.generator import GeneratorConfig, generate_events
 from bench.stages.identity import sent_order
+from identity.rules import IdentityRules
 
 
 def receipt(person: str, **traits: str) -> dict[str, Any]:
@@ -22,10 +23,18 @@ def test_a_placeholder_email_the_blocklist_lacks_links_people_under_the_rules_bu
     assert set(evidence) == {"phone:+49301234567", "phone:+14155552671"}
     assert evidence["phone:+49301234567"] != evidence["phone:+14155552671"]
 
-    reference = rules_clusters(events, only=evidence)
+    # The shipped rules block the placeholder: they reach the evidence.
+    shipped_reference = rules_clusters(events, only=evidence)
+    assert set(shipped_reference) == set(evidence)
+    assert shipped_reference["phone:+49301234567"] != shipped_reference["phone:+14155552671"]
+    # Rules without it in the blocklist join the two people through it.
+    shipped = IdentityRules.load(None).model_dump()
+    values = [v for v in shipped["blocklist"]["values"] if v != "test@test.com"]
+    lax = IdentityRules.model_validate({**shipped, "blocklist": {**shipped["blocklist"], "values": values}})
+    reference = rules_clusters(events, rules=lax, only=evidence)
     assert set(reference) == set(evidence)  # the placeholder itself is not scored, only what it joined
     assert reference["phone:+49301234567"] == reference["phone:+14155552671"]
-    assert "email:test@test.com" in rules_clusters(events)
+    assert "email:test@test.com" in rules_clusters(events, rules=lax)
 
 
 def test_a_limit_refuses_the_link_the_evidence_makes_and_the_order_decides_which() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from identity.extract import Identifier, extract_identifiers
 from identity.rules import IdentityRules
 
 BUILTIN_ORDER = [
@@ -121,3 +122,10 @@ def test_rules_file_must_be_a_mapping(tmp_path: Path) -> None:
     path.write_text("- just a list\n", encoding="utf-8")
     with pytest.raises(ValueError, match="mapping"):
         IdentityRules.load(path)
+
+
+@pytest.mark.parametrize("email", ["test@test.com", " Test@Test.com ", "noemail@example.com", "none@none.com"])
+def test_placeholder_e_mails_identify_nobody(email: str) -> None:
+    """Forms and tills fill these in when a customer gives no e-mail: as identifiers they would join strangers."""
+    rules = IdentityRules.load(None)
+    assert extract_identifiers({"traits": {"email": email}, "userId": "u1"}, rules) == [Identifier("user_id", "u1")]
