@@ -5,12 +5,12 @@ chDB store (a chDB folder can be opened by one process only). `cdp collector`, `
 parts apart, for scale-out against a ClickHouse server; every role composes the same parts (cdp/parts.py).
 
 Start order, each part after what it uses: ClickHouse store (migrated), analyst SQL engine, producer, privacy
-ledger, regulations (their log and processor), audience definitions, serving index, sink, audience evaluator,
-retention marker, stitch worker, sources, source status, pull sources, HTTP server, extra collector processes.
-On SIGTERM or SIGINT the stack stops them in reverse: stop taking requests, then the pull sources (they finish
-their batch), the stitch worker (it commits its last batch), the evaluator, the sink (flush and commit), the
-regulations (what is not done is marked interrupted), the followers, the producer (everything answered 200 is in
-Kafka), the analyst engine, and the store last. A shutdown deadline bounds the whole stop.
+ledger, regulations (their log and processor), audience definitions, serving index, sink, profile rollup, audience
+evaluator, retention marker, stitch worker, sources, source status, pull sources, HTTP server, extra collector
+processes. On SIGTERM or SIGINT the stack stops them in reverse: stop taking requests, then the pull sources (they
+finish their batch), the stitch worker (it commits its last batch), the evaluator, the rollup, the sink (flush and
+commit), the regulations (what is not done is marked interrupted), the followers, the producer (everything answered
+200 is in Kafka), the analyst engine, and the store last. A shutdown deadline bounds the whole stop.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from identity.subject_hash import SubjectHasher
 from schemas.settings import CHANNELS, Settings
 from sinks.audience_eval import AudienceEvaluator
 from sinks.clickhouse import ClickHouse, StoreInUse
+from sinks.profile_rollup import ProfileRollup
 from sinks.regulations import RegulationProcessor
 from sinks.retention import IdentifiedMarker
 from sinks.rows import IDENTITY_COLUMNS, MERGE_COLUMNS, REFUSAL_COLUMNS, identity_row, merge_row, refusal_row
@@ -245,8 +246,10 @@ async def start_audience_parts(
         writers=settings.sink_writers,
     )
     await enter(parts.running(sink))
-    # The evaluator's own engine client: its rounds over the events (seconds on a large store) never hold up the
-    # API's queries on `ch`, as the sink's writers have theirs.
+    # The rollup and the evaluator have engine clients of their own: their rounds over the events never hold up
+    # the API's queries on `ch`, as the sink's writers have theirs.
+    rollup_ch = await enter(parts.opened(ch.sibling))
+    await enter(parts.running(ProfileRollup(rollup_ch, settings.profile_rollup_s)))
     evaluator_ch = await enter(parts.opened(ch.sibling))
     evaluator = AudienceEvaluator(
         evaluator_ch,

@@ -98,6 +98,7 @@ __all__ = [
     "rule_event_names",
     "rule_to_dict",
     "rule_uses_time_window",
+    "rule_window_days",
     "scope_problems",
     "validate_rule",
 ]
@@ -816,6 +817,12 @@ def rule_uses_time_window(rule: Rule) -> bool:
     """True if any behaviour rule has ``within_days``: membership then changes with the clock alone, so the
     audience must be re-evaluated on a schedule, not only when events arrive."""
     return any(isinstance(r, BehaviourRule) and r.within_days is not None for r in _walk(rule))
+
+
+def rule_window_days(rule: Rule) -> set[int]:
+    """The distinct ``within_days`` of the rule's behaviour rules: membership can change with the clock alone only
+    when an event passes one of these window edges, so only members with events near them need re-checking."""
+    return {r.within_days for r in _walk(rule) if isinstance(r, BehaviourRule) and r.within_days is not None}
 
 
 def rule_event_names(rule: Rule) -> set[str | None]:

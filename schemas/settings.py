@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     )
     audience_refresh_s: float = Field(1.0, description="Debounce of event-driven audience re-evaluation.")
     audience_window_refresh_s: float = Field(30.0, description="Schedule for audiences with time windows.")
+    profile_rollup_s: float = Field(
+        1.0, gt=0, description="How often per-key profile totals are recomputed for the keys new data touched."
+    )
     identity_rules: Path | None = Field(None, description="Identity rules YAML; packaged defaults if unset.")
     worker_sinks: bool = Field(
         True, description="false: this worker only stitches (Faust agents), leaving ClickHouse to another process."

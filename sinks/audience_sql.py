@@ -23,6 +23,11 @@ Semantics (one pass over the scope's universe, each rule a boolean predicate on 
   ``device_id:<context.device.id>``.
 * a group-trait leaf is ``profile_id IN`` the members (``profile_groups``) of the groups (``groups``) whose
   trait matches.
+* restricted to a few members (``restrict_to``: the ones new events touched, or near a time window's edge),
+  the same predicate reads only their rows: profiles from ``profiles_of`` and behaviour from
+  ``profile_events_of`` (primary-key reads over the members' identifier keys), anonymous ids from
+  ``anonymous_profiles`` and ``events_by_key`` by member key. The answer for those members is the one the full
+  evaluation would give them.
 * all/any/not are AND/OR/NOT of the sub-predicates. Every leaf is made two-valued (``ifNull(..., 0)``), so
   ``not`` really is the complement: someone without the trait is in ``not (trait eq x)``.
 * a behaviour leaf is ``member IN (ids whose matching-event count satisfies count)``; when zero satisfies the
@@ -55,8 +60,9 @@ from schemas.audience import (
     parse_instant,
     scope_problems,
 )
+from sinks.profile_sql import keys_of_profiles
 
-__all__ = ["CompiledAudience", "compile_audience"]
+__all__ = ["EVENT_ANON_MEMBERS", "CompiledAudience", "compile_audience", "identifier_pair"]
 
 _DB_NAME: Final = re.compile(r"[a-z_][a-z0-9_]*")
 _CMP: Final = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -64,7 +70,7 @@ _COUNT_CMP: Final = {**_CMP, "neq": "!="}
 
 # The member id of an anonymous_profiles row, and of an event (one per identifier the event carries).
 _ANON_MEMBER: Final = "concat(id_type, ':', id_value)"
-_EVENT_ANON_MEMBERS: Final = (
+EVENT_ANON_MEMBERS: Final = (
     "arrayFilter(x -> x != '', [if(anonymous_id = '', '', concat('anonymous_id:', anonymous_id)), "
     "if(device_id = '', '', concat('device_id:', device_id))])"
 )
@@ -121,10 +127,22 @@ def _is_number(value: Any) -> bool:
 class _Compiler:
     """Builds the predicate and collects the bound parameters (``p0``, ``p1``, ... in order of use)."""
 
-    def __init__(self, scope: str, db: str) -> None:
+    def __init__(
+        self, scope: str, db: str, restrict_to: Sequence[str] | None = None, member_keys: Sequence[str] | None = None
+    ) -> None:
         self.scope = scope
         self.db = db
         self.params: dict[str, Any] = {}
+        # the placeholder of the members the evaluation is restricted to, bound once and used wherever rows are read
+        self.restricted = None if restrict_to is None else self.bind(list(restrict_to), "Array(String)")
+        # and of their identifier keys (a constant list reads by primary key with a small plan)
+        self.keys = ""
+        if self.restricted is not None and scope == "profile":
+            self.keys = (
+                keys_of_profiles(db, self.restricted)
+                if member_keys is None
+                else self.bind(list(member_keys), "Array(String)")
+            )
         self.computed = _PROFILE_COMPUTED_SQL if scope == "profile" else _ANONYMOUS_COMPUTED_SQL
 
     def bind(self, value: Any, ch_type: str) -> str:
@@ -246,15 +264,21 @@ class _Compiler:
         if includes_zero:
             having = f"NOT ({having})"
         if self.scope == "profile":
-            ids = (
-                f"SELECT profile_id FROM {self.db}.events_with_profile WHERE {where} "
-                f"GROUP BY profile_id HAVING {having}"
-            )
+            events = f"{self.db}.events_with_profile"
+            if self.restricted is not None:
+                events = f"{self.db}.profile_events_of(keys = {self.keys})"
+            ids = f"SELECT profile_id FROM {events} WHERE {where} GROUP BY profile_id HAVING {having}"
             member = "profile_id"
+        elif self.restricted is not None:
+            ids = (
+                f"SELECT key FROM {self.db}.events_by_key FINAL WHERE is_anonymous = 1 AND key IN {self.restricted} "
+                f"AND {where} GROUP BY key HAVING {having}"
+            )
+            member = _ANON_MEMBER
         else:
             ids = (
                 f"SELECT m FROM (SELECT anonymous_id, JSONExtractString(context, 'device', 'id') AS device_id "
-                f"FROM {self.db}.events WHERE {where}) ARRAY JOIN {_EVENT_ANON_MEMBERS} AS m "
+                f"FROM {self.db}.events WHERE {where}) ARRAY JOIN {EVENT_ANON_MEMBERS} AS m "
                 f"GROUP BY m HAVING {having}"
             )
             member = _ANON_MEMBER
@@ -274,11 +298,20 @@ def _needs_profile_row(rule: Rule) -> bool:
     return False
 
 
-def compile_audience(rule: Rule, scope: str, db: str, *, restrict_to: Sequence[str] | None = None) -> CompiledAudience:
+def compile_audience(
+    rule: Rule,
+    scope: str,
+    db: str,
+    *,
+    restrict_to: Sequence[str] | None = None,
+    member_keys: Sequence[str] | None = None,
+) -> CompiledAudience:
     """Compile a validated rule (:func:`schemas.audience.validate_rule`) for ``scope`` over database ``db``.
 
     ``restrict_to`` limits the evaluation to the given member ids (e.g. the profiles a batch of events just
-    touched), so the stream can re-check a few members without reading the answer for everyone.
+    touched), so the stream can re-check a few members without reading the answer for everyone. For profiles,
+    ``member_keys`` may list the keys those profiles ever held (:data:`sinks.profile_sql.KEYS_OF_PROFILES_SQL`,
+    read once for several audiences); without it the query looks them up itself.
 
     Raises ``ValueError`` for a bad ``db`` or scope and :class:`RuleError` if the rule uses what the scope
     does not allow (checked again here: a rule validated for one scope may be handed over for another).
@@ -296,15 +329,41 @@ def compile_audience(rule: Rule, scope: str, db: str, *, restrict_to: Sequence[s
     for path, reason in scope_problems(rule, scope):
         raise RuleError(path, reason)
 
-    compiler = _Compiler(scope, db)
+    compiler = _Compiler(scope, db, restrict_to, member_keys)
     predicate = compiler.rule(rule)
     if scope == "profile":
         member = "profile_id"
-        source = f"{db}.profiles" if _needs_profile_row(rule) else f"(SELECT DISTINCT profile_id FROM {db}.identities)"
+        source = _profile_universe(db, compiler.restricted, compiler.keys, _needs_profile_row(rule))
     else:
         member = _ANON_MEMBER
-        source = f"{db}.anonymous_profiles"
-    if restrict_to is not None:
-        predicate = f"has({compiler.bind(list(restrict_to), 'Array(String)')}, {member}) AND {predicate}"
+        source = _anonymous_universe(db, compiler.restricted)
+    if compiler.restricted is not None:
+        predicate = f"has({compiler.restricted}, {member}) AND {predicate}"
     sql = f"SELECT {member} AS member\nFROM {source}\nWHERE {predicate}"
     return CompiledAudience(sql=sql, params=compiler.params)
+
+
+def _profile_universe(db: str, restricted: str | None, keys: str, with_row: bool) -> str:
+    """Every profile, or the given ones: with their profile row, or only their ids (behaviour-only rules)."""
+    if restricted is None:
+        return f"{db}.profiles" if with_row else f"(SELECT DISTINCT profile_id FROM {db}.identities)"
+    if with_row:
+        return f"(SELECT * FROM {db}.profiles_of(keys = {keys}) WHERE profile_id IN {restricted})"
+    return (
+        f"(SELECT DISTINCT current AS profile_id FROM {db}.profile_identifiers_of(keys = {keys}) "
+        f"WHERE current IN {restricted})"
+    )
+
+
+def _anonymous_universe(db: str, restricted: str | None) -> str:
+    """Every anonymous profile, or the given members' (read by primary key)."""
+    if restricted is None:
+        return f"{db}.anonymous_profiles"
+    ids = f"SELECT {identifier_pair('m')} FROM (SELECT arrayJoin({restricted}) AS m)"
+    return f"(SELECT * FROM {db}.anonymous_profiles WHERE (id_type, id_value) IN ({ids}))"
+
+
+def identifier_pair(key: str) -> str:
+    """``id_type, id_value`` of an identifier key column (``type:value``), to look it up by primary key in the
+    tables ordered by ``(id_type, id_value)``."""
+    return f"substring({key}, 1, position({key}, ':') - 1), substring({key}, position({key}, ':') + 1)"

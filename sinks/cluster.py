@@ -28,6 +28,14 @@ SHARDING_KEYS = {
     "anonymous_profiles_store": "cityHash64(id_type, id_value)",
     "audiences": "cityHash64(audience_id)",
     "audience_members": "cityHash64(audience_id, member)",
+    # The per-key profile state: materialized views fill these on the shard of the event (its message id), so
+    # a message's copies collapse there; the rollup writes a key's totals to the key's shard.
+    "events_by_key": "cityHash64(message_id)",
+    "profile_keys": "cityHash64(profile_id)",
+    "profile_touches": "rand()",
+    "profile_traits_by_key": "cityHash64(key)",
+    "profile_key_totals": "cityHash64(key)",
+    "profile_rollup": "rand()",
 }
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\s*\(", re.S)
 _CREATE_VIEW = re.compile(r"^CREATE (?:OR REPLACE )?(MATERIALIZED )?VIEW (?:IF NOT EXISTS )?(\w+)\.(\w+)", re.S)
@@ -53,6 +61,7 @@ def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> lis
     stmts = [stmt for _, _, sql in migration_files() for stmt in statements(sql, db=db, retention=retention)]
     # A new cluster has no history to fill a view's target from: the views are only created.
     stmts += [view.create(db) for view in view_definitions(db=db, retention=retention)]
+    tables = {m.group(2) for stmt in stmts if (m := _CREATE_TABLE.match(stmt))}
     for stmt in stmts:
         if m := _CREATE_TABLE.match(stmt):
             table = m.group(2)
@@ -70,7 +79,12 @@ def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> lis
             body = stmt.replace(f"{db}.{name}", f"{db}.{name} ON CLUSTER {cluster}", 1)
             if m.group(1):  # materialized: read and write the shard-local tables
                 body = re.sub(rf"\bTO {db}\.(\w+)", rf"TO {db}.\1_local", body, count=1)
-                body = re.sub(rf"\bFROM {db}\.(\w+_(?:store|landing))\b", rf"FROM {db}.\1_local", body)
+                # a view fires on inserts into the table it reads, so it reads the shard-local one
+                body = re.sub(
+                    rf"\bFROM {db}\.(\w+)\b(?!\()",
+                    lambda t: f"FROM {db}.{t.group(1)}_local" if t.group(1) in tables else t.group(0),
+                    body,
+                )
             out.append(body)
         elif m := _DROP_VIEW.match(stmt):
             out.append(f"{stmt} ON CLUSTER {cluster}")

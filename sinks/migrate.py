@@ -13,7 +13,8 @@
   may declare `-- history: <view> in place of <source>`: when the view is created over an empty target, the
   target is filled from the history (the same SELECT with `<source>` replaced by `<view>`), which is how a
   migration that rebuilds an aggregate table gets its past back. That needs an idempotent aggregation (rows
-  landing between the create and the fill are aggregated twice).
+  landing between the create and the fill are aggregated twice). Such a view is created after the materialized
+  views that read its target, so the fill reaches their targets too.
 - A migration whose first line is `-- reapplied when the settings it renders change` (the retention TTLs) is
   applied again whenever its rendered statements differ from the last applied (their checksum is recorded with
   the version), so such a setting takes effect at the next start. Its statements must be idempotent. Before it
@@ -113,6 +114,9 @@ def view_definitions(*, db: str, retention: Retention = DEFAULT_RETENTION) -> li
         if m := _VIEW_FILE.match(entry.name):
             view, deps = parse_view(m.group(1), entry.read_text(), db=db, retention=retention)
             views[view.name], graph[view.name] = view, deps
+    for name, view in views.items():  # a fill from history flows on into the views reading the filled table
+        if view.history is not None:
+            graph[name] |= {other for other, deps in graph.items() if views[other].materialized and view.target in deps}
     order = TopologicalSorter({name: deps & views.keys() for name, deps in graph.items()}).static_order()
     return [views[name] for name in order]
 

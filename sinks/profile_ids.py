@@ -16,9 +16,13 @@ __all__ = ["MAX_HOPS", "current_profile_id"]
 
 MAX_HOPS = 32
 
+# the identifiers the ids hold now, among those they ever held (profile_keys, by primary key at both steps)
 _HOLDERS_SQL = """
-SELECT profile_id, count() AS identifiers FROM {db}.identities
-WHERE profile_id IN {ids:Array(String)} GROUP BY profile_id ORDER BY identifiers DESC, profile_id LIMIT 1
+SELECT profile_id, count() AS identifiers FROM {db}.identities_store FINAL
+WHERE (id_type, id_value) IN (SELECT substring(key, 1, position(key, ':') - 1), substring(key, position(key, ':') + 1)
+                              FROM {db}.profile_keys WHERE profile_id IN {ids:Array(String)})
+  AND profile_id IN {ids:Array(String)}
+GROUP BY profile_id ORDER BY identifiers DESC, profile_id LIMIT 1
 """
 _MERGED_WITH_SQL = """
 SELECT from_profile, into_profile FROM {db}.merges_store

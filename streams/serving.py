@@ -7,6 +7,7 @@ so a restarted process rebuilds the index from current state. A lookup is two di
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -17,12 +18,17 @@ from streams.follow import TopicFollower
 
 
 class MembershipIndex:
-    """The in-memory part: pure, so it is tested without a broker."""
+    """The in-memory part: pure, so it is tested without a broker.
+
+    Kept small, since it holds every identifier: a member's audiences are a tuple shared by every member with
+    the same audiences (a set per member costs several times more), replaced on change; a version is kept only
+    when it is not the first (0)."""
 
     def __init__(self) -> None:
         self._profile_of: dict[str, str] = {}
         self._version_of: dict[str, int] = {}
-        self._audiences_of: dict[str, set[str]] = {}
+        self._audiences_of: dict[str, tuple[str, ...]] = {}
+        self._combinations: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._lock = threading.Lock()
 
     def apply_identity(self, v: dict[str, Any]) -> None:
@@ -32,7 +38,10 @@ class MembershipIndex:
         with self._lock:
             if version >= self._version_of.get(key, -1):
                 self._profile_of[key] = v["profile_id"]
-                self._version_of[key] = version
+                if version:
+                    self._version_of[key] = version
+                else:  # the first version of most identifiers: absent means 0
+                    self._version_of.pop(key, None)
 
     def forget_identity(self, key: str) -> None:
         """A tombstone in the identities topic (an erased identifier): gone, version and all, so the identifier
@@ -43,14 +52,17 @@ class MembershipIndex:
 
     def apply_change(self, member: str, audience_id: str, entered: bool) -> None:
         with self._lock:
+            current = self._audiences_of.get(member, ())
+            if entered == (audience_id in current):
+                return
             if entered:
-                self._audiences_of.setdefault(member, set()).add(audience_id)
+                changed = tuple(sorted((*current, sys.intern(audience_id))))
             else:
-                current = self._audiences_of.get(member)
-                if current is not None:
-                    current.discard(audience_id)
-                    if not current:
-                        del self._audiences_of[member]
+                changed = tuple(a for a in current if a != audience_id)
+            if changed:
+                self._audiences_of[member] = self._combinations.setdefault(changed, changed)
+            else:
+                del self._audiences_of[member]
 
     def profile_of(self, key: str) -> str | None:
         return self._profile_of.get(key)
@@ -58,16 +70,19 @@ class MembershipIndex:
     def audiences(self, key: str) -> list[str]:
         """Audiences of an identifier key ("email:a@b.c", "anonymous_id:x", "profile_id:p"): its own
         (anonymous scope) and those of the profile it belongs to (profile scope)."""
-        found: set[str] = set()
         profile: str | None
         if key.startswith("profile_id:"):
+            own: tuple[str, ...] = ()
             profile = key[len("profile_id:") :]
         else:
-            found |= self._audiences_of.get(key, set())
+            own = self._audiences_of.get(key, ())
             profile = self._profile_of.get(key)
-        if profile:
-            found |= self._audiences_of.get(profile, set())
-        return sorted(found)
+        of_profile = self._audiences_of.get(profile, ()) if profile else ()
+        if not own:
+            return list(of_profile)
+        if not of_profile:
+            return list(own)
+        return sorted({*own, *of_profile})
 
     @property
     def sizes(self) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from schemas.currency import lifetime_value
 from schemas.settings import Settings
 from sinks.clickhouse import ClickHouse
 from sinks.profile_ids import current_profile_id
+from sinks.profile_sql import profile_of, read_profile
 from streams.serving import MembershipIndex
 
 router = APIRouter(dependencies=[Depends(reader)], tags=["profiles"])
@@ -35,22 +36,11 @@ async def lookup(key: IdentifierKey, index: IndexDep) -> Response:
     return Response(orjson.dumps({"audiences": index.audiences(key)}), media_type="application/json")
 
 
-PROFILE_SQL = """
-SELECT profile_id, identifiers, traits, consent, first_seen, last_seen, events, events_by_type,
-       events_by_channel, orders, revenue, revenue_by_currency, last_channel, channels
-FROM {db}.profiles WHERE profile_id = {p:String}
-"""
 GROUPS_SQL = """
 SELECT pg.group_id AS group_id, g.traits AS traits, pg.first_seen AS first_seen, pg.last_seen AS last_seen
 FROM {db}.profile_groups AS pg LEFT JOIN {db}.groups AS g ON g.group_id = pg.group_id
 WHERE pg.profile_id = {p:String} ORDER BY pg.first_seen, pg.group_id
 """
-EVENTS_SQL = """
-SELECT message_id, type, event, channel, timestamp, properties
-FROM {db}.events_with_profile WHERE profile_id = {p:String}
-ORDER BY timestamp DESC LIMIT 50
-"""
-PROFILE_OF_SQL = "SELECT profile_id FROM {db}.identities WHERE id_type = {t:String} AND id_value = {v:String}"
 
 
 def _groups(ch: ClickHouse, profile_id: str) -> list[dict[str, Any]]:
@@ -64,7 +54,6 @@ def _groups(ch: ClickHouse, profile_id: str) -> list[dict[str, Any]]:
 
 
 def _profile(ch: ClickHouse, index: MembershipIndex | None, key: str, settings: Settings) -> dict[str, Any] | None:
-    db = ch.database
     id_type, value = key.split(":", 1)
     profile_id: str | None
     if id_type == "profile_id":  # an id stored before a merge moved the label still finds the profile
@@ -72,17 +61,15 @@ def _profile(ch: ClickHouse, index: MembershipIndex | None, key: str, settings: 
     else:
         profile_id = index.profile_of(key) if index is not None else None
         if profile_id is None:
-            profile_id = ch.scalar(PROFILE_OF_SQL.replace("{db}", db), {"t": id_type, "v": value})
+            profile_id = profile_of(ch, id_type, value)
     if not profile_id:
         return None
-    columns, rows = ch.query(PROFILE_SQL.replace("{db}", db), {"p": profile_id})
-    if not rows:
+    found = read_profile(ch, profile_id)
+    if found is None:
         return None
-    p = dict(zip(columns, rows[0], strict=True))
-    ev_cols, ev_rows = ch.query(EVENTS_SQL.replace("{db}", db), {"p": profile_id})
+    p = found.row
     events = []
-    for r in ev_rows:
-        e = dict(zip(ev_cols, r, strict=True))
+    for e in found.events:
         e["properties"] = orjson.loads(e["properties"] or "{}")
         events.append(e)
     return {

@@ -19,6 +19,7 @@ BUILTIN: tuple[str, ...] = (
     "cdc",
     "console",
     "soak",
+    "read_side",
 )
 
 for _module in BUILTIN:

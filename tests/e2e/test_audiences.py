@@ -158,3 +158,47 @@ def test_profile_api(cdp: CdpProcess) -> None:
     same = httpx.get(f"{cdp.url}/v1/profiles/anonymous_id/{anon}", headers=headers).json()
     assert same["profile_id"] == p["profile_id"]
     assert httpx.get(f"{cdp.url}/v1/profiles/user_id/nobody", headers=headers).status_code == 404
+
+
+def test_profile_after_a_merge_that_arrives_after_its_events(cdp: CdpProcess) -> None:
+    """Two people's events land as two profiles; a later identify links both to one user id. The profile API
+    and the analysts' `profiles` view then show the merged profile, equal to a recomputation over all events
+    (events_with_profile), with the traits of both sides."""
+    a, b, user = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("a", "b", "u"))
+    track(cdp, a, type="page", name="Home", properties={"path": "/"})
+    track(cdp, a, type="track", event="Order Completed", properties={"revenue": 10})
+    track(cdp, b, type="track", event="Order Completed", properties={"revenue": 20.5})
+    track(cdp, b, type="identify", traits={"plan": "free", "city": "Oslo"})
+    headers = {"Authorization": f"Bearer {cdp.read_token}"}
+
+    def profile(anon: str) -> dict[str, Any]:
+        r = httpx.get(f"{cdp.url}/v1/profiles/anonymous_id/{anon}", headers=headers, timeout=30)
+        return r.json() if r.status_code == 200 else {}
+
+    def wait(check: Any, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, (profile(a), profile(b))
+            time.sleep(0.2)
+
+    wait(
+        lambda: profile(a).get("computed", {}).get("events") == 2 and profile(b).get("computed", {}).get("events") == 2
+    )
+    assert profile(a)["profile_id"] != profile(b)["profile_id"]
+    track(cdp, a, type="identify", userId=user, traits={"plan": "pro"})
+    track(cdp, b, type="track", event="Signed In", userId=user)
+    wait(lambda: profile(a).get("profile_id") == profile(b).get("profile_id") and profile(a)["computed"]["events"] == 6)
+    p = profile(b)
+    pid = p["profile_id"]
+    assert p["computed"]["orders"] == 2 and p["computed"]["revenue"] == 30.5
+    assert p["traits"]["city"] == "Oslo" and p["traits"]["plan"] == "pro"  # the later identify wins
+    assert {("anonymous_id", a), ("anonymous_id", b), ("user_id", user)} <= {
+        (i["type"], i["value"]) for i in p["identifiers"]
+    }
+    assert len(p["events"]) == 6
+    recomputed = cdp.sql(
+        "SELECT count(), countIf(event = 'Order Completed'), sumIf(JSONExtractFloat(properties, 'revenue'), "
+        f"event = 'Order Completed') FROM cdp.events_with_profile WHERE profile_id = '{pid}'"
+    )[0]
+    assert recomputed == [6, 2, 30.5]
+    assert cdp.sql(f"SELECT events, orders, revenue FROM cdp.profiles WHERE profile_id = '{pid}'") == [[6, 2, 30.5]]

@@ -1,0 +1,117 @@
+"""Reading one profile in what that profile costs: the queries of `GET /v1/profiles`.
+
+Profile state is kept per identifier key (sinks/migrations/010_profile_state.sql). Reading a profile first
+lists the keys it ever held (``profile_keys``, by primary key) with the current profile of each; the keys it
+holds now, and the keys identities does not know whose events were stitched with it, are then passed as plain
+lists to one more query (behaviour, traits and latest events together), whose every part is a primary-key read of
+those keys' rows with a small plan: two round trips after the identifier's lookup. The rules are the
+ones of the analysts' ``profiles`` view (a key counts under its identifier's current profile, or, unknown to
+identities, under the profile its events were stitched with), and a property test holds the two equal
+(tests/sinks/test_profile_state.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sinks.clickhouse import ClickHouse
+
+__all__ = ["KEYS_OF_PROFILES_SQL", "ProfileRead", "keys_of_profiles", "profile_of", "read_profile"]
+
+PROFILE_OF_SQL = """
+SELECT argMax(profile_id, version) FROM {db}.identities_store WHERE id_type = {t:String} AND id_value = {v:String}
+"""
+# every key ever under the profile (known = 0), and the current profile of those identities holds (known = 1);
+# a union of two primary-key reads rather than a join, which would build a hash table per request
+KEYS_SQL = """
+SELECT key, '' AS current, toUInt8(0) AS known FROM {db}.profile_keys WHERE profile_id = {p:String}
+UNION ALL
+SELECT concat(id_type, ':', id_value), argMax(profile_id, version), toUInt8(1) FROM {db}.identities_store
+WHERE (id_type, id_value) IN (SELECT substring(key, 1, position(key, ':') - 1), substring(key, position(key, ':') + 1)
+                              FROM {db}.profile_keys WHERE profile_id = {p:String})
+GROUP BY id_type, id_value
+"""
+# the rows that count for the profile: of the keys it holds, and of the unknown keys as stitched with it
+_MINE = "(key IN {held:Array(String)} OR (key IN {loose:Array(String)} AND profile_id = {p:String}))"
+STATS_SQL = f"""
+SELECT min(timestamp) AS first_seen, max(timestamp) AS last_seen, count() AS events,
+       sumMap(map(toString(type), toUInt64(1))) AS events_by_type,
+       sumMap(map(toString(channel), toUInt64(1))) AS events_by_channel,
+       countIf(type = 'track' AND event = 'Order Completed') AS orders, sum(revenue) AS revenue,
+       sumMapIf(map(toString(currency), row.revenue), type = 'track' AND event = 'Order Completed') AS revenue_by_currency,
+       argMax(toString(channel), (timestamp, message_id)) AS last_channel,
+       arraySort(groupUniqArray(toString(channel))) AS channels
+FROM {{db}}.events_by_key AS row FINAL
+WHERE is_identity = 1 AND {_MINE}
+"""
+TRAITS_SQL = f"""
+SELECT kind, name, if(startsWith(raw, '"'), JSONExtractString(raw), raw) AS v
+FROM
+(
+    SELECT kind, name, argMaxMerge(value) AS raw FROM {{db}}.profile_traits_by_key
+    WHERE {_MINE} GROUP BY kind, name
+)
+WHERE raw != 'null'
+ORDER BY kind, name
+"""
+EVENT_FIELDS = ("message_id", "type", "event", "channel", "timestamp", "properties")
+EVENTS_SQL = f"""
+SELECT {", ".join(EVENT_FIELDS)}
+FROM {{db}}.events_by_key FINAL
+WHERE is_identity = 1 AND {_MINE}
+ORDER BY timestamp DESC, message_id DESC LIMIT {{limit:UInt32}}
+"""
+# the three in one round trip: the behaviour row, with the traits and the latest events as arrays of tuples
+PROFILE_SQL = f"""
+SELECT * FROM ({STATS_SQL}) AS s
+CROSS JOIN (SELECT groupArray((kind, name, v)) AS trait_values FROM ({TRAITS_SQL})) AS t
+CROSS JOIN (SELECT groupArray(({", ".join(EVENT_FIELDS)})) AS latest FROM ({EVENTS_SQL})) AS e
+"""
+
+
+KEYS_OF_PROFILES_SQL = "SELECT groupUniqArray(key) FROM {db}.profile_keys WHERE profile_id IN {members:Array(String)}"
+
+
+def keys_of_profiles(db: str, profiles: str) -> str:
+    """The scalar subquery listing every key ever under the profiles in ``profiles`` (an SQL array: a bound
+    parameter), as the ``keys`` argument of the ``*_of`` views."""
+    return f"(SELECT groupUniqArray(key) FROM {db}.profile_keys WHERE profile_id IN {profiles})"
+
+
+@dataclass(frozen=True)
+class ProfileRead:
+    """One profile as the API serves it: the columns of the ``profiles`` view and its latest events."""
+
+    row: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+def profile_of(ch: ClickHouse, id_type: str, value: str) -> str:
+    """The current profile of an identifier ('' when nobody holds it)."""
+    return str(ch.scalar(PROFILE_OF_SQL.replace("{db}", ch.database), {"t": id_type, "v": value}) or "")
+
+
+def read_profile(ch: ClickHouse, profile_id: str, events: int = 50) -> ProfileRead | None:
+    """The profile's row (as in ``cdp.profiles``) and its ``events`` latest events, or None when no identifier
+    belongs to it now."""
+    db = ch.database
+    current: dict[str, str] = {}
+    for key, owner, known in ch.query(KEYS_SQL.replace("{db}", db), {"p": profile_id})[1]:
+        if known or key not in current:
+            current[key] = owner
+    held = sorted(key for key, owner in current.items() if owner == profile_id)
+    if not held:
+        return None
+    params = {"p": profile_id, "held": held, "loose": sorted(key for key, owner in current.items() if not owner)}
+    columns, rows = ch.query(PROFILE_SQL.replace("{db}", db), params | {"limit": events})
+    row: dict[str, Any] = dict(zip(columns, rows[0], strict=True))
+    traits, latest = row.pop("trait_values"), row.pop("latest")
+    row |= {"profile_id": profile_id, "identifiers": sorted(tuple(key.split(":", 1)) for key in held)}
+    if not row["events"]:  # as the view's outer join leaves a profile without events: its defaults
+        row |= {"last_channel": "", "channels": []}
+    row["traits"] = {name: v for kind, name, v in sorted(traits) if kind == "t"}
+    row["consent"] = {name: v for kind, name, v in sorted(traits) if kind == "c"}
+    found = [dict(zip(EVENT_FIELDS, e, strict=True)) for e in latest]
+    found.sort(key=lambda e: (e["timestamp"], e["message_id"]), reverse=True)  # groupArray keeps no order
+    return ProfileRead(row, found)

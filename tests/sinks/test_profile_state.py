@@ -1,0 +1,264 @@
+"""Property test: the incrementally kept profile state (sinks/migrations/010_profile_state.sql) equals a
+from-scratch recomputation over the deduplicated events, whatever order events, redeliveries, merges (identity
+changes arriving after the events they move), rollup steps, rollup restarts and background merges come in.
+
+The reference is the previous definition of the views (002/004/007: every profile recomputed from all events
+through `events_with_profile`), with the same tie-breaks as the state (latest by event time, then message id,
+then position in the event), run on the same engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sinks.clickhouse import ClickHouse
+from sinks.migrate import apply_views, view_definitions
+from sinks.profile_rollup import ProfileRollup
+from sinks.profile_sql import read_profile
+from sinks.rows import EVENT_COLUMNS, IDENTITY_COLUMNS, MERGE_COLUMNS, event_row, identity_row
+
+REFERENCE_SQL = """
+SELECT ids.profile_id AS profile_id, ids.identifiers AS identifiers, t.traits AS traits, t.consent AS consent,
+       s.first_seen AS first_seen, s.last_seen AS last_seen, s.events AS events,
+       s.events_by_type AS events_by_type, s.events_by_channel AS events_by_channel, s.orders AS orders,
+       round(s.revenue, 6) AS revenue, s.revenue_by_currency AS revenue_by_currency, s.last_channel AS last_channel,
+       s.channels AS channels
+FROM
+(
+    SELECT profile_id, arraySort(groupArray((toString(id_type), id_value))) AS identifiers
+    FROM {db}.identities GROUP BY profile_id
+) AS ids
+LEFT JOIN
+(
+    SELECT profile_id, min(timestamp) AS first_seen, max(timestamp) AS last_seen, count() AS events,
+           sumMap(map(toString(type), toUInt64(1))) AS events_by_type,
+           sumMap(map(toString(channel), toUInt64(1))) AS events_by_channel,
+           countIf(type = 'track' AND event = 'Order Completed') AS orders,
+           sumIf(JSONExtractFloat(properties, 'revenue'), type = 'track' AND event = 'Order Completed') AS revenue,
+           sumMapIf(map(upper(JSONExtractString(properties, 'currency')), JSONExtractFloat(properties, 'revenue')),
+                    type = 'track' AND event = 'Order Completed') AS revenue_by_currency,
+           argMax(toString(channel), (timestamp, message_id)) AS last_channel,
+           arraySort(groupUniqArray(toString(channel))) AS channels
+    FROM {db}.events_with_profile WHERE profile_id != '' GROUP BY profile_id
+) AS s ON s.profile_id = ids.profile_id
+LEFT JOIN
+(
+    SELECT profile_id,
+           CAST(mapFromArrays(groupArrayIf(k, kind = 't'), groupArrayIf(v, kind = 't')), 'Map(String, String)')
+               AS traits,
+           CAST(mapFromArrays(groupArrayIf(k, kind = 'c'), groupArrayIf(v, kind = 'c')), 'Map(String, String)')
+               AS consent
+    FROM
+    (
+        SELECT profile_id, kind, k, if(startsWith(raw, '"'), JSONExtractString(raw), raw) AS v
+        FROM
+        (
+            SELECT profile_id, x.1 AS kind, x.2 AS k, argMax(x.3, (timestamp, message_id, n)) AS raw
+            FROM
+            (
+                SELECT profile_id, timestamp, message_id, arrayConcat(
+                    arrayMap(p -> ('t', p.1, p.2), JSONExtractKeysAndValuesRaw(context, 'traits')),
+                    arrayMap(p -> ('t', p.1, p.2), JSONExtractKeysAndValuesRaw(traits)),
+                    arrayMap(p -> ('c', p.1, p.2),
+                             JSONExtractKeysAndValuesRaw(context, 'consent', 'categoryPreferences'))
+                ) AS pairs
+                FROM {db}.events_with_profile WHERE profile_id != ''
+            )
+            ARRAY JOIN pairs AS x, arrayEnumerate(pairs) AS n
+            GROUP BY profile_id, kind, k
+        )
+        WHERE raw != 'null'
+    )
+    GROUP BY profile_id
+) AS t ON t.profile_id = ids.profile_id
+ORDER BY profile_id
+"""
+COLUMNS = (
+    "profile_id, identifiers, traits, consent, first_seen, last_seen, events, events_by_type, events_by_channel, "
+    "orders, round(revenue, 6) AS revenue, revenue_by_currency, last_channel, channels"
+)
+REFERENCE_EVENTS_SQL = """
+SELECT message_id, type, event, channel, timestamp, properties FROM {db}.events_with_profile
+WHERE profile_id = {p:String} ORDER BY timestamp DESC, message_id DESC LIMIT 50
+"""
+TABLES = (
+    "events_store",
+    "identities_store",
+    "merges_store",
+    "events_by_key",
+    "profile_keys",
+    "profile_touches",
+    "profile_traits_by_key",
+    "profile_key_totals",
+    "profile_rollup",
+)
+START = datetime(2026, 11, 1, tzinfo=UTC)
+KEYS = [f"user_id:u{i}" for i in range(4)] + ["email:a@x.io", "anonymous_id:c1", ""]
+PROFILES = ["pA", "pB", "pC"]
+
+
+@pytest.fixture(scope="module")
+def db(module_db: ClickHouse) -> ClickHouse:
+    return module_db
+
+
+def clear(ch: ClickHouse) -> None:
+    for table in TABLES:
+        ch.command(f"TRUNCATE TABLE {ch.database}.{table}")
+
+
+def event(n: int, key: str, profile: str, kind: int, minute: int, channel: str) -> dict[str, Any]:
+    """Track, order (revenue), identify with traits (one of them unset by JSON null at times), consent."""
+    e: dict[str, Any] = {
+        "messageId": f"m{n}",
+        "channel": channel,
+        "profileId": profile,
+        "identityKey": key,
+        "timestamp": (START + timedelta(minutes=minute)).isoformat(),
+        "receivedAt": START.isoformat(),
+    }
+    if kind == 0:
+        e |= {"type": "track", "event": "Product Viewed"}
+    elif kind == 1:
+        e |= {"type": "track", "event": "Order Completed", "properties": {"revenue": 10.5 + n, "currency": ["eur", "USD", ""][n % 3]}}
+    elif kind == 2:
+        e |= {"type": "identify", "traits": {"plan": ["free", "pro", None][n % 3], "n": n}}
+    else:
+        e |= {
+            "type": "page",
+            "context": {"traits": {"plan": "ctx"}, "consent": {"categoryPreferences": {"ads": n % 2 == 0}}},
+        }
+    return e
+
+
+# One step: ("events", [(key index, profile index, kind, minute, channel index)...]), ("redeliver", batch index),
+# ("identity", key index, profile index) (the identifier moves: a merge after its events), ("rollup",),
+# ("restart",) (a new rollup on the same tables), ("optimize",) (background merges done).
+event_spec = st.tuples(
+    st.integers(0, len(KEYS) - 1), st.integers(0, 2), st.integers(0, 3), st.integers(0, 30), st.integers(0, 2)
+)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("events"), st.lists(event_spec, min_size=1, max_size=6)),
+        st.tuples(st.just("redeliver"), st.integers(0, 10)),
+        st.tuples(st.just("identity"), st.integers(0, len(KEYS) - 2), st.integers(0, 2)),
+        st.tuples(st.just("rollup")),
+        st.tuples(st.just("restart")),
+        st.tuples(st.just("optimize")),
+    ),
+    min_size=3,
+    max_size=10,
+)
+
+
+def play(ch: ClickHouse, plan: list[tuple[Any, ...]]) -> None:
+    clear(ch)
+    counter = itertools.count()
+    batches: list[list[tuple[Any, ...]]] = []
+    versions: dict[str, int] = {}
+    owners: dict[str, str] = {}
+    rollup = ProfileRollup(ch, chunk=3)
+    for step in plan:
+        if step[0] == "events":
+            rows = []
+            for k, p, kind, minute, c in step[1]:
+                n = next(counter)
+                key = KEYS[k]
+                rows.append(event_row(event(n, key, PROFILES[p], kind, minute, ["online", "mobile", "offline"][c])))
+                if key and key not in versions:  # the stitcher writes a new identifier with its event
+                    versions[key], owners[key] = 1, PROFILES[p]
+                    set_identity(ch, key, PROFILES[p], 1)
+            batches.append(rows)
+            ch.insert("events_store", rows, EVENT_COLUMNS)
+        elif step[0] == "redeliver" and batches:
+            ch.insert("events_store", batches[step[1] % len(batches)], EVENT_COLUMNS)
+        elif step[0] == "identity":
+            key, into = KEYS[step[1]], PROFILES[step[2]]
+            old = owners.get(key, "")
+            versions[key] = versions.get(key, 0) + 1
+            set_identity(ch, key, into, versions[key])
+            owners[key] = into
+            if old and old != into:
+                ch.insert("merges_store", [(old, into, "m", START, START)], MERGE_COLUMNS)
+        elif step[0] == "rollup":
+            rollup.step()
+        elif step[0] == "restart":
+            rollup = ProfileRollup(ch, chunk=3)
+            rollup.touch_all_if_stale()
+            rollup.step()
+        elif step[0] == "optimize":
+            for table in ("events_by_key", "profile_key_totals", "profile_traits_by_key", "identities_store"):
+                ch.command(f"OPTIMIZE TABLE {ch.database}.{table} FINAL")
+
+
+def set_identity(ch: ClickHouse, key: str, profile: str, version: int) -> None:
+    id_type, value = key.split(":", 1)
+    ms = int(START.timestamp() * 1000)
+    row = {"id_type": id_type, "id_value": value, "profile_id": profile, "first_seen_ms": ms, "updated_ms": ms}
+    ch.insert("identities_store", [identity_row({**row, "version": version})], IDENTITY_COLUMNS)
+
+
+def rows_of(ch: ClickHouse, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in ch.query(sql.replace("{db}", ch.database), params)[1]]
+
+
+def profiles_differ(ch: ClickHouse) -> Iterator[str]:
+    expected = rows_of(ch, REFERENCE_SQL)
+    got = rows_of(ch, f"SELECT {COLUMNS} FROM {{db}}.profiles ORDER BY profile_id")
+    if got != expected:
+        yield f"profiles view: {got} != {expected}"
+    names = [c.split(" AS ")[-1].strip() for c in COLUMNS.replace("revenue, 6", "revenue").split(", ")]
+    for row in expected:
+        p = row[0]
+        found = read_profile(ch, p)
+        one = found and tuple(round(found.row[n], 6) if n == "revenue" else found.row[n] for n in names)
+        if one != row:
+            yield f"profile {p}: {one} != {row}"
+        events = [tuple(e.values()) for e in found.events] if found else []
+        if events != rows_of(ch, REFERENCE_EVENTS_SQL, {"p": p}):
+            yield f"events of {p} differ"
+    if read_profile(ch, "nobody") is not None:
+        yield "a profile nobody holds was found"
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(plan=steps)
+def test_profiles_equal_a_recomputation(db: ClickHouse, plan: list[tuple[Any, ...]]) -> None:
+    play(db, plan)
+    assert list(profiles_differ(db)) == []
+
+
+def test_rollup_takes_over_and_reads_stay_exact(db: ClickHouse) -> None:
+    """After a rollup the totals serve the untouched keys; a later event on one key is live until the next."""
+    play(db, [("events", [(0, 0, 1, 1, 0), (1, 1, 0, 2, 1), (4, 0, 2, 3, 2)]), ("rollup",)])
+    assert db.scalar(f"SELECT count() FROM {db.database}.profile_key_totals") == 3
+    assert db.scalar(f"SELECT count() FROM {db.database}.profile_dirty_keys") == 0
+    ch = db
+    ch.insert("events_store", [event_row(event(99, KEYS[0], "pA", 1, 9, "mobile"))], EVENT_COLUMNS)
+    assert rows_of(ch, "SELECT key FROM {db}.profile_dirty_keys") == [(KEYS[0],)]
+    assert list(profiles_differ(ch)) == []
+
+
+def test_an_existing_store_gets_its_per_key_state(db: ClickHouse) -> None:
+    """Events and identities stored before the per-key state: creating its views fills it from history (their
+    `history` lines, the view reading events_by_key first), so profiles are whole at once."""
+    play(db, [("events", [(0, 0, 1, 1, 0), (1, 1, 2, 2, 1), (4, 0, 2, 3, 2)]), ("identity", 1, 0)])
+    per_key_views = [v.name for v in view_definitions(db=db.database, ttl_days=90) if v.target in TABLES[3:]]
+    for view in per_key_views:
+        db.command(f"DROP VIEW {db.database}.{view}")
+    for table in TABLES[3:]:
+        db.command(f"TRUNCATE TABLE {db.database}.{table}")
+    assert read_profile(db, "pA") is None
+    assert sorted(apply_views(db)) == sorted(f"{view}.sql" for view in per_key_views)
+    assert list(profiles_differ(db)) == []
+    assert read_profile(db, "pA") is not None
+    assert db.scalar(f"SELECT count() FROM {db.database}.profile_dirty_keys") > 0  # the rollup has them to do
