@@ -39,7 +39,8 @@ SELECT min(timestamp) AS first_seen, max(timestamp) AS last_seen, count() AS eve
        sumMap(map(toString(type), toUInt64(1))) AS events_by_type,
        sumMap(map(toString(channel), toUInt64(1))) AS events_by_channel,
        countIf(type = 'track' AND event = 'Order Completed') AS orders, sum(revenue) AS revenue,
-       sumMapIf(map(toString(currency), row.revenue), type = 'track' AND event = 'Order Completed') AS revenue_by_currency,
+       sumMapIf(map(toString(currency), row.revenue), type = 'track' AND event = 'Order Completed')
+           AS revenue_by_currency,
        argMax(toString(channel), (timestamp, message_id)) AS last_channel,
        arraySort(groupUniqArray(toString(channel))) AS channels
 FROM {{db}}.events_by_key AS row FINAL

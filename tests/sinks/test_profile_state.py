@@ -127,7 +127,8 @@ def event(n: int, key: str, profile: str, kind: int, minute: int, channel: str) 
     if kind == 0:
         e |= {"type": "track", "event": "Product Viewed"}
     elif kind == 1:
-        e |= {"type": "track", "event": "Order Completed", "properties": {"revenue": 10.5 + n, "currency": ["eur", "USD", ""][n % 3]}}
+        properties = {"revenue": 10.5 + n, "currency": ["eur", "USD", ""][n % 3]}
+        e |= {"type": "track", "event": "Order Completed", "properties": properties}
     elif kind == 2:
         e |= {"type": "identify", "traits": {"plan": ["free", "pro", None][n % 3], "n": n}}
     else:
