@@ -44,8 +44,8 @@ WORK_PREFIX = "privacy_work_"
 MUTATION_SETTINGS = {"mutations_sync": 2, "allow_nondeterministic_mutations": 1}
 
 # Columns that hold a profile id, a node key (`type:value`), or the raw value of one identifier type.
-PROFILE_COLUMNS = ("profile_id", "from_profile", "into_profile")
-KEY_COLUMNS = ("identity_key", "node", "peer")
+PROFILE_COLUMNS = ("profile_id", "from_profile", "into_profile", "owner")
+KEY_COLUMNS = ("identity_key", "node", "peer", "key")  # key: the per-key profile state (010)
 VALUE_COLUMNS = ("anonymous_id", "user_id")
 
 
