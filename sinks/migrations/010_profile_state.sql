@@ -15,6 +15,7 @@
 -- The views that fill and read these tables are in sinks/views/ (events_by_key_mv, profile_keys_*_mv,
 -- profile_touches_*_mv, profile_traits_by_key_mv; profile_*_of, profiles). A store that already
 -- holds events gets its per-key state when those views are created: their `history` lines fill the empty tables.
+-- The tables that hold people keep replaced parts 30 s, as 016 sets for the others (an erasure's purge is bounded).
 
 -- One row per (member key, message): the event's identity key (profile side) and, for the DMP side, its anonymous
 -- id and device id (placeholder ids excluded, as anonymous_profiles does). An event without identity key but with
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS {db}.events_by_key
     ingested_at  DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(ingested_at)
-ORDER BY (key, message_id);
+ORDER BY (key, message_id)
+SETTINGS old_parts_lifetime = 30;
 
 -- Keys that were ever under a profile, by profile: identifiers (from identities) and the identity keys of the events
 -- stitched with it. A key that moved on to another profile stays listed; readers check its current profile.
@@ -46,7 +48,8 @@ CREATE TABLE IF NOT EXISTS {db}.profile_keys
     key        String
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (profile_id, key);
+ORDER BY (profile_id, key)
+SETTINGS old_parts_lifetime = 30;
 
 -- What changed, and when: one row per key an insert touched (with the profile it names), for the rollup and the
 -- audience evaluator. Both process the touches of inserts that have finished (none of them still running), so a
@@ -61,7 +64,8 @@ CREATE TABLE IF NOT EXISTS {db}.profile_touches
 )
 ENGINE = MergeTree
 ORDER BY touched_at
-TTL toDateTime(touched_at) + INTERVAL 7 DAY;
+TTL toDateTime(touched_at) + INTERVAL 7 DAY
+SETTINGS old_parts_lifetime = 30;
 
 -- Latest value per trait and consent flag, per key: argMax over (event time, message id, source version, position
 -- in the event: `traits` after `context.traits`), so ties are settled the same way on every read and a newer
@@ -76,7 +80,8 @@ CREATE TABLE IF NOT EXISTS {db}.profile_traits_by_key
     value      AggregateFunction(argMax, String, Tuple(DateTime64(3, 'UTC'), String, DateTime64(3, 'UTC'), UInt32))
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (key, profile_id, kind, name);
+ORDER BY (key, profile_id, kind, name)
+SETTINGS old_parts_lifetime = 30;
 
 -- The rollup's output: profile_key_stats_live as of `version`, with the profile the key counted for then (`owner`).
 CREATE TABLE IF NOT EXISTS {db}.profile_key_totals
@@ -88,7 +93,8 @@ CREATE TABLE IF NOT EXISTS {db}.profile_key_totals
     owner String, version DateTime64(6, 'UTC')                          -- the profile it counted for, as of version
 )
 ENGINE = ReplacingMergeTree(version)
-ORDER BY (key, profile_id);
+ORDER BY (key, profile_id)
+SETTINGS old_parts_lifetime = 30;
 
 -- How far the rollup got: the keys touched before `watermark` are in profile_key_totals as they are now.
 CREATE TABLE IF NOT EXISTS {db}.profile_rollup
