@@ -35,6 +35,7 @@ SHARDING_KEYS = {
     "profile_touches": "rand()",
     "profile_traits_by_key": "cityHash64(key)",
     "profile_key_totals": "cityHash64(key)",
+    "profile_totals": "cityHash64(profile_id)",
     "profile_rollup": "rand()",
 }
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\s*\(", re.S)

@@ -53,11 +53,34 @@ LEFT JOIN
     GROUP BY id_type, id_value
 ) AS i ON s.key = i.key
 """
+# the profiles whose row the touches between the watermark and `until` may have changed
+DIRTY_PROFILES_SQL = f"""
+SELECT groupUniqArray(profile_id) FROM {{db}}.profile_dirty_profiles_of(since = {{since:DateTime64(6, 'UTC')}},
+                                                                       until = {{until:DateTime64(6, 'UTC')}})
+"""
+# their rows folded from their keys; a profile that holds no identifier any more gets a deleted row
+PROFILE_ROWS_SQL = """
+INSERT INTO {db}.profile_totals
+SELECT d.profile_id, p.* EXCEPT profile_id, {until:DateTime64(6, 'UTC')}, p.profile_id = ''
+FROM (SELECT arrayJoin({profiles:Array(String)}) AS profile_id) AS d
+LEFT JOIN
+(
+    SELECT * FROM {db}.profiles_of(keys = arrayPushBack((
+        SELECT groupUniqArray(key) FROM {db}.profile_keys WHERE profile_id IN {profiles:Array(String)}), ''))
+) AS p ON p.profile_id = d.profile_id
+"""
+# the first rollup of a store: every profile's row
+ALL_PROFILE_ROWS_SQL = """
+INSERT INTO {db}.profile_totals SELECT *, {until:DateTime64(6, 'UTC')}, 0 FROM {db}.profiles_of(keys = [])
+"""
 MOVE_SQL = "INSERT INTO {db}.profile_rollup (watermark) VALUES ({until:DateTime64(6, 'UTC')})"
 TOUCH_ALL_SQL = """
 INSERT INTO {db}.profile_touches (touched_at, key, profile_id, is_identity, is_anonymous)
 SELECT now64(6, 'UTC'), key, profile_id, 1, 0 FROM {db}.events_by_key WHERE is_identity = 1 GROUP BY key, profile_id
+UNION ALL
+SELECT now64(6, 'UTC'), concat(id_type, ':', id_value), profile_id, 1, 0 FROM {db}.identities
 """
+EPOCH = datetime(1970, 1, 1)
 
 
 def finished_before(ch: ClickHouse) -> datetime:
@@ -118,14 +141,29 @@ class ProfileRollup:
             return 0
         params = {"since": since, "until": until}
         touched = int(self.ch.scalar(TOUCHED_SQL.replace("{db}", self._db), params))
-        if not touched:  # nothing to recompute; the watermark stays, since no reader is held back by it
+        profiles: list[str] = list(self.ch.scalar(DIRTY_PROFILES_SQL.replace("{db}", self._db), params))
+        if not touched and not profiles:  # nothing to recompute; the watermark stays, no reader is held back by it
             return 0
         parts = -(-touched // self.chunk)
         for part in range(parts):
             self.ch.command(ROLLUP_SQL.replace("{db}", self._db), params | {"parts": parts, "part": part})
+        self.profile_rows(since, until, profiles)
         self.ch.command(MOVE_SQL.replace("{db}", self._db), {"until": until})
         self.steps += 1
         return touched
+
+    def profile_rows(self, since: datetime, until: datetime, profiles: list[str]) -> None:
+        """Store the rows of the touched profiles, folded from their keys' state now (which the key totals just
+        stored include), in slices of ``chunk`` profiles. The first rollup (no watermark yet: readers fold every
+        profile live) stores every profile's row, over whatever an interrupted first rollup left."""
+        if since <= EPOCH:
+            if self.watermark() <= EPOCH:  # (a rollup of another process may have just finished the first one)
+                self.ch.command(f"TRUNCATE TABLE {self._db}.profile_totals")
+            self.ch.command(ALL_PROFILE_ROWS_SQL.replace("{db}", self._db), {"until": until})
+            return
+        for start in range(0, len(profiles), self.chunk):
+            chunk = profiles[start : start + self.chunk]
+            self.ch.command(PROFILE_ROWS_SQL.replace("{db}", self._db), {"until": until, "profiles": chunk})
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval_s):

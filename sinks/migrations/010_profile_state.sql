@@ -10,6 +10,8 @@
 -- twice. So nothing is summed at insert time: events_by_key collapses copies of a message (ReplacingMergeTree) and
 -- is read with FINAL; per-key totals are computed from those deduplicated rows by the rollup (sinks/profile_rollup.py)
 -- for the keys the sink touched, and a read takes the live figures for every key touched since the last rollup.
+-- The rollup also folds the touched profiles' keys into one row per profile (profile_totals); `profiles` reads those
+-- rows, and folds live only the profiles touched since the last rollup.
 -- Traits are argMax states: a second copy of a message changes nothing, so they are kept at insert time.
 
 -- The views that fill and read these tables are in sinks/views/ (events_by_key_mv, profile_keys_*_mv,
@@ -96,7 +98,23 @@ ENGINE = ReplacingMergeTree(version)
 ORDER BY (key, profile_id)
 SETTINGS old_parts_lifetime = 30;
 
--- How far the rollup got: the keys touched before `watermark` are in profile_key_totals as they are now.
+-- The rollup's per-profile output: the row of `profiles` (profiles_of) for every profile, as of `version`; a profile
+-- that holds no identifier any more is a deleted row (FINAL hides it). The analysts' `profiles` reads these rows
+-- for the profiles nothing touched since the watermark, so a question over every profile reads one row each.
+CREATE TABLE IF NOT EXISTS {db}.profile_totals
+(
+    profile_id String, identifiers Array(Tuple(String, String)), traits Map(String, String),
+    consent Map(String, String), first_seen DateTime64(3, 'UTC'), last_seen DateTime64(3, 'UTC'), events UInt64,
+    events_by_type Map(String, UInt64), events_by_channel Map(String, UInt64), orders UInt64, revenue Float64,
+    revenue_by_currency Map(String, Float64), last_channel String, channels Array(String),
+    version DateTime64(6, 'UTC'), deleted UInt8
+)
+ENGINE = ReplacingMergeTree(version, deleted)
+ORDER BY profile_id
+SETTINGS old_parts_lifetime = 30;
+
+-- How far the rollup got: the keys touched before `watermark` are in profile_key_totals as they are now, and the
+-- profiles they touched in profile_totals.
 CREATE TABLE IF NOT EXISTS {db}.profile_rollup
 (
     watermark DateTime64(6, 'UTC')

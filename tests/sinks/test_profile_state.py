@@ -97,6 +97,7 @@ TABLES = (
     "profile_touches",
     "profile_traits_by_key",
     "profile_key_totals",
+    "profile_totals",
     "profile_rollup",
 )
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -195,7 +196,7 @@ def play(ch: ClickHouse, plan: list[tuple[Any, ...]]) -> None:
             rollup.touch_all_if_stale()
             rollup.step()
         elif step[0] == "optimize":
-            for table in ("events_by_key", "profile_key_totals", "profile_traits_by_key", "identities_store"):
+            for table in TABLES[3:-1]:
                 ch.command(f"OPTIMIZE TABLE {ch.database}.{table} FINAL")
 
 
