@@ -6,7 +6,9 @@ engine only stores deduplicated per-message rows (``events_by_key``) and a row p
 (``profile_touches``); this rollup recomputes, from the deduplicated rows, the totals of the keys touched since
 its watermark, stores them in ``profile_key_totals`` and then moves the watermark. Readers take the totals of the
 keys nothing touched since the watermark and compute the others live (``profile_key_stats_of``), so every read is
-exact, whether the rollup is up to date, late, or stopped half-way.
+exact, whether the rollup is up to date, late, or stopped half-way. The same step folds the keys of every profile
+those touches may have changed (``profile_dirty_profiles_of``) into that profile's row of ``profile_totals``, which
+the analysts' ``profiles`` reads for the profiles nothing touched since the watermark.
 
 The watermark only passes touches of finished inserts: :func:`finished_before` is the start of the oldest insert
 still running (or now), so an insert that takes long is never passed over and its rows are visible when its
@@ -126,8 +128,9 @@ class ProfileRollup:
         return utc(self.ch.scalar(WATERMARK_SQL.replace("{db}", self._db)))
 
     def touch_all_if_stale(self) -> None:
-        """After a stop longer than the touches are kept, the totals of some keys may be behind with no touch left
-        to say so: touch every key, so readers compute them live until the rollup has caught up."""
+        """After a stop longer than the touches are kept, the totals of some keys (and rows of some profiles) may be
+        behind with no touch left to say so: touch every key and identifier, so readers compute them live until the
+        rollup has caught up."""
         watermark = self.watermark()
         if watermark > datetime(1970, 1, 2) and datetime.now(UTC).replace(tzinfo=None) - watermark > STALE_AFTER:
             log.warning("profile rollup watermark is older than the touches kept: recomputing every key")
@@ -141,22 +144,24 @@ class ProfileRollup:
             return 0
         params = {"since": since, "until": until}
         touched = int(self.ch.scalar(TOUCHED_SQL.replace("{db}", self._db), params))
-        profiles: list[str] = list(self.ch.scalar(DIRTY_PROFILES_SQL.replace("{db}", self._db), params))
+        # (the first rollup stores every profile: no need to know which were touched)
+        first = since <= EPOCH
+        profiles = [] if first else list(self.ch.scalar(DIRTY_PROFILES_SQL.replace("{db}", self._db), params))
         if not touched and not profiles:  # nothing to recompute; the watermark stays, no reader is held back by it
             return 0
         parts = -(-touched // self.chunk)
         for part in range(parts):
             self.ch.command(ROLLUP_SQL.replace("{db}", self._db), params | {"parts": parts, "part": part})
-        self.profile_rows(since, until, profiles)
+        self.profile_rows(until, profiles, first)
         self.ch.command(MOVE_SQL.replace("{db}", self._db), {"until": until})
         self.steps += 1
         return touched
 
-    def profile_rows(self, since: datetime, until: datetime, profiles: list[str]) -> None:
+    def profile_rows(self, until: datetime, profiles: list[str], first: bool) -> None:
         """Store the rows of the touched profiles, folded from their keys' state now (which the key totals just
         stored include), in slices of ``chunk`` profiles. The first rollup (no watermark yet: readers fold every
         profile live) stores every profile's row, over whatever an interrupted first rollup left."""
-        if since <= EPOCH:
+        if first:
             if self.watermark() <= EPOCH:  # (a rollup of another process may have just finished the first one)
                 self.ch.command(f"TRUNCATE TABLE {self._db}.profile_totals")
             self.ch.command(ALL_PROFILE_ROWS_SQL.replace("{db}", self._db), {"until": until})
