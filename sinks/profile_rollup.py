@@ -56,9 +56,9 @@ LEFT JOIN
 ) AS i ON s.key = i.key
 """
 # the profiles whose row the touches between the watermark and `until` may have changed
-DIRTY_PROFILES_SQL = f"""
-SELECT groupUniqArray(profile_id) FROM {{db}}.profile_dirty_profiles_of(since = {{since:DateTime64(6, 'UTC')}},
-                                                                       until = {{until:DateTime64(6, 'UTC')}})
+DIRTY_PROFILES_SQL = """
+SELECT groupUniqArray(profile_id) FROM {db}.profile_dirty_profiles_of(since = {since:DateTime64(6, 'UTC')},
+                                                                     until = {until:DateTime64(6, 'UTC')})
 """
 # their rows folded from their keys; a profile that holds no identifier any more gets a deleted row
 PROFILE_ROWS_SQL = """

@@ -10,5 +10,9 @@ FROM
                since = (SELECT if(max(watermark) > toDateTime64(0, 6, 'UTC'), max(watermark),
                                   toDateTime64('2299-12-31', 6, 'UTC')) FROM {db}.profile_rollup),
                until = toDateTime64('2299-12-31', 6, 'UTC'))) AS profiles,
-           (SELECT groupUniqArray(key) FROM {db}.profile_keys WHERE has(profiles, profile_id)) AS keys
+           (SELECT groupUniqArray(key) FROM {db}.profile_keys WHERE profile_id IN (
+               SELECT profile_id FROM {db}.profile_dirty_profiles_of(
+                   since = (SELECT if(max(watermark) > toDateTime64(0, 6, 'UTC'), max(watermark),
+                                      toDateTime64('2299-12-31', 6, 'UTC')) FROM {db}.profile_rollup),
+                   until = toDateTime64('2299-12-31', 6, 'UTC')))) AS keys
 )

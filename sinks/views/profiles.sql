@@ -4,7 +4,7 @@
 -- nothing is counted twice, and a question over every profile reads one stored row for each of the others.
 CREATE VIEW {db}.profiles AS
 SELECT * EXCEPT (version, deleted) FROM {db}.profile_totals FINAL
-WHERE (SELECT dirty FROM {db}.profile_dirty).1 AND NOT has((SELECT dirty FROM {db}.profile_dirty).2, profile_id)
+WHERE (SELECT dirty FROM {db}.profile_dirty).1 AND profile_id NOT IN (SELECT dirty FROM {db}.profile_dirty).2
 UNION ALL
 SELECT * FROM {db}.profiles_of(keys = (SELECT dirty FROM {db}.profile_dirty).3)
-WHERE NOT (SELECT dirty FROM {db}.profile_dirty).1 OR has((SELECT dirty FROM {db}.profile_dirty).2, profile_id)
+WHERE NOT (SELECT dirty FROM {db}.profile_dirty).1 OR profile_id IN (SELECT dirty FROM {db}.profile_dirty).2

@@ -250,6 +250,27 @@ def test_rollup_takes_over_and_reads_stay_exact(db: ClickHouse) -> None:
     assert list(profiles_differ(ch)) == []
 
 
+def test_profiles_reads_stored_rows_and_folds_a_later_merge_live(db: ClickHouse) -> None:
+    """After a rollup, `profiles` reads each profile's stored row; an identifier that then moves from pB to pA
+    (a merge after the events it moves) makes both profiles live until the next rollup stores their new rows."""
+    play(db, [("events", [(0, 0, 1, 1, 0), (1, 1, 1, 2, 1), (2, 2, 2, 3, 2)]), ("rollup",)])
+    dirty = f"SELECT arraySort(dirty.2) FROM {db.database}.profile_dirty"
+    assert db.scalar(f"SELECT count() FROM {db.database}.profile_totals FINAL") == 3
+    assert db.scalar(dirty) == []
+    update = f"ALTER TABLE {db.database}.profile_totals UPDATE orders = {{n:UInt64}} WHERE profile_id = 'pC'"
+    db.command(update, {"n": 7}, settings={"mutations_sync": 2})
+    assert rows_of(db, "SELECT orders FROM {db}.profiles WHERE profile_id = 'pC'") == [(7,)]  # the stored row
+    db.command(update, {"n": 0}, settings={"mutations_sync": 2})
+    set_identity(db, KEYS[1], "pA", 2)
+    db.insert("merges_store", [("pB", "pA", "m", START, START)], MERGE_COLUMNS)
+    assert db.scalar(dirty) == ["pA", "pB"]
+    assert list(profiles_differ(db)) == []
+    ProfileRollup(db).step()
+    assert db.scalar(dirty) == []
+    assert list(profiles_differ(db)) == []
+    assert db.scalar(f"SELECT count() FROM {db.database}.profile_totals FINAL") == 2  # pB holds nothing now
+
+
 def test_an_existing_store_gets_its_per_key_state(db: ClickHouse) -> None:
     """Events and identities stored before the per-key state: creating its views fills it from history (their
     `history` lines, the view reading events_by_key first), so profiles are whole at once."""
