@@ -275,7 +275,7 @@ def test_an_existing_store_gets_its_per_key_state(db: ClickHouse) -> None:
     """Events and identities stored before the per-key state: creating its views fills it from history (their
     `history` lines, the view reading events_by_key first), so profiles are whole at once."""
     play(db, [("events", [(0, 0, 1, 1, 0), (1, 1, 2, 2, 1), (4, 0, 2, 3, 2)]), ("identity", 1, 0)])
-    per_key_views = [v.name for v in view_definitions(db=db.database, ttl_days=90) if v.target in TABLES[3:]]
+    per_key_views = [v.name for v in view_definitions(db=db.database) if v.target in TABLES[3:]]
     for view in per_key_views:
         db.command(f"DROP VIEW {db.database}.{view}")
     for table in TABLES[3:]:
