@@ -11,6 +11,11 @@ the evaluator re-checks, restricted to them (``restrict_to``), only:
 * for rules with time windows, on a schedule (``window_refresh_s``), the members with an event that passed a
   window's edge since the last check.
 
+A full evaluation of a profile audience reads the stored rows of ``profiles``, which are as of the profile
+rollup's last step (sinks/profile_rollup.py). So it first takes one rollup step itself: the rows are then current
+up to the inserts finished before the evaluation, and the touches after that are re-checked as usual. Without it a
+member touched just before a full evaluation would be judged on its old row and never looked at again.
+
 The difference to the previous members is a list of changes (entered / exited, with time), written to
 `cdp.audience_members` and to the compacted topic `cdp.audience.changes` that activation systems and the
 serving index consume.
@@ -38,7 +43,7 @@ from sinks.audience_candidates import (
 from sinks.audience_sql import compile_audience
 from sinks.clickhouse import ClickHouse
 from sinks.metrics import AUDIENCE_CHANGES, AUDIENCE_EVALUATION_SECONDS, AUDIENCE_EVALUATIONS
-from sinks.profile_rollup import finished_before, utc
+from sinks.profile_rollup import ProfileRollup, finished_before, utc
 from sinks.profile_sql import KEYS_OF_PROFILES_SQL
 from streams.audiences import AudienceDefinitions
 from streams.producer import AsyncProducer
@@ -103,6 +108,7 @@ class AudienceEvaluator:
         self._audiences: dict[str, Audience] = {}
         self._since: datetime | None = None  # touches before this are evaluated
         self._window_at: datetime | None = None  # window edges up to this instant are evaluated
+        self._rollup = ProfileRollup(self.ch)  # steps taken before full evaluations, on this client
 
     def start(self) -> AudienceEvaluator:
         _, rows = self.ch.query(f"SELECT audience_id, member FROM {self.ch.database}.audience_members_current")
@@ -182,6 +188,8 @@ class AudienceEvaluator:
         """Evaluate one audience over everyone."""
         compiled = compile_audience(audience.rule, audience.scope, self.ch.database)
         started = time.perf_counter()
+        if audience.scope == "profile":
+            self._rollup.step()
         _, rows = self.ch.query(compiled.sql, compiled.params)
         self.full_s[audience.id] = time.perf_counter() - started
         AUDIENCE_EVALUATION_SECONDS.observe(self.full_s[audience.id])

@@ -1,10 +1,7 @@
--- The 360-degree view: one row per profile, always current. The rollup keeps a row per profile (profile_totals,
--- folded from per-identifier-key state: sinks/migrations/010_profile_state.sql); the profiles something touched
--- since its watermark are folded live from their keys (profiles_of, profile_dirty), so a merge rewrites nothing,
--- nothing is counted twice, and a question over every profile reads one stored row for each of the others.
+-- The 360-degree view: one row per profile, as of the profile rollup's last step (sinks/profile_rollup.py, every
+-- CDP_PROFILE_ROLLUP_S): the rollup folds the per-identifier-key state (sinks/migrations/010_profile_state.sql) of
+-- every profile new data touched into one stored row (profile_totals), so a merge rewrites nothing, nothing is
+-- counted twice, and a question over every profile reads one row per profile. What arrived since the rollup's last
+-- step shows at its next one; `GET /v1/profiles` reads the per-key state and is exact at any moment.
 CREATE VIEW {db}.profiles AS
 SELECT * EXCEPT (version, deleted) FROM {db}.profile_totals FINAL
-WHERE (SELECT dirty FROM {db}.profile_dirty).1 AND profile_id NOT IN (SELECT dirty FROM {db}.profile_dirty).2
-UNION ALL
-SELECT * FROM {db}.profiles_of(keys = (SELECT dirty FROM {db}.profile_dirty).3)
-WHERE NOT (SELECT dirty FROM {db}.profile_dirty).1 OR profile_id IN (SELECT dirty FROM {db}.profile_dirty).2

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from sinks.clickhouse import ClickHouse
+from sinks.profile_rollup import ProfileRollup
 from sinks.rows import IDENTITY_COLUMNS, identity_row
 
 ANN, BOB = "p-ann", "p-bob"
@@ -74,3 +75,4 @@ def account_world(ch: ClickHouse) -> None:
             landing_event("o3", ANN, "2026-01-06T00:00:00Z", event="Order Completed", properties={"revenue": 5}),
         ],
     )
+    ProfileRollup(ch).step()  # `profiles` holds the rows as of the rollup's last step

@@ -15,6 +15,7 @@ from schemas.audience import validate_rule
 from sinks.audience_eval import AudienceEvaluator
 from sinks.audience_sql import compile_audience
 from sinks.clickhouse import ClickHouse
+from sinks.profile_rollup import ProfileRollup
 from sinks.rows import IDENTITY_COLUMNS, identity_row
 
 
@@ -69,6 +70,8 @@ def add(ch: ClickHouse, n: int, person: str, when: datetime, **event: Any) -> No
 
 
 def full(ch: ClickHouse, audience: str) -> set[str]:
+    """The members by a full evaluation, over `profiles` brought up to date as the evaluator does."""
+    ProfileRollup(ch).step()
     scope, rule = RULES[audience]
     compiled = compile_audience(validate_rule(rule, scope), scope, ch.database)
     return {r[0] for r in ch.query(compiled.sql, compiled.params)[1]}

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from schemas.audience import FIELD_NAME_PATTERN, RuleError, TraitRule, validate_rule
 from sinks.audience_sql import CompiledAudience, compile_audience
+from sinks.profile_rollup import ProfileRollup
 from sinks.rows import IDENTITY_COLUMNS, identity_row
 
 ATTACKS = [
@@ -245,6 +246,7 @@ class World:
         if self.events:
             self.ch.insert_json_lines("events_landing", self.events)  # as the sink writes them
         self.events, self.identities = [], []
+        ProfileRollup(self.ch).step()  # a full evaluation reads `profiles` after a rollup step, as the evaluator does
 
     def members(self, rule: dict[str, Any], scope: str = "profile", **kw: Any) -> set[str]:
         compiled = compile_audience(validate_rule(rule, scope), scope, self.ch.database, **kw)

@@ -52,7 +52,7 @@ def test_views_are_made_after_the_views_they_read() -> None:
     for view in views:
         for other in set(re.findall(r"\bcdp\.(\w+)", view.select)) & set(order):
             assert order.index(other) < order.index(view.name), (other, view.name)
-    assert order.index("profile_stats") < order.index("profiles")
+    assert order.index("profile_stats_of") < order.index("profile_stats")
     assert order.index("events_as_landing") < order.index("anonymous_profiles_landing_mv")
 
 
