@@ -7,8 +7,9 @@ engine only stores deduplicated per-message rows (``events_by_key``) and a row p
 its watermark, stores them in ``profile_key_totals`` and then moves the watermark. Readers take the totals of the
 keys nothing touched since the watermark and compute the others live (``profile_key_stats_of``), so every read is
 exact, whether the rollup is up to date, late, or stopped half-way. The same step folds the keys of every profile
-those touches may have changed (``profile_dirty_profiles_of``) into that profile's row of ``profile_totals``, which
-the analysts' ``profiles`` reads for the profiles nothing touched since the watermark.
+those touches may have changed (``profile_dirty_profiles_of``) into that profile's row of ``profile_totals``, the
+rows the analysts' ``profiles`` reads: that view is as of the last step (``interval_s`` behind at most, plus the
+step's own time), while the profile API reads the per-key state and is exact.
 
 The watermark only passes touches of finished inserts: :func:`finished_before` is the start of the oldest insert
 still running (or now), so an insert that takes long is never passed over and its rows are visible when its

@@ -11,7 +11,7 @@
 -- is read with FINAL; per-key totals are computed from those deduplicated rows by the rollup (sinks/profile_rollup.py)
 -- for the keys the sink touched, and a read takes the live figures for every key touched since the last rollup.
 -- The rollup also folds the touched profiles' keys into one row per profile (profile_totals); `profiles` reads those
--- rows, and folds live only the profiles touched since the last rollup.
+-- rows only, so it is as of the rollup's last step (the profile API reads the per-key state and is exact).
 -- Traits are argMax states: a second copy of a message changes nothing, so they are kept at insert time.
 
 -- The views that fill and read these tables are in sinks/views/ (events_by_key_mv, profile_keys_*_mv,
@@ -99,8 +99,8 @@ ORDER BY (key, profile_id)
 SETTINGS old_parts_lifetime = 30;
 
 -- The rollup's per-profile output: the row of `profiles` (profiles_of) for every profile, as of `version`; a profile
--- that holds no identifier any more is a deleted row (FINAL hides it). The analysts' `profiles` reads these rows
--- for the profiles nothing touched since the watermark, so a question over every profile reads one row each.
+-- that holds no identifier any more is a deleted row (FINAL hides it). The analysts' `profiles` reads these rows,
+-- so a question over every profile reads one row each.
 CREATE TABLE IF NOT EXISTS {db}.profile_totals
 (
     profile_id String, identifiers Array(Tuple(String, String)), traits Map(String, String),
