@@ -32,8 +32,22 @@ WHERE (id_type, id_value) IN (SELECT substring(key, 1, position(key, ':') - 1), 
                               FROM {db}.profile_keys WHERE profile_id = {p:String})
 GROUP BY id_type, id_value
 """
-# the rows that count for the profile: of the keys it holds, and of the unknown keys as stitched with it
+# the rows that count for the profile: of the keys it holds, and of the unknown keys as stitched with it; most
+# profiles have no unknown keys, and their queries leave that branch out (each branch costs the engine a filter
+# to plan and run in every part of the query)
 _MINE = "(key IN {held:Array(String)} OR (key IN {loose:Array(String)} AND profile_id = {p:String}))"
+_HELD = "key IN {held:Array(String)}"
+
+
+def _profile_sql(mine: str) -> str:
+    """The behaviour row, the traits and the latest events of the rows ``mine`` selects, in one round trip."""
+    return f"""
+SELECT * FROM ({STATS_SQL.replace(_MINE, mine)}) AS s
+CROSS JOIN (SELECT groupArray((kind, name, v)) AS trait_values FROM ({TRAITS_SQL.replace(_MINE, mine)})) AS t
+CROSS JOIN (SELECT groupArray(({", ".join(EVENT_FIELDS)})) AS latest FROM ({EVENTS_SQL.replace(_MINE, mine)})) AS e
+"""
+
+
 STATS_SQL = f"""
 SELECT min(timestamp) AS first_seen, max(timestamp) AS last_seen, count() AS events,
        sumMap(map(toString(type), toUInt64(1))) AS events_by_type,
@@ -64,11 +78,8 @@ WHERE is_identity = 1 AND {_MINE}
 ORDER BY timestamp DESC, message_id DESC LIMIT {{limit:UInt32}}
 """
 # the three in one round trip: the behaviour row, with the traits and the latest events as arrays of tuples
-PROFILE_SQL = f"""
-SELECT * FROM ({STATS_SQL}) AS s
-CROSS JOIN (SELECT groupArray((kind, name, v)) AS trait_values FROM ({TRAITS_SQL})) AS t
-CROSS JOIN (SELECT groupArray(({", ".join(EVENT_FIELDS)})) AS latest FROM ({EVENTS_SQL})) AS e
-"""
+PROFILE_SQL = _profile_sql(_MINE)
+PROFILE_HELD_SQL = _profile_sql(_HELD)  # (no unknown keys)
 
 
 KEYS_OF_PROFILES_SQL = "SELECT groupUniqArray(key) FROM {db}.profile_keys WHERE profile_id IN {members:Array(String)}"
@@ -104,8 +115,9 @@ def read_profile(ch: ClickHouse, profile_id: str, events: int = 50) -> ProfileRe
     held = sorted(key for key, owner in current.items() if owner == profile_id)
     if not held:
         return None
-    params = {"p": profile_id, "held": held, "loose": sorted(key for key, owner in current.items() if not owner)}
-    columns, rows = ch.query(PROFILE_SQL.replace("{db}", db), params | {"limit": events})
+    loose = sorted(key for key, owner in current.items() if not owner)
+    sql, params = (PROFILE_SQL, {"p": profile_id, "loose": loose}) if loose else (PROFILE_HELD_SQL, {})
+    columns, rows = ch.query(sql.replace("{db}", db), params | {"held": held, "limit": events})
     row: dict[str, Any] = dict(zip(columns, rows[0], strict=True))
     traits, latest = row.pop("trait_values"), row.pop("latest")
     row |= {"profile_id": profile_id, "identifiers": sorted(tuple(key.split(":", 1)) for key in held)}
