@@ -72,6 +72,7 @@ def _templates(value: Any) -> list[tuple[dict[str, Any], str]]:
 # ------------------------------------------------------------------------------------------------
 
 
+@settings(deadline=None)  # compile only: a loaded machine's pause is no failure
 @given(st.one_of(st.text(min_size=1, max_size=60), st.sampled_from(ATTACKS)))
 def test_values_never_reach_the_sql_text(value: str) -> None:
     for (rule, scope), (reference, _) in zip(_templates(value), _templates("x"), strict=True):
