@@ -11,10 +11,11 @@ the evaluator re-checks, restricted to them (``restrict_to``), only:
 * for rules with time windows, on a schedule (``window_refresh_s``), the members with an event that passed a
   window's edge since the last check.
 
-A full evaluation of a profile audience reads the stored rows of ``profiles``, which are as of the profile
-rollup's last step (sinks/profile_rollup.py). So it first takes one rollup step itself: the rows are then current
-up to the inserts finished before the evaluation, and the touches after that are re-checked as usual. Without it a
-member touched just before a full evaluation would be judged on its old row and never looked at again.
+A full evaluation of a profile audience whose rule reads the profile row (traits, computed fields) reads the
+stored rows of ``profiles``, which are as of the profile rollup's last step (sinks/profile_rollup.py). So it first
+takes one rollup step itself: the rows are then current up to the inserts finished before the evaluation, and the
+touches after that are re-checked as usual. Without it a member touched just before a full evaluation would be
+judged on its old row and never looked at again. (Behaviour is read from the events, which are current.)
 
 The difference to the previous members is a list of changes (entered / exited, with time), written to
 `cdp.audience_members` and to the compacted topic `cdp.audience.changes` that activation systems and the
@@ -40,7 +41,7 @@ from sinks.audience_candidates import (
     window_anonymous_sql,
     window_profiles_sql,
 )
-from sinks.audience_sql import compile_audience
+from sinks.audience_sql import compile_audience, needs_profile_row
 from sinks.clickhouse import ClickHouse
 from sinks.metrics import AUDIENCE_CHANGES, AUDIENCE_EVALUATION_SECONDS, AUDIENCE_EVALUATIONS
 from sinks.profile_rollup import ProfileRollup, finished_before, utc
@@ -188,7 +189,7 @@ class AudienceEvaluator:
         """Evaluate one audience over everyone."""
         compiled = compile_audience(audience.rule, audience.scope, self.ch.database)
         started = time.perf_counter()
-        if audience.scope == "profile":
+        if audience.scope == "profile" and needs_profile_row(audience.rule):
             self._rollup.step()
         _, rows = self.ch.query(compiled.sql, compiled.params)
         self.full_s[audience.id] = time.perf_counter() - started

@@ -62,7 +62,7 @@ from schemas.audience import (
 )
 from sinks.profile_sql import keys_of_profiles
 
-__all__ = ["EVENT_ANON_MEMBERS", "CompiledAudience", "compile_audience", "identifier_pair"]
+__all__ = ["EVENT_ANON_MEMBERS", "CompiledAudience", "compile_audience", "identifier_pair", "needs_profile_row"]
 
 _DB_NAME: Final = re.compile(r"[a-z_][a-z0-9_]*")
 _CMP: Final = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -285,16 +285,16 @@ class _Compiler:
         return f"({member} {'NOT IN' if includes_zero else 'IN'} ({ids}))"
 
 
-def _needs_profile_row(rule: Rule) -> bool:
+def needs_profile_row(rule: Rule) -> bool:
     """True if a trait or computed rule reads the profiles view's columns (traits, revenue, ...)."""
     if isinstance(rule, TraitRule | ComputedRule):
         return True
     if isinstance(rule, AllRule):
-        return any(_needs_profile_row(r) for r in rule.all)
+        return any(needs_profile_row(r) for r in rule.all)
     if isinstance(rule, AnyRule):
-        return any(_needs_profile_row(r) for r in rule.any)
+        return any(needs_profile_row(r) for r in rule.any)
     if isinstance(rule, NotRule):
-        return _needs_profile_row(rule.not_)
+        return needs_profile_row(rule.not_)
     return False
 
 
@@ -333,7 +333,7 @@ def compile_audience(
     predicate = compiler.rule(rule)
     if scope == "profile":
         member = "profile_id"
-        source = _profile_universe(db, compiler.restricted, compiler.keys, _needs_profile_row(rule))
+        source = _profile_universe(db, compiler.restricted, compiler.keys, needs_profile_row(rule))
     else:
         member = _ANON_MEMBER
         source = _anonymous_universe(db, compiler.restricted)
