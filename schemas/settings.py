@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         description="Secret of the keyed hash (HMAC) that names a person in the privacy ledger and the regulations' "
         "audit trail; generated once if empty. Every process of one deployment needs the same one.",
     )
+    profile_key: str = Field(
+        "",
+        description="Secret key profile ids are derived with (identity/profile_id.py), so nobody can compute a "
+        "person's profile id from a guessed identifier; generated once if empty. Every stitch worker of one install "
+        "needs the same one. Installs that had profiles before keyed ids keep their unkeyed ids (README).",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 8080
 
@@ -186,10 +192,11 @@ class Settings(BaseSettings):
         return (path.read_text().strip() or None) if path.exists() else None
 
     def ensure_tokens(self) -> Settings:
-        """Fill empty tokens (and the privacy key) from ``data_dir`` or generate them once (mode 0600): never
-        committed, stable across restarts so clients keep working and the ledger's hashes keep matching."""
+        """Fill empty tokens (and the privacy and profile id keys) from ``data_dir`` or generate them once (mode 0600):
+        never committed, stable across restarts so clients keep working, the ledger's hashes keep matching and profile
+        ids stay the same."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("admin_token", "read_token", "analyst_token", "privacy_key"):
+        for name in ("admin_token", "read_token", "analyst_token", "privacy_key", "profile_key"):
             if getattr(self, name):
                 continue
             path = self.data_dir / name

@@ -7,6 +7,12 @@ only after the Kafka transaction that produced them committed (streams.stitcher)
 crash, the local copy is some committed prefix of the changelog, never ahead of it.
 
 The partition is an explicit argument everywhere, as in quix-streams' stores: one worker holds several.
+
+A deleted node (an erased person, streams/stitch_batch.py) is not gone from disk when the delete is written: its key
+and state stay in the write-ahead log, in SST files and in the MANIFEST's file records until compactions rewrite
+them (shared/research/privacy.md). So a write that deletes purges the partition at once: flush, a compaction of the
+whole store that forces the bottommost level (the keys' own range would be named in RocksDB's LOG), and a reopen,
+which starts a new MANIFEST. Deletes are rare (erasures), so the cost is paid only then.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, BottommostLevelCompaction, Cache, CompactOptions, Options, Rdict, WriteBatch
 
 __all__ = ["NodeStore"]
 
@@ -70,15 +76,30 @@ class NodeStore:
         return value
 
     def write(self, partition: int, states: Mapping[str, bytes | None], next_offset: int) -> None:
-        """Store ``states`` (``None`` deletes a node) and the changelog offset they reach, atomically."""
+        """Store ``states`` (``None`` deletes a node) and the changelog offset they reach, atomically; a write that
+        deletes is followed by a purge of the partition's files."""
         batch = WriteBatch(raw_mode=True)
+        deleted = False
         for key, value in states.items():
             if value is None:
                 batch.delete(key.encode())
+                deleted = True
             else:
                 batch.put(key.encode(), value)
         batch.put(_OFFSET_KEY, str(next_offset).encode())
         self._dbs[partition].write(batch)
+        if deleted:
+            self.purge(partition)
+
+    def purge(self, partition: int) -> None:
+        """Rewrite a partition's files so that deleted keys are in none of them (see the module docstring)."""
+        db = self._dbs[partition]
+        db.flush()
+        options = CompactOptions()
+        options.set_bottommost_level_compaction(BottommostLevelCompaction.force())
+        db.compact_range(None, None, options)
+        self.close(partition)
+        self.open(partition)
 
     def wipe(self, partition: int) -> None:
         """Forget a partition's local copy (it no longer matches the changelog): the next open starts empty."""

@@ -77,6 +77,11 @@ class Topics:
         ".privacy.regulations",
         "Compacted: regulation id -> its state and audit trail (no personal data): streams/privacy.py.",
     )
+    install = _Name(
+        ".install",
+        "Compacted: choices made once for the whole install that every worker must share (how profile ids are "
+        "derived: streams/profile_scheme.py).",
+    )
 
     def cdc_prefix(self, source: str) -> str:
         """Debezium's topic prefix for a database source; its table topics are ``PREFIX.SCHEMA.TABLE``."""
@@ -112,6 +117,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         NewTopic(t.sources_status, 1, r, config=compacted),
         NewTopic(t.privacy_ledger, 1, r, config=compacted),
         NewTopic(t.regulations, 1, r, config=compacted),
+        NewTopic(t.install, 1, r, config=compacted),
     ]
     _create(admin, wanted, timeout)
 
