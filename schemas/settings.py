@@ -51,6 +51,31 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1)
     topic_replication: int = Field(1, ge=1, description="3 on a real cluster.")
     topic_min_insync: int = Field(1, ge=1, description="2 on a real cluster, with replication 3.")
+    # How long an erased or overwritten value can survive on the broker's disk in the compacted topics that can hold a
+    # person (README, "Purge bounds"): Kafka's compaction only removes a record once its segment is rolled (rolls are
+    # evaluated on append), the cleaner has reached it, and, for a tombstone, delete.retention.ms has passed since.
+    purge_segment_ms: int = Field(
+        600_000,
+        ge=1000,
+        description="segment.ms of the compacted topics that can hold a person: the active segment "
+        "is never compacted, so this bounds how long a value waits in it.",
+    )
+    purge_max_compaction_lag_ms: int = Field(
+        600_000,
+        ge=1000,
+        description="max.compaction.lag.ms of those topics: a rolled record older than this is "
+        "compacted whatever the dirty ratio.",
+    )
+    purge_delete_retention_ms: int = Field(
+        600_000,
+        ge=1000,
+        description="delete.retention.ms of those topics: how long a tombstone (which holds the "
+        "key, an identifier) stays after compaction. A stitch worker whose local store is older than half of it "
+        "rebuilds the store from the changelog, since it may have missed tombstones removed meanwhile.",
+    )
+    purge_min_cleanable_dirty_ratio: float = Field(
+        0.1, gt=0, le=1, description="min.cleanable.dirty.ratio of those topics: compact once a tenth is dirty."
+    )
 
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 500 * 1024
@@ -179,6 +204,15 @@ class Settings(BaseSettings):
     @property
     def embedded_clickhouse(self) -> bool:
         return self.clickhouse_url.startswith("chdb://")
+
+    def purge_configs(self) -> dict[str, str]:
+        """Topic configs of the compacted topics that can hold a person: bound how long an erased value stays."""
+        return {
+            "segment.ms": str(self.purge_segment_ms),
+            "max.compaction.lag.ms": str(self.purge_max_compaction_lag_ms),
+            "delete.retention.ms": str(self.purge_delete_retention_ms),
+            "min.cleanable.dirty.ratio": str(self.purge_min_cleanable_dirty_ratio),
+        }
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

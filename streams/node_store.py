@@ -18,6 +18,7 @@ which starts a new MANIFEST. Deletes are rare (erasures), so the cost is paid on
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = ["NodeStore"]
 
 # Node keys are "type:value" text, so a key starting with NUL never collides with a node.
 _OFFSET_KEY = b"\x00changelog-next-offset"
+_WRITTEN_KEY = b"\x00written-at-ms"
 
 
 def _options(store_mb: int) -> Options:
@@ -49,12 +51,22 @@ def _options(store_mb: int) -> Options:
     return options
 
 
-class NodeStore:
-    """Serialised node states by partition and node key (the changelog's value bytes, decoded by the caller)."""
+def _now_ms() -> bytes:
+    return str(int(time.time() * 1000)).encode()
 
-    def __init__(self, root: Path, store_mb: int) -> None:
+
+class NodeStore:
+    """Serialised node states by partition and node key (the changelog's value bytes, decoded by the caller).
+
+    ``max_age_s``: a partition's copy last written longer ago than this is wiped when opened, and rebuilt from the
+    changelog. The changelog drops a tombstone ``delete.retention.ms`` after compacting it, so a copy older than that
+    may have missed a delete (an erased person) that no record says any more. The time is that of the last write, or
+    of the close: until then the partition was this worker's, and no one else wrote its changelog."""
+
+    def __init__(self, root: Path, store_mb: int, max_age_s: float | None = None) -> None:
         self.root = root
         self.store_mb = store_mb
+        self.max_age_s = max_age_s
         self._dbs: dict[int, Rdict] = {}
 
     def _path(self, partition: int) -> Path:
@@ -64,7 +76,15 @@ class NodeStore:
         """Open a partition's store (created if missing); returns the next changelog offset it has not seen."""
         if partition not in self._dbs:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._dbs[partition] = Rdict(str(self._path(partition)), _options(self.store_mb))
+            db = self._dbs[partition] = Rdict(str(self._path(partition)), _options(self.store_mb))
+            written = db.get(_WRITTEN_KEY)
+            if (
+                self.max_age_s is not None
+                and written is not None
+                and time.time() - int(written) / 1000 > self.max_age_s
+            ):
+                self.wipe(partition)
+                return self.open(partition)
         return self.next_offset(partition)
 
     def next_offset(self, partition: int) -> int:
@@ -87,6 +107,7 @@ class NodeStore:
             else:
                 batch.put(key.encode(), value)
         batch.put(_OFFSET_KEY, str(next_offset).encode())
+        batch.put(_WRITTEN_KEY, _now_ms())
         self._dbs[partition].write(batch)
         if deleted:
             self.purge(partition)
@@ -107,8 +128,10 @@ class NodeStore:
         shutil.rmtree(self._path(partition), ignore_errors=True)
 
     def close(self, partition: int) -> None:
+        """Until now the partition was this worker's, so its copy is as new as the changelog: said with the time."""
         db = self._dbs.pop(partition, None)
         if db is not None:
+            db.put(_WRITTEN_KEY, _now_ms())
             db.close()
 
     def close_all(self) -> None:

@@ -195,7 +195,11 @@ class Stitcher:
         self.topics = topics_for(settings)
         self.partitions = settings.topic_partitions
         self.group = f"{settings.topic_prefix}-stitch"
-        self.store = NodeStore(Path(settings.data_dir) / "identity" / settings.worker_id, settings.identity_store_mb)
+        self.store = NodeStore(
+            Path(settings.data_dir) / "identity" / settings.worker_id,
+            settings.identity_store_mb,
+            max_age_s=settings.purge_delete_retention_ms / 2000,  # it may have missed tombstones dropped since
+        )
         self.counts = BatchCounts()
         self.on_failure = on_failure
         self._cache = _NodeCache(CACHE_NODES)
