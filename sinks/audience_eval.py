@@ -137,6 +137,8 @@ class AudienceEvaluator:
 
     def _apply(self, audience_id: str, scope: str, new: set[str]) -> int:
         old = self.members.get(audience_id, set())
+        if old - new:  # a member erased since (sinks/regulations.py) has no row left, and must not be named again
+            old = self._stored_members(audience_id)
         if new == old:
             self.members.setdefault(audience_id, set())
             return 0
@@ -159,6 +161,13 @@ class AudienceEvaluator:
                 self.on_change(member, aid, status == "entered")
         self.members[audience_id] = new
         return len(rows)
+
+    def _stored_members(self, audience_id: str) -> set[str]:
+        _, rows = self.ch.query(
+            f"SELECT member FROM {self.ch.database}.audience_members_current WHERE audience_id = {{a:String}}",
+            {"a": audience_id},
+        )
+        return {str(m) for (m,) in rows}
 
 
 def _change_value(audience_id: str, member: str, member_type: str, status: str, at: datetime) -> dict[str, Any]:
