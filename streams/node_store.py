@@ -97,19 +97,21 @@ class NodeStore:
 
     def write(self, partition: int, states: Mapping[str, bytes | None], next_offset: int) -> None:
         """Store ``states`` (``None`` deletes a node) and the changelog offset they reach, atomically; a write that
-        deletes is followed by a purge of the partition's files."""
+        deletes a node the store held is followed by a purge of the partition's files (a tombstone of a node it never
+        held, as most of a changelog's are when read from the start, costs nothing)."""
+        db = self._dbs[partition]
         batch = WriteBatch(raw_mode=True)
-        deleted = False
+        held = False  # a deleted node the store held: only then are there files to rewrite
         for key, value in states.items():
             if value is None:
+                held = held or db.get(key.encode()) is not None
                 batch.delete(key.encode())
-                deleted = True
             else:
                 batch.put(key.encode(), value)
         batch.put(_OFFSET_KEY, str(next_offset).encode())
         batch.put(_WRITTEN_KEY, _now_ms())
-        self._dbs[partition].write(batch)
-        if deleted:
+        db.write(batch)
+        if held:
             self.purge(partition)
 
     def purge(self, partition: int) -> None:

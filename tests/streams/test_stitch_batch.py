@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from identity.graph import Erase, NodeState
+from identity.graph import Erase, NodeState, event_message
 from identity.rules import IdentityRules
 from identity.subject_hash import SubjectHasher
 from streams.keys import HINT_HEADER, StitchHint, raw_event_record
@@ -373,3 +373,25 @@ def test_an_erase_deletes_the_nodes_of_the_person_and_tombstones_them_in_the_cha
     assert {k for _, k in tombstones} == set(erased)
     assert all(p == partition_for(k, PARTITIONS) for p, k in tombstones)
     assert TOPICS.identities not in log.out  # no identity change: the regulation tombstones those itself
+
+
+def test_an_event_in_flight_to_another_worker_when_its_person_was_erased_is_dropped_there() -> None:
+    """An event read before the erasure and sent on as its primary's Observe passed the ledger where it was read; the
+    worker that receives the Observe asks the ledger again, by the same receivedAt rule as a replay."""
+    ledger = PrivacyLedger("127.0.0.1:1", TOPICS.privacy_ledger, SubjectHasher("k"))  # never started: fed here
+    h = ledger.hasher("email:gone@x.io")
+    ledger.apply(h, ledger_record(ledger.topic, h, LedgerEntry(erased_at_ms=BASE_MS + 5_000))[2])
+
+    def observe(seconds: int) -> bytes:
+        event = orjson.loads(raw({"type": "track", "event": "E", "anonymousId": f"c{seconds}"}))
+        event["receivedAt"] = f"2026-01-01T00:00:{seconds:02d}.000Z"
+        msg = event_message(["email:gone@x.io", f"anonymous_id:c{seconds}"], event, event["messageId"], BASE_MS)
+        assert msg is not None
+        return orjson.dumps(msg.to_dict())
+
+    out = StitchBatch(
+        DEFAULT, TOPICS, PARTITIONS, set(range(PARTITIONS)), lambda p, k: None, 10_000, ledger.erased_before
+    ).run([], [observe(1), observe(9)])
+    stitched = [orjson.loads(v) for t, _, _, v in out.records if t == TOPICS.stitched]
+    assert out.counts.erased == 1
+    assert [e["anonymousId"] for e in stitched] == ["c9"]
