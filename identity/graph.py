@@ -323,7 +323,9 @@ class Erase:
     node it may have sent anything to (``erase_targets``), so the whole component goes, also the parts the
     regulation did not know yet (links still in flight). Why that is enough: a message ``m`` from X to Y sent before
     X was erased is followed by X's Erase to Y in Y's partition (one producer per partition, in order), so a node
-    that ``m`` brings back is erased again. It travels the identity-messages topic like the protocol's messages,
+    that ``m`` brings back is erased again. So a worker never handles an Erase it caused at once, as it does other
+    messages to its own partitions: it goes through the log, behind whatever of X's waits there. It travels the
+    identity-messages topic like the protocol's messages,
     ordered with them, rather than beside them: what a worker does to a node, it does in the node's order.
     """
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from identity.extract import extract_identifiers
 from identity.graph import (
+    Erase,
     IdentityChange,
     Merge,
     Message,
@@ -229,7 +230,9 @@ class GraphSimulator:
             for _, result in handled:
                 view[result.state.key] = None if result.erased else result.state
                 for out in result.out:
-                    if self.partition_of(out.node) in owned and (spare is None or spare > 0):
+                    # An Erase goes through the log (streams.stitch_batch): behind its sender's earlier messages.
+                    here = not isinstance(out, Erase) and (spare is None or spare > 0)
+                    if self.partition_of(out.node) in owned and here:
                         local.append(out)
                         spare = None if spare is None else spare - 1
                     else:

@@ -26,6 +26,7 @@ import orjson
 
 from identity.extract import identifier_keys
 from identity.graph import (
+    Erase,
     Message,
     NodeState,
     Observe,
@@ -236,7 +237,9 @@ class StitchBatch:
         """Handle here (owned partition, and budget left for a message the batch itself caused) or send to the
         node's partition."""
         partition = partition_for(msg.node, self.partitions)
-        if partition in self.owned and (not counted or self.spare > 0):
+        # An Erase the batch causes goes through the log even to an owned partition: it must come after every message
+        # its sender sent the node before, and some of those may still wait in the node's partition.
+        if partition in self.owned and (not counted or (self.spare > 0 and not isinstance(msg, Erase))):
             self.spare -= counted
             self._local.append(msg)
         else:
