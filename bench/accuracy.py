@@ -180,7 +180,6 @@ def rules_clusters(
     Returns truth-form key (``predicted_key``, ``fold_case``) -> profile id, for the keys in ``only`` that some
     event carries (default: every identifier the rules extract, shared devices and placeholders included).
     """
-    from identity.graph import profile_id_for
     from identity.simulate import GraphSimulator
 
     sim = GraphSimulator(rules or IdentityRules.load(None))
@@ -188,7 +187,7 @@ def rules_clusters(
         sim.submit(event)
         sim.run()
     clusters = fold_case(
-        {predicted_key(*key.split(":", 1)): profile_id_for(state.label) for key, state in sim.states.items()}
+        {predicted_key(*key.split(":", 1)): sim.rules.profile_id(state.label) for key, state in sim.states.items()}
     )
     if only is None:
         return clusters

@@ -36,6 +36,9 @@ class Context:
     _metrics_before: dict[str, float] | None = None  # the shared pipeline's /metrics when it started
     _scraped_at_start: dict[int, dict[str, float]] = field(default_factory=dict)  # per id() of a served process
     metrics_moved: dict[str, dict[str, float]] = field(default_factory=dict)  # per stage {family: delta}, after close()
+    # Every stitch worker of an install needs the install's profile id key: the processes of a bench run, each with a
+    # data folder of its own, would otherwise generate one each (streams/profile_scheme.py refuses the second).
+    profile_key: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def prefix(self, stage: str) -> str:
         """A fresh topic prefix (and so Faust app id and consumer groups) per use: stages never see each
@@ -48,6 +51,7 @@ class Context:
         if topic_prefix not in self._prepared:
             prepare_cdp_topics(self.bootstrap, topic_prefix)
             self._prepared.add(topic_prefix)
+        env = {"CDP_PROFILE_KEY": self.profile_key, **env}
         proc = CdpProcess(self.bootstrap, self.workdir / name, topic_prefix, parts, **env)
         self._processes.append(proc)
         proc.launch()

@@ -47,6 +47,7 @@ from sinks.rows import IDENTITY_COLUMNS, MERGE_COLUMNS, REFUSAL_COLUMNS, identit
 from sinks.writer import KafkaSink, Route
 from streams.audiences import AudienceDefinitions
 from streams.live import LiveTail
+from streams.node_erasure import NodeEraser
 from streams.pipeline_figures import PipelineFigures
 from streams.privacy import PrivacyLedger, RegulationLog
 from streams.producer import AsyncProducer
@@ -207,7 +208,9 @@ async def start_privacy_parts(
         parts.running(RegulationLog(services.settings.kafka_bootstrap, services.topics.regulations))
     )
     processor_ch = await enter(parts.opened(ch.sibling))
-    processor = RegulationProcessor(processor_ch, producer, services.ledger, log, services.topics)
+    settings = services.settings
+    nodes = NodeEraser(settings.kafka_bootstrap, services.topics, settings.topic_partitions)
+    processor = RegulationProcessor(processor_ch, producer, services.ledger, log, services.topics, nodes)
     services.regulations = await enter(parts.running(processor))
 
 

@@ -12,7 +12,8 @@ loop and the protocol can be tested exhaustively in memory (``identity.simulate`
 A profile is a connected component of accepted links. Its id is derived from the component's *label*,
 the smallest ``(first_seen_ms, node_key)`` in it: the oldest identifier names the profile, so the
 profile id is stable while new identifiers join, and two components that meet converge on the older
-one's id whatever order the messages arrive in.
+one's id whatever order the messages arrive in. How the label's node key becomes an id (keyed with the install's
+secret, or the unkeyed derivation of older installs) is the rules' ``profile_ids`` (identity/profile_id.py).
 
 Protocol (messages are routed to ``msg.node``)
 ----------------------------------------------
@@ -36,6 +37,8 @@ Protocol (messages are routed to ``msg.node``)
 * ``Offer`` - "sender, linked to node, tells node its label and summary". Labels only decrease and
   summaries only grow (``IdentityRules.union`` is a join), and a node only speaks when it changed or when
   its peer is missing something, so propagation terminates.
+* ``Erase`` - a privacy regulation erased the node's person: the node's state is deleted (``Step.erased``), and
+  it passes the Erase on to every node it may have sent anything to, so the whole component goes (see ``Erase``).
 
 Guarantees: with no limit conflicts the final components equal the connected components of the
 events' identifiers, labelled with the component minimum, for any arrival order, partitioning or
@@ -68,18 +71,15 @@ following ``Merge`` records (and ``IdentityChange`` for identifiers).
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, ClassVar
 
 from identity.rules import IdentityRules
 
 __all__ = [
-    "PROFILE_NAMESPACE",
+    "Erase",
     "IdentityChange",
     "Label",
     "Merge",
@@ -93,40 +93,12 @@ __all__ = [
     "event_message",
     "handle",
     "message_from_dict",
-    "profile_id_for",
     "resync",
     "settled",
 ]
 
 Label = tuple[int, str]
 """``(first_seen_ms, node_key)`` of a component's oldest identifier; the smaller label wins."""
-
-# Fixed forever: profile ids already stored in ClickHouse depend on it.
-PROFILE_NAMESPACE = uuid.UUID("6f0c6c2e-3b7a-5d8e-9a51-2f0f1c3de0a1")
-
-
-def profile_id_for(label: Label) -> str:
-    """Profile id of a component with this label.
-
-    Depends on the node key only, not on ``first_seen_ms``: a late event that lowers the oldest
-    node's first_seen changes the label but must not rename the profile.
-    """
-    return _profile_id(label[1])
-
-
-_NAMESPACE_BYTES = PROFILE_NAMESPACE.bytes
-
-
-@lru_cache(maxsize=1 << 16)
-def _profile_id(key: str) -> str:
-    """``str(uuid.uuid5(PROFILE_NAMESPACE, key))``, without building a UUID object (a new component's first
-    events, where the cache misses, pay for that more than for the SHA-1). Cached: every stitched event needs its
-    profile's id."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + key.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _label(raw: Any) -> Label:
@@ -185,10 +157,6 @@ class NodeState:
     version: int = 0
     changed_ms: int = 0
     proposed: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def profile_id(self) -> str:
-        return profile_id_for(self.label)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -347,9 +315,36 @@ class Offer(_ComponentNews):
         return cls(**cls._decoded(data))
 
 
-Message = Observe | Propose | Offer
+@dataclass(slots=True)
+class Erase:
+    """A privacy regulation erased the person ``node`` belongs to: the node's state is deleted.
 
-_KINDS: dict[str, type[Observe] | type[Propose] | type[Offer]] = {
+    Sent by the regulation to every identifier of the person's cluster it knows, and by every erased node to every
+    node it may have sent anything to (``erase_targets``), so the whole component goes, also the parts the
+    regulation did not know yet (links still in flight). Why that is enough: a message ``m`` from X to Y sent before
+    X was erased is followed by X's Erase to Y in Y's partition (one producer per partition, in order), so a node
+    that ``m`` brings back is erased again. So a worker never handles an Erase it caused at once, as it does other
+    messages to its own partitions: it goes through the log, behind whatever of X's waits there. It travels the
+    identity-messages topic like the protocol's messages,
+    ordered with them, rather than beside them: what a worker does to a node, it does in the node's order.
+    """
+
+    kind: ClassVar[str] = "erase"
+    node: str
+    cause: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "node": self.node, "cause": self.cause}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Erase:
+        return cls(node=str(data["node"]), cause=str(data.get("cause", "")))
+
+
+Message = Observe | Propose | Offer | Erase
+
+_KINDS: dict[str, type[Observe] | type[Propose] | type[Offer] | type[Erase]] = {
+    "erase": Erase,
     "observe": Observe,
     "propose": Propose,
     "offer": Offer,
@@ -433,6 +428,7 @@ class Step:
     merges: list[Merge] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     stitched_event: dict[str, Any] | None = None
+    erased: bool = False  # the node's state is to be deleted (``Erase``), from the store and the changelog
 
 
 # -------------------------------------------------------------------------------------------- handler
@@ -441,7 +437,8 @@ class Step:
 class _Ctx:
     """Accumulates one step's outputs; ``finish`` derives the identity facts from before/after state."""
 
-    def __init__(self, state: NodeState | None, key: str, ts_ms: int, cause: str) -> None:
+    def __init__(self, rules: IdentityRules, state: NodeState | None, key: str, ts_ms: int, cause: str) -> None:
+        self.rules = rules
         self.created = state is None
         self.state = NodeState.new(key, ts_ms) if state is None else state.copy()
         self.before: Label | None = None if state is None else state.label
@@ -522,8 +519,8 @@ class _Ctx:
         s = self.state
         changes: list[IdentityChange] = []
         merges: list[Merge] = []
-        new_profile = profile_id_for(s.label)
-        old_profile = None if self.before is None else profile_id_for(self.before)
+        new_profile = self.rules.profile_id(s.label)
+        old_profile = None if self.before is None else self.rules.profile_id(self.before)
         if new_profile != old_profile:
             ts = self.ts_ms if s.version == 0 else max(self.ts_ms, s.changed_ms + 1)
             s.version += 1
@@ -583,20 +580,20 @@ def settled(state: NodeState | None, peers: Sequence[str], ts_ms: int) -> bool:
     )
 
 
-def _fast(state: NodeState | None, msg: Observe) -> Step | None:
+def _fast(state: NodeState | None, msg: Observe, rules: IdentityRules) -> Step | None:
     """The fast path: every peer is a member already and nothing can move, so the full protocol would only stamp
     the event (and add redundant edges inside the component). The step keeps ``state`` itself."""
     if msg.primary and state is not None and settled(state, msg.peers, msg.ts_ms):
-        stitched = None if msg.event is None else {**msg.event, "profileId": state.profile_id}
+        stitched = None if msg.event is None else {**msg.event, "profileId": rules.profile_id(state.label)}
         return Step(state, stitched_event=stitched)
     return None
 
 
 def _on_observe(state: NodeState | None, msg: Observe, rules: IdentityRules) -> Step:
-    fast = _fast(state, msg)
+    fast = _fast(state, msg, rules)
     if fast is not None:
         return fast
-    ctx = _Ctx(state, msg.node, msg.ts_ms, msg.cause)
+    ctx = _Ctx(rules, state, msg.node, msg.ts_ms, msg.cause)
     s = ctx.state
     if ctx.seen_at(msg.ts_ms):
         ctx.broadcast()
@@ -633,7 +630,7 @@ def _on_observe(state: NodeState | None, msg: Observe, rules: IdentityRules) -> 
 
 
 def _on_news(state: NodeState | None, msg: Propose | Offer, rules: IdentityRules) -> Step:
-    ctx = _Ctx(state, msg.node, msg.ts_ms, msg.cause)
+    ctx = _Ctx(rules, state, msg.node, msg.ts_ms, msg.cause)
     if msg.sender == ctx.state.key:  # a node never links to itself
         return ctx.finish()
     if isinstance(msg, Propose):
@@ -708,7 +705,23 @@ def handle(state: NodeState | None, msg: Message, rules: IdentityRules) -> Step:
         return _on_observe(state, msg, rules)
     if isinstance(msg, Propose | Offer):
         return _on_news(state, msg, rules)
+    if isinstance(msg, Erase):
+        return _on_erase(state, msg)
     raise TypeError(f"not an identity message: {msg!r}")
+
+
+def erase_targets(state: NodeState) -> list[str]:
+    """Every node ``state``'s node may have sent a message to: its neighbours, the nodes it proposed to or refused,
+    and every member its summary names (it tells members of its component that they were in an event)."""
+    members = (f"{id_type}:{value}" for id_type, values in state.summary.items() for value in values)
+    return sorted({*state.neighbors, *state.proposed, *members} - {state.key})
+
+
+def _on_erase(state: NodeState | None, msg: Erase) -> Step:
+    """The node goes (its ``Step.state`` is only its key's placeholder); an existing one passes the Erase on."""
+    if state is None:
+        return Step(NodeState.new(msg.node, 0), erased=True)
+    return Step(state, [Erase(key, msg.cause) for key in erase_targets(state)], erased=True)
 
 
 def resync(state: NodeState, cause: str = "resync", ts_ms: int = 0) -> list[Offer]:
@@ -742,7 +755,7 @@ def link_locally(msg: Observe, lookup: Callable[[str], NodeState | None], rules:
     if not msg.primary or msg.event is None:
         return None
     primary = lookup(msg.node)
-    fast = _fast(primary, msg)
+    fast = _fast(primary, msg, rules)
     if fast is not None:
         return [fast]
     ts = msg.ts_ms
@@ -780,7 +793,7 @@ def link_locally(msg: Observe, lookup: Callable[[str], NodeState | None], rules:
         head.neighbors.extend(new)
         head.summary = summary
         offers = [Offer(n, head.key, label, summary, msg.cause, ts) for n in primary.neighbors]
-    profile = profile_id_for(label)
+    profile = rules.profile_id(label)
     steps = [Step(head, offers, stitched_event={**msg.event, "profileId": profile})]
     for key in new if primary is not None else [msg.node, *new]:
         state = head if key == msg.node else NodeState(key, ts, label, [msg.node], summary)

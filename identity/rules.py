@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from identity.normalise import Blocklist, normalise_value
+from identity.profile_id import UNKEYED, ProfileIds
 
 __all__ = ["BUILTIN_TYPES", "DEFAULT_RULES_PATH", "IdentifierType", "IdentityRules", "Summary"]
 
@@ -66,7 +67,7 @@ class IdentifierType(BaseModel):
 class IdentityRules(BaseModel):
     """The full rule set: identifier types, the placeholder blocklist and the global per-profile cap."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     types: dict[str, IdentifierType]
     blocklist: Blocklist = Field(default_factory=Blocklist)
@@ -75,6 +76,10 @@ class IdentityRules(BaseModel):
     max_identifiers_per_profile: int = Field(default=1000, ge=1)
     # Region used to read national-format phone numbers such as "(415) 555-2671".
     default_phone_region: str = "US"
+    # How a component's label becomes its profile id (identity/profile_id.py). Not from the YAML (only an instance
+    # validates, and it is never dumped): it holds the install's secret key, and the stitcher sets it from the
+    # install's recorded choice (``with_profile_ids``).
+    profile_ids: ProfileIds = Field(default=UNKEYED, exclude=True, repr=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -112,7 +117,18 @@ class IdentityRules(BaseModel):
             raise ValueError(f"{source}: identity rules must be a YAML mapping")
         return cls.model_validate(data)
 
+    def with_profile_ids(self, profile_ids: ProfileIds) -> IdentityRules:
+        """These rules, naming profiles with ``profile_ids`` (a copy: loaded rules are shared)."""
+        return self.model_copy(update={"profile_ids": profile_ids})
+
     # ----------------------------------------------------------------------------------------- queries
+
+    def profile_id(self, label: tuple[int, str]) -> str:
+        """Profile id of a component with this label (``(first_seen_ms, node_key)``, see identity.graph).
+
+        Depends on the node key only, not on ``first_seen_ms``: a late event that lowers the oldest node's first_seen
+        changes the label but must not rename the profile."""
+        return self.profile_ids(label[1])
 
     def priority(self, id_type: str) -> int:
         """Priority of a type (lower = stronger). Unknown types (e.g. from old state) rank last."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from identity.extract import extract_identifiers
 from identity.graph import (
+    Erase,
     IdentityChange,
     Merge,
     Message,
@@ -30,7 +31,6 @@ from identity.graph import (
     handle,
     link_locally,
     message_from_dict,
-    profile_id_for,
 )
 from identity.rules import IdentityRules
 
@@ -149,7 +149,10 @@ class GraphSimulator:
         results = self._handle(msg, {self.partition_of(msg.node)}, self.states.get)
         self._record(msg, results)
         for _, result in results:
-            self.states[result.state.key] = result.state
+            if result.erased:
+                self.states.pop(result.state.key, None)
+            else:
+                self.states[result.state.key] = result.state
             for out in result.out:
                 self.send(out)
 
@@ -211,7 +214,7 @@ class GraphSimulator:
                 break
             partition = self.rng.choice(busy)
             taken.append((partition, self.queues[partition].popleft()))
-        view: dict[str, NodeState] = {}
+        view: dict[str, NodeState | None] = {}  # None: erased in this batch
         results: list[tuple[Message, list[tuple[NodeState | None, Step]]]] = []
         outbox: list[Message] = []
         local: deque[Message] = deque(msg for _, msg in taken)
@@ -225,9 +228,11 @@ class GraphSimulator:
             handled = self._handle(msg, owned, lookup)
             results.append((msg, handled))
             for _, result in handled:
-                view[result.state.key] = result.state
+                view[result.state.key] = None if result.erased else result.state
                 for out in result.out:
-                    if self.partition_of(out.node) in owned and (spare is None or spare > 0):
+                    # An Erase goes through the log (streams.stitch_batch): behind its sender's earlier messages.
+                    here = not isinstance(out, Erase) and (spare is None or spare > 0)
+                    if self.partition_of(out.node) in owned and here:
                         local.append(out)
                         spare = None if spare is None else spare - 1
                     else:
@@ -236,7 +241,11 @@ class GraphSimulator:
             for partition, msg in reversed(taken):
                 self.queues[partition].appendleft(msg)
             return len(taken)
-        self.states.update(view)
+        for key, state in view.items():
+            if state is None:
+                self.states.pop(key, None)
+            else:
+                self.states[key] = state
         for msg, handled in results:
             self._record(msg, handled)
         for out in outbox:
@@ -263,9 +272,9 @@ class GraphSimulator:
         """profile_id -> node keys, from every node's current label."""
         out: dict[str, set[str]] = {}
         for key, state in self.states.items():
-            out.setdefault(profile_id_for(state.label), set()).add(key)
+            out.setdefault(self.rules.profile_id(state.label), set()).add(key)
         return out
 
     def profile_of(self, key: str) -> str | None:
         state = self.states.get(key)
-        return None if state is None else profile_id_for(state.label)
+        return None if state is None else self.rules.profile_id(state.label)

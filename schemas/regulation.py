@@ -66,6 +66,7 @@ class Stage(StrEnum):
     LEDGER = "ledger"  # the cluster's identifiers written to the privacy ledger (suppression, erasure mark)
     TOPICS = "topics"  # tombstones in the compacted topics that name the person (identities, audience changes)
     CLICKHOUSE = "clickhouse"  # the rows erased from every table of the database
+    IDENTITY = "identity"  # the stitch workers' node states deleted, each a tombstone in the changelog
     RESIDUAL = "residual"  # the same predicates counted again: 0 everywhere, or the regulation failed
 
 
@@ -79,7 +80,7 @@ class StageStatus(StrEnum):
 
 def stages_of(kind: RegulationType) -> list[Stage]:
     if kind.erases:
-        return [Stage.CLUSTER, Stage.LEDGER, Stage.TOPICS, Stage.CLICKHOUSE, Stage.RESIDUAL]
+        return [Stage.CLUSTER, Stage.LEDGER, Stage.TOPICS, Stage.CLICKHOUSE, Stage.IDENTITY, Stage.RESIDUAL]
     return [Stage.CLUSTER, Stage.LEDGER]
 
 

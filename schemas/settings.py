@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         description="Secret of the keyed hash (HMAC) that names a person in the privacy ledger and the regulations' "
         "audit trail; generated once if empty. Every process of one deployment needs the same one.",
     )
+    profile_key: str = Field(
+        "",
+        description="Secret key profile ids are derived with (identity/profile_id.py), so nobody can compute a "
+        "person's profile id from a guessed identifier; generated once if empty. Every stitch worker of one install "
+        "needs the same one. Installs that had profiles before keyed ids keep their unkeyed ids (README).",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 8080
 
@@ -45,6 +51,31 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1)
     topic_replication: int = Field(1, ge=1, description="3 on a real cluster.")
     topic_min_insync: int = Field(1, ge=1, description="2 on a real cluster, with replication 3.")
+    # How long an erased or overwritten value can survive on the broker's disk in the compacted topics that can hold a
+    # person (README, "Purge bounds"): Kafka's compaction only removes a record once its segment is rolled (rolls are
+    # evaluated on append), the cleaner has reached it, and, for a tombstone, delete.retention.ms has passed since.
+    purge_segment_ms: int = Field(
+        600_000,
+        ge=1000,
+        description="segment.ms of the compacted topics that can hold a person: the active segment "
+        "is never compacted, so this bounds how long a value waits in it.",
+    )
+    purge_max_compaction_lag_ms: int = Field(
+        600_000,
+        ge=1000,
+        description="max.compaction.lag.ms of those topics: a rolled record older than this is "
+        "compacted whatever the dirty ratio.",
+    )
+    purge_delete_retention_ms: int = Field(
+        600_000,
+        ge=1000,
+        description="delete.retention.ms of those topics: how long a tombstone (which holds the "
+        "key, an identifier) stays after compaction. A stitch worker whose local store is older than half of it "
+        "rebuilds the store from the changelog, since it may have missed tombstones removed meanwhile.",
+    )
+    purge_min_cleanable_dirty_ratio: float = Field(
+        0.1, gt=0, le=1, description="min.cleanable.dirty.ratio of those topics: compact once a tenth is dirty."
+    )
 
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 500 * 1024
@@ -177,6 +208,15 @@ class Settings(BaseSettings):
     def embedded_clickhouse(self) -> bool:
         return self.clickhouse_url.startswith("chdb://")
 
+    def purge_configs(self) -> dict[str, str]:
+        """Topic configs of the compacted topics that can hold a person: bound how long an erased value stays."""
+        return {
+            "segment.ms": str(self.purge_segment_ms),
+            "max.compaction.lag.ms": str(self.purge_max_compaction_lag_ms),
+            "delete.retention.ms": str(self.purge_delete_retention_ms),
+            "min.cleanable.dirty.ratio": str(self.purge_min_cleanable_dirty_ratio),
+        }
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
 
@@ -189,10 +229,11 @@ class Settings(BaseSettings):
         return (path.read_text().strip() or None) if path.exists() else None
 
     def ensure_tokens(self) -> Settings:
-        """Fill empty tokens (and the privacy key) from ``data_dir`` or generate them once (mode 0600): never
-        committed, stable across restarts so clients keep working and the ledger's hashes keep matching."""
+        """Fill empty tokens (and the privacy and profile id keys) from ``data_dir`` or generate them once (mode 0600):
+        never committed, stable across restarts so clients keep working, the ledger's hashes keep matching and profile
+        ids stay the same."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("admin_token", "read_token", "analyst_token", "privacy_key"):
+        for name in ("admin_token", "read_token", "analyst_token", "privacy_key", "profile_key"):
             if getattr(self, name):
                 continue
             path = self.data_dir / name

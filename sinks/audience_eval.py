@@ -286,6 +286,11 @@ class AudienceEvaluator:
     def _apply(self, audience_id: str, scope: str, old: set[str], new: set[str]) -> int:
         """``old`` were members among those evaluated, ``new`` are; the members not evaluated stay as they are."""
         members = self.members.setdefault(audience_id, set())
+        exits = old - new
+        if exits:  # a member erased since (sinks/regulations.py) has no row left, and must not be named again
+            stored = self._stored_members(audience_id)
+            members -= exits - stored
+            old = old & stored
         if new == old:
             return 0
         at = datetime.now(UTC)
@@ -308,6 +313,13 @@ class AudienceEvaluator:
         members -= old - new
         members |= new - old
         return len(rows)
+
+    def _stored_members(self, audience_id: str) -> set[str]:
+        _, rows = self.ch.query(
+            f"SELECT member FROM {self.ch.database}.audience_members_current WHERE audience_id = {{a:String}}",
+            {"a": audience_id},
+        )
+        return {str(m) for (m,) in rows}
 
 
 def _change_value(audience_id: str, member: str, member_type: str, status: str, at: datetime) -> dict[str, Any]:

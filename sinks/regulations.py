@@ -3,8 +3,9 @@
 A regulation runs its stages (schemas/regulation.py) in order: the subjects' identity clusters are read from
 ClickHouse (sinks/erasure.py), the cluster's identifiers are written to the privacy ledger by keyed hash
 (streams/privacy.py: the collectors then drop a suppressed person's events, the stitchers replayed ones), the keys
-that name the person in compacted topics get tombstones, the rows are erased from every table of the database,
-and the same predicates are counted again: the residual, 0 everywhere or the regulation failed.
+that name the person in compacted topics get tombstones, the rows are erased from every table of the database, the
+stitch workers delete the person's identity-graph nodes (streams/node_erasure.py), and the same predicates are
+counted again: the residual, 0 everywhere or the regulation failed.
 After every stage the state is published to the regulations' log, so GET /v1/regulations/{id} shows progress.
 
 The subjects' values are held in memory only while their regulation waits or runs: no topic and no table keeps
@@ -38,6 +39,7 @@ from sinks.erasure import (
     plan_erasure,
     work_table,
 )
+from streams.node_erasure import NodeEraser
 from streams.privacy import LedgerEntry, PrivacyLedger, RegulationLog, ledger_record
 from streams.producer import AsyncProducer
 from streams.topics import Topics
@@ -128,6 +130,7 @@ class RegulationProcessor:
     ledger: PrivacyLedger
     regulations: RegulationLog
     topics: Topics
+    nodes: NodeEraser
     done: int = 0
     name: str = field(default_factory=lambda: process_name(now_ms()))  # the owner of the regulations it accepts
     _jobs: queue.Queue[Job | None] = field(default_factory=queue.Queue, init=False, repr=False)
@@ -204,6 +207,7 @@ class RegulationProcessor:
                 if job.kind.erases:
                     self._stage(state, Stage.TOPICS, lambda: self._tombstones(state, work))
                     self._stage(state, Stage.CLICKHOUSE, lambda: self._erase(state, work))
+                    self._stage(state, Stage.IDENTITY, lambda: self._nodes(state, job, work))
                     self._stage(state, Stage.RESIDUAL, lambda: self._residual(state, work))
         except Exception as exc:
             state["status"] = StageStatus.FAILED.value
@@ -260,6 +264,11 @@ class RegulationProcessor:
         counts = count_rows(self.ch, plan)
         state["counts"].update(counts)
         erase(self.ch, plan, counts)
+
+    def _nodes(self, state: State, job: Job, work: WorkTable) -> None:
+        """The identity graph's nodes of every identifier of the cluster, deleted by the workers that own them."""
+        keys = [k for k in work.node_keys() if not k.startswith("profile_id:")]
+        state["counts"]["identity"] = self.nodes.erase(self.producer, keys, job.regulation_id)
 
     def _residual(self, state: State, work: WorkTable) -> None:
         plan = plan_erasure(self.ch.database, person_tables(self.ch), work.name)

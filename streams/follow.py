@@ -22,6 +22,18 @@ V = TypeVar("V")
 log = logging.getLogger(__name__)
 
 
+def high_watermark(consumer: Consumer, topic: str, partition: int, timeout: float = 60.0) -> int:
+    """A partition's end offset, retried: right after creation the broker can still answer NOT_LEADER_FOR_PARTITION."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class TopicFollower:
     """Nothing connects before ``start``: a follower that is built but never started holds no Kafka client."""
 
@@ -107,15 +119,7 @@ class TopicFollower:
             time.sleep(0.2)
 
     def _high_watermark(self, topic: str, partition: int, timeout: float = 60.0) -> int:
-        """Retried: right after creation the broker can still answer NOT_LEADER_FOR_PARTITION."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return int(self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        return high_watermark(self._consumer, topic, partition, timeout)
 
     def stop(self) -> None:
         self._stop.set()

@@ -7,20 +7,28 @@ only after the Kafka transaction that produced them committed (streams.stitcher)
 crash, the local copy is some committed prefix of the changelog, never ahead of it.
 
 The partition is an explicit argument everywhere, as in quix-streams' stores: one worker holds several.
+
+A deleted node (an erased person, streams/stitch_batch.py) is not gone from disk when the delete is written: its key
+and state stay in the write-ahead log, in SST files and in the MANIFEST's file records until compactions rewrite
+them (shared/research/privacy.md). So a write that deletes purges the partition at once: flush, a compaction of the
+whole store that forces the bottommost level (the keys' own range would be named in RocksDB's LOG), and a reopen,
+which starts a new MANIFEST. Deletes are rare (erasures), so the cost is paid only then.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, BottommostLevelCompaction, Cache, CompactOptions, Options, Rdict, WriteBatch
 
 __all__ = ["NodeStore"]
 
 # Node keys are "type:value" text, so a key starting with NUL never collides with a node.
 _OFFSET_KEY = b"\x00changelog-next-offset"
+_WRITTEN_KEY = b"\x00written-at-ms"
 
 
 def _options(store_mb: int) -> Options:
@@ -43,12 +51,22 @@ def _options(store_mb: int) -> Options:
     return options
 
 
-class NodeStore:
-    """Serialised node states by partition and node key (the changelog's value bytes, decoded by the caller)."""
+def _now_ms() -> bytes:
+    return str(int(time.time() * 1000)).encode()
 
-    def __init__(self, root: Path, store_mb: int) -> None:
+
+class NodeStore:
+    """Serialised node states by partition and node key (the changelog's value bytes, decoded by the caller).
+
+    ``max_age_s``: a partition's copy last written longer ago than this is wiped when opened, and rebuilt from the
+    changelog. The changelog drops a tombstone ``delete.retention.ms`` after compacting it, so a copy older than that
+    may have missed a delete (an erased person) that no record says any more. The time is that of the last write, or
+    of the close: until then the partition was this worker's, and no one else wrote its changelog."""
+
+    def __init__(self, root: Path, store_mb: int, max_age_s: float | None = None) -> None:
         self.root = root
         self.store_mb = store_mb
+        self.max_age_s = max_age_s
         self._dbs: dict[int, Rdict] = {}
 
     def _path(self, partition: int) -> Path:
@@ -58,7 +76,15 @@ class NodeStore:
         """Open a partition's store (created if missing); returns the next changelog offset it has not seen."""
         if partition not in self._dbs:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._dbs[partition] = Rdict(str(self._path(partition)), _options(self.store_mb))
+            db = self._dbs[partition] = Rdict(str(self._path(partition)), _options(self.store_mb))
+            written = db.get(_WRITTEN_KEY)
+            if (
+                self.max_age_s is not None
+                and written is not None
+                and time.time() - int(written) / 1000 > self.max_age_s
+            ):
+                self.wipe(partition)
+                return self.open(partition)
         return self.next_offset(partition)
 
     def next_offset(self, partition: int) -> int:
@@ -70,15 +96,33 @@ class NodeStore:
         return value
 
     def write(self, partition: int, states: Mapping[str, bytes | None], next_offset: int) -> None:
-        """Store ``states`` (``None`` deletes a node) and the changelog offset they reach, atomically."""
+        """Store ``states`` (``None`` deletes a node) and the changelog offset they reach, atomically; a write that
+        deletes a node the store held is followed by a purge of the partition's files (a tombstone of a node it never
+        held, as most of a changelog's are when read from the start, costs nothing)."""
+        db = self._dbs[partition]
         batch = WriteBatch(raw_mode=True)
+        held = False  # a deleted node the store held: only then are there files to rewrite
         for key, value in states.items():
             if value is None:
+                held = held or db.get(key.encode()) is not None
                 batch.delete(key.encode())
             else:
                 batch.put(key.encode(), value)
         batch.put(_OFFSET_KEY, str(next_offset).encode())
-        self._dbs[partition].write(batch)
+        batch.put(_WRITTEN_KEY, _now_ms())
+        db.write(batch)
+        if held:
+            self.purge(partition)
+
+    def purge(self, partition: int) -> None:
+        """Rewrite a partition's files so that deleted keys are in none of them (see the module docstring)."""
+        db = self._dbs[partition]
+        db.flush()
+        options = CompactOptions()
+        options.set_bottommost_level_compaction(BottommostLevelCompaction.force())
+        db.compact_range(None, None, options)
+        self.close(partition)
+        self.open(partition)
 
     def wipe(self, partition: int) -> None:
         """Forget a partition's local copy (it no longer matches the changelog): the next open starts empty."""
@@ -86,8 +130,10 @@ class NodeStore:
         shutil.rmtree(self._path(partition), ignore_errors=True)
 
     def close(self, partition: int) -> None:
+        """Until now the partition was this worker's, so its copy is as new as the changelog: said with the time."""
         db = self._dbs.pop(partition, None)
         if db is not None:
+            db.put(_WRITTEN_KEY, _now_ms())
             db.close()
 
     def close_all(self) -> None:

@@ -26,6 +26,7 @@ import orjson
 
 from identity.extract import identifier_keys
 from identity.graph import (
+    Erase,
     Message,
     NodeState,
     Observe,
@@ -44,8 +45,8 @@ from streams.topics import Topics
 
 __all__ = ["BatchCounts", "BatchOutput", "OutRecord", "RawEvent", "StitchBatch", "changelog_key"]
 
-OutRecord = tuple[str, int, bytes | None, bytes]
-"""(topic, partition or -1 for the producer's partitioner, key, value)."""
+OutRecord = tuple[str, int, bytes | None, bytes | None]
+"""(topic, partition or -1 for the producer's partitioner, key, value; None: a tombstone)."""
 
 RawEvent = tuple[bytes, bool, bytes | None]
 """A raw event record's (value, validated by its producer: ``CHECKED_HEADER``, its stitch hint or None)."""
@@ -87,10 +88,11 @@ class BatchCounts:
 @dataclass
 class BatchOutput:
     records: list[OutRecord] = field(default_factory=list)
-    states: dict[str, tuple[int, NodeState]] = field(default_factory=dict)
-    """Node key -> (partition, new state) for every node the batch changed."""
-    changelog: dict[int, dict[str, bytes]] = field(default_factory=dict)
-    """Partition -> node key -> serialised new state, as the changelog records carry it (and the store keeps it)."""
+    states: dict[str, tuple[int, NodeState | None]] = field(default_factory=dict)
+    """Node key -> (partition, new state) for every node the batch changed; None for a node it erased."""
+    changelog: dict[int, dict[str, bytes | None]] = field(default_factory=dict)
+    """Partition -> node key -> serialised new state, as the changelog records carry it (and the store keeps it); None:
+    erased, a tombstone (and a delete in the store)."""
     counts: BatchCounts = field(default_factory=BatchCounts)
 
 
@@ -133,9 +135,9 @@ class StitchBatch:
             self._drain()
         topic = self.topics.identity_nodes
         for node, (partition, state) in self.out.states.items():
-            value = orjson.dumps(state.to_dict())
-            self.out.changelog.setdefault(partition, {})[node] = value
-            self.out.records.append((topic, partition, changelog_key(node), value))
+            serialised = None if state is None else orjson.dumps(state.to_dict())
+            self.out.changelog.setdefault(partition, {})[node] = serialised
+            self.out.records.append((topic, partition, changelog_key(node), serialised))
         return self.out
 
     # ------------------------------------------------------------------------------------------- input
@@ -146,6 +148,8 @@ class StitchBatch:
         except (ValueError, KeyError, TypeError) as exc:  # only a foreign producer writes these
             self._deadletter({"reason": f"not an identity message: {exc}", "raw": value.decode("utf-8", "replace")})
             return
+        if isinstance(msg, Observe) and msg.event is not None and self._erased_event(msg):
+            return  # read before its person was erased, and on its way to another worker since
         self._route(msg, counted=False)
 
     def _take_hinted(self, value: bytes, raw_hint: bytes) -> bool:
@@ -156,6 +160,16 @@ class StitchBatch:
             return False
         self._stitch(hint.keys, hint.ts_ms, hint.received_ms, hint.message_id, value, None)
         return True
+
+    def _erased_event(self, msg: Observe) -> bool:
+        if self.erased is None:
+            return False
+        try:
+            erased = self.erased((msg.node, *msg.peers), received_ms(msg.event or {}))
+        except (TypeError, ValueError):
+            return False
+        self.out.counts.erased += erased
+        return erased
 
     def _take_event(self, value: bytes, checked: bool) -> None:
         """``checked``: the collector or the importer validated the event (``CHECKED_HEADER``); other producers'
@@ -210,7 +224,7 @@ class StitchBatch:
                 assert state is not None
                 counts.fast += 1
                 counts.handled += 1
-                self._stitched(message_id, event, state.profile_id, primary)
+                self._stitched(message_id, event, self.rules.profile_id(state.label), primary)
                 return
         if event is None:
             assert value is not None
@@ -223,7 +237,9 @@ class StitchBatch:
         """Handle here (owned partition, and budget left for a message the batch itself caused) or send to the
         node's partition."""
         partition = partition_for(msg.node, self.partitions)
-        if partition in self.owned and (not counted or self.spare > 0):
+        # An Erase the batch causes goes through the log even to an owned partition: it must come after every message
+        # its sender sent the node before, and some of those may still wait in the node's partition.
+        if partition in self.owned and (not counted or (self.spare > 0 and not isinstance(msg, Erase))):
             self.spare -= counted
             self._local.append(msg)
         else:
@@ -268,7 +284,9 @@ class StitchBatch:
 
     def _apply(self, step: Step) -> None:
         key = step.state.key
-        if step.state is not self._lookup(key):  # else the fast path: nothing changed
+        if step.erased:
+            self.out.states[key] = (partition_for(key, self.partitions), None)
+        elif step.state is not self._lookup(key):  # else the fast path: nothing changed
             self.out.states[key] = (partition_for(key, self.partitions), step.state)
         for out in step.out:
             self._route(out)

@@ -66,6 +66,7 @@ from streams.keys import HINT_HEADER
 from streams.node_store import NodeStore
 from streams.privacy import PrivacyLedger
 from streams.producer import CHECKED_HEADER, producer_config
+from streams.profile_scheme import install_profile_ids
 from streams.stitch_batch import BatchCounts, BatchOutput, RawEvent, StitchBatch
 from streams.topics import topics_for
 
@@ -151,12 +152,13 @@ def _checked_and_hint(headers: Sequence[tuple[str, str | bytes | None]] | object
 
 class _NodeCache:
     """Decoded node states, bounded: two generations of dicts, the older dropped when the newer fills up (the
-    nodes that keep being read stay, at the cost of one dict copy per generation)."""
+    nodes that keep being read stay, at the cost of one dict copy per generation). None: a node erased, read from
+    the store (where it is gone) on its next read."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._new: dict[str, NodeState] = {}
-        self._old: dict[str, NodeState] = {}
+        self._new: dict[str, NodeState | None] = {}
+        self._old: dict[str, NodeState | None] = {}
 
     def get(self, key: str) -> NodeState | None:
         state = self._new.get(key)
@@ -166,7 +168,7 @@ class _NodeCache:
                 self.put(key, state)
         return state
 
-    def put(self, key: str, state: NodeState) -> None:
+    def put(self, key: str, state: NodeState | None) -> None:
         if len(self._new) >= self.size:
             self._old, self._new = self._new, {}
         self._new[key] = state
@@ -193,7 +195,11 @@ class Stitcher:
         self.topics = topics_for(settings)
         self.partitions = settings.topic_partitions
         self.group = f"{settings.topic_prefix}-stitch"
-        self.store = NodeStore(Path(settings.data_dir) / "identity" / settings.worker_id, settings.identity_store_mb)
+        self.store = NodeStore(
+            Path(settings.data_dir) / "identity" / settings.worker_id,
+            settings.identity_store_mb,
+            max_age_s=settings.purge_delete_retention_ms / 2000,  # it may have missed tombstones dropped since
+        )
         self.counts = BatchCounts()
         self.on_failure = on_failure
         self._cache = _NodeCache(CACHE_NODES)
@@ -218,6 +224,7 @@ class Stitcher:
 
     def start(self) -> Stitcher:
         """Connect, and fence any earlier incarnation of this worker (blocking: call from a thread)."""
+        self.rules = self.rules.with_profile_ids(install_profile_ids(self.settings, self.topics))
         self.ledger.start()
         self._messages = Consumer(self._consumer_config())
         self._raw = Consumer(self._consumer_config())

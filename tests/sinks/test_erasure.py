@@ -15,7 +15,7 @@ from schemas.regulation import RegulationType, new_state
 from sinks.clickhouse import ClickHouse
 from sinks.erasure import WORK_PREFIX, person_tables, plan_erasure, predicate_for
 from sinks.regulations import Job, RegulationProcessor, dry_run
-from tests.api.routes.fixtures import RecordingProducer, services
+from tests.api.routes.fixtures import RecordingEraser, RecordingProducer, services
 
 
 class People:
@@ -190,6 +190,9 @@ def test_an_erasure_leaves_no_canary_string_and_the_control_person_intact(ch: Cl
     }
     assert tombstones == identities | changes
     assert s.ledger is not None and s.ledger.get(s.ledger.hasher(f"email:{people.email}")) is not None
+    # the stitch workers are asked to erase the identity-graph node of every identifier of the cluster
+    assert sorted(cast(RecordingEraser, processor.nodes).erased) == sorted(f"{t}:{v}" for t, v in people.cluster())
+    assert final["counts"]["identity"] == len(people.cluster())
 
 
 def test_every_table_an_erasure_reaches_bounds_the_life_of_replaced_parts(ch: ClickHouse) -> None:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from identity.graph import NodeState, profile_id_for
+from identity.graph import Erase, NodeState, event_message
 from identity.rules import IdentityRules
 from identity.subject_hash import SubjectHasher
 from streams.keys import HINT_HEADER, StitchHint, raw_event_record
@@ -22,10 +22,18 @@ from streams.partitioner import partition_for
 from streams.privacy import LedgerEntry, PrivacyLedger, ledger_record
 from streams.stitch_batch import BatchCounts, RawEvent, StitchBatch, changelog_key
 from streams.topics import Topics
-from tests.identity._support import POOL_TYPES, expected_labels, high_limit_rules, make_event, value_for
+from tests.identity._support import (
+    POOL_TYPES,
+    expected_labels,
+    high_limit_rules,
+    keyed,
+    make_event,
+    profile_id_for,
+    value_for,
+)
 
 TOPICS = Topics("t")
-DEFAULT = IdentityRules.load(None)
+DEFAULT = keyed(IdentityRules.load(None))
 PARTITIONS = 4
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, the time of raw()'s events
 
@@ -76,7 +84,11 @@ class Log:
                 self.ops[partition].append(value)
             else:
                 self.out.setdefault(topic, []).append((partition, key, value))
-        self.states.update({node: state for node, (_, state) in out.states.items()})
+        for node, (_, state) in out.states.items():
+            if state is None:
+                self.states.pop(node, None)
+            else:
+                self.states[node] = state
         self.counts.add(out.counts)
         return len(taken_ops) + len(taken_raw)
 
@@ -340,3 +352,46 @@ def test_a_hinted_event_on_the_fast_path_is_never_decoded(monkeypatch: pytest.Mo
     assert (log.counts.linked, log.counts.fast) == (1, 4)
     assert [v for v in decoded if v in events] == events[:1]  # the linking event only
     assert len(log.values(TOPICS.stitched)) == 5
+
+
+def test_an_erase_deletes_the_nodes_of_the_person_and_tombstones_them_in_the_changelog() -> None:
+    """Through the identity-messages topic, like the protocol's messages: from one node to all of the component,
+    across workers, and each erased node leaves a tombstone on its partition of the changelog."""
+    ann = {"userId": "u1", "anonymousId": "a1", "context": {"traits": {"email": "ann@x.io"}}}
+    bob = {"userId": "u2", "anonymousId": "b1"}
+    log = run_one_worker(DEFAULT, [raw({"type": "track", "event": "x", **p}) for p in (ann, bob)])
+    assert set(log.states) == {"user_id:u1", "anonymous_id:a1", "email:ann@x.io", "user_id:u2", "anonymous_id:b1"}
+    log.out.clear()
+    target = "email:ann@x.io"
+    log.ops[partition_for(target, PARTITIONS)].append(orjson.dumps(Erase(target, "reg_1").to_dict()))
+    while log.pending():
+        for owned in ({0, 1}, {2, 3}):
+            log.batch(DEFAULT, owned, 100, 100_000)
+    assert set(log.states) == {"user_id:u2", "anonymous_id:b1"}
+    tombstones = {(p, orjson.loads(k)) for p, k, v in log.out[TOPICS.identity_nodes] if v is None}
+    erased = ("user_id:u1", "anonymous_id:a1", "email:ann@x.io")
+    assert {k for _, k in tombstones} == set(erased)
+    assert all(p == partition_for(k, PARTITIONS) for p, k in tombstones)
+    assert TOPICS.identities not in log.out  # no identity change: the regulation tombstones those itself
+
+
+def test_an_event_in_flight_to_another_worker_when_its_person_was_erased_is_dropped_there() -> None:
+    """An event read before the erasure and sent on as its primary's Observe passed the ledger where it was read; the
+    worker that receives the Observe asks the ledger again, by the same receivedAt rule as a replay."""
+    ledger = PrivacyLedger("127.0.0.1:1", TOPICS.privacy_ledger, SubjectHasher("k"))  # never started: fed here
+    h = ledger.hasher("email:gone@x.io")
+    ledger.apply(h, ledger_record(ledger.topic, h, LedgerEntry(erased_at_ms=BASE_MS + 5_000))[2])
+
+    def observe(seconds: int) -> bytes:
+        event = orjson.loads(raw({"type": "track", "event": "E", "anonymousId": f"c{seconds}"}))
+        event["receivedAt"] = f"2026-01-01T00:00:{seconds:02d}.000Z"
+        msg = event_message(["email:gone@x.io", f"anonymous_id:c{seconds}"], event, event["messageId"], BASE_MS)
+        assert msg is not None
+        return orjson.dumps(msg.to_dict())
+
+    out = StitchBatch(
+        DEFAULT, TOPICS, PARTITIONS, set(range(PARTITIONS)), lambda p, k: None, 10_000, ledger.erased_before
+    ).run([], [observe(1), observe(9)])
+    stitched = [orjson.loads(v) for t, _, _, v in out.records if t == TOPICS.stitched]
+    assert out.counts.erased == 1
+    assert [e["anonymousId"] for e in stitched] == ["c9"]

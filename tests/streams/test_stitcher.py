@@ -69,7 +69,12 @@ def test_a_worker_that_gets_the_partitions_recovers_the_node_states_from_the_cha
     run = f"t{uuid.uuid4().hex[:8]}"
     prepare_cdp_topics(kafka.bootstrap, run)
     first = Settings(
-        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path / "a", worker_id="a"
+        kafka_bootstrap=kafka.bootstrap,
+        privacy_key="k",
+        profile_key="k",
+        topic_prefix=run,
+        data_dir=tmp_path / "a",
+        worker_id="a",
     )
     counter = RecordCounter(kafka.bootstrap, [f"{run}.events.stitched"])
     records = events(run)
@@ -93,7 +98,12 @@ def test_a_worker_that_gets_the_partitions_recovers_the_node_states_from_the_cha
 
     # Another worker, with an empty disk, takes the partitions over: it reads every state from the changelog.
     second = Settings(
-        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path / "b", worker_id="b"
+        kafka_bootstrap=kafka.bootstrap,
+        privacy_key="k",
+        profile_key="k",
+        topic_prefix=run,
+        data_dir=tmp_path / "b",
+        worker_id="b",
     )
     other = run_stitcher(second)
     try:
@@ -114,7 +124,12 @@ def test_a_local_store_ahead_of_its_changelog_is_rebuilt(kafka, tmp_path: Path) 
     run = f"t{uuid.uuid4().hex[:8]}"
     prepare_cdp_topics(kafka.bootstrap, run)
     settings = Settings(
-        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path, worker_id="w"
+        kafka_bootstrap=kafka.bootstrap,
+        privacy_key="k",
+        profile_key="k",
+        topic_prefix=run,
+        data_dir=tmp_path,
+        worker_id="w",
     )
     stitcher = Stitcher(settings, RULES, on_failure=lambda exc: None)
     stitcher.store.open(1)
@@ -138,7 +153,12 @@ def test_a_fenced_producer_is_renewed_and_nothing_is_lost_or_doubled(kafka, tmp_
     run = f"t{uuid.uuid4().hex[:8]}"
     prepare_cdp_topics(kafka.bootstrap, run)
     settings = Settings(
-        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path, worker_id="w"
+        kafka_bootstrap=kafka.bootstrap,
+        privacy_key="k",
+        profile_key="k",
+        topic_prefix=run,
+        data_dir=tmp_path,
+        worker_id="w",
     )
     failures: list[BaseException] = []
     stitcher = Stitcher(settings, RULES, on_failure=failures.append).start()
@@ -188,7 +208,12 @@ def _stitch_through(
     run = f"t{uuid.uuid4().hex[:8]}"
     prepare_cdp_topics(kafka.bootstrap, run)
     settings = Settings(
-        kafka_bootstrap=kafka.bootstrap, privacy_key="k", topic_prefix=run, data_dir=tmp_path, worker_id="w"
+        kafka_bootstrap=kafka.bootstrap,
+        privacy_key="k",
+        profile_key="k",
+        topic_prefix=run,
+        data_dir=tmp_path,
+        worker_id="w",
     )
     failures: list[BaseException] = []
     stitcher = Stitcher(settings, RULES, on_failure=failures.append).start()

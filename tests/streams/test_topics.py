@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.cimpl import NewTopic
 
+from schemas.settings import Settings
 from streams import topics
 
 
@@ -72,3 +73,32 @@ def test_passing_errors_give_up_at_the_deadline(monkeypatch: pytest.MonkeyPatch)
     admin = _Admin([KafkaError._TRANSPORT] * 1000)
     with pytest.raises(RuntimeError, match="could not create topic"):
         topics._create(admin, _wanted(), timeout=0)  # type: ignore[arg-type]
+
+
+class _Recording(_Admin):
+    def __init__(self) -> None:
+        super().__init__([])
+        self.topics: dict[str, NewTopic] = {}
+
+    def create_topics(self, new: list[NewTopic], operation_timeout: float) -> dict[str, Future[None]]:
+        self.topics.update({nt.topic: nt for nt in new})
+        return super().create_topics(new, operation_timeout)
+
+
+def test_compacted_topics_that_can_hold_a_person_bound_how_long_an_erased_value_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = _Recording()
+    monkeypatch.setattr("streams.topics.AdminClient", lambda config: admin)
+    settings = Settings(topic_prefix="p", purge_segment_ms=61_000, purge_delete_retention_ms=62_000)
+    topics.ensure_topics(settings)
+    topics.ensure_topic(settings, "p.cdc.crm.public.customers", compacted=True)
+    t = topics.topics_for(settings)
+    personal = {t.identity_nodes, t.identities, t.audience_changes, t.privacy_ledger, t.regulations}
+    personal.add("p.cdc.crm.public.customers")
+    bounded = {name for name, nt in admin.topics.items() if "max.compaction.lag.ms" in nt.config}
+    assert bounded == personal
+    config = admin.topics[t.identity_nodes].config
+    assert config["cleanup.policy"] == "compact" and config["segment.ms"] == "61000"
+    assert config["delete.retention.ms"] == "62000" and config["max.compaction.lag.ms"] == "600000"
+    assert config["min.cleanable.dirty.ratio"] == "0.1"

@@ -3,7 +3,7 @@ the real ones; the producer records instead of sending, and the followers are fe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from fastapi.testclient import TestClient
@@ -17,6 +17,7 @@ from sinks.clickhouse import ClickHouse
 from sinks.regulations import RegulationProcessor
 from streams.audiences import AudienceDefinitions
 from streams.follow import CompactedTopic
+from streams.node_erasure import NodeEraser
 from streams.privacy import PrivacyLedger, RegulationLog
 from streams.producer import AsyncProducer, Headers
 from streams.serving import MembershipIndex
@@ -81,8 +82,22 @@ def services(max_request_bytes: int = 512_000, ch: ClickHouse | None = None) -> 
         rules=IdentityRules.load(None),
         ledger=ledger,
         regulation_log=log,
-        regulations=RegulationProcessor(ch, producer, ledger, log, topics) if ch is not None else None,
+        regulations=RegulationProcessor(ch, producer, ledger, log, topics, RecordingEraser())
+        if ch is not None
+        else None,
     )
+
+
+class RecordingEraser(NodeEraser):
+    """The stitch workers' side of an erasure without workers: the nodes it was asked to erase, all done at once."""
+
+    def __init__(self) -> None:
+        super().__init__(NEVER_STARTED, Topics("unused"), 1)
+        self.erased: list[str] = []
+
+    def erase(self, producer: AsyncProducer, node_keys: Sequence[str], cause: str) -> int:
+        self.erased.extend(node_keys)
+        return len(node_keys)
 
 
 def client(s: Services) -> TestClient:
