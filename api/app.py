@@ -11,6 +11,7 @@ from api.deps import Services
 from api.routes import (
     audiences,
     collect,
+    consent,
     console,
     health,
     profiles,
@@ -48,6 +49,7 @@ def create_app(services: Services, *, collector: bool = True, query_api: bool = 
         app.include_router(profiles.router)
         app.include_router(audiences.router)
         app.include_router(regulations.router)
+        app.include_router(consent.router)
         app.include_router(sources.router)
         app.include_router(console.router)
         app.mount("/console/static", StaticFiles(directory=console.STATIC), name="console-static")

@@ -35,6 +35,7 @@ from typing import Any, Final
 from iptocc import country_code as _ip_country_code
 from ua_parser import parse as _ua_parse
 
+from schemas.consent import stamp_consent
 from schemas.segment import MIN_TIMESTAMP, parse_timestamp
 
 __all__ = ["client_ip", "enrich", "format_timestamp", "ip_country", "parse_user_agent"]
@@ -235,12 +236,14 @@ def enrich(
     client_ip: str | None,
     channel: str,
     source_id: str,
+    consent_default: Mapping[str, bool] | None = None,
 ) -> dict[str, Any]:
     """Return a new, enriched copy of a validated Segment event dict (the input is not modified).
 
     ``received_at`` is the server's clock when the request arrived (naive = UTC); ``client_ip`` is the
     address from :func:`client_ip`; ``channel`` and ``source_id`` come from the write key's source and
-    override whatever the client claimed.
+    override whatever the client claimed. ``consent_default`` is the source's consent for events without a
+    consent object (schemas/consent.py: the built-in default when None).
     """
     if received_at.tzinfo is None:
         received_at = received_at.replace(tzinfo=UTC)
@@ -276,8 +279,8 @@ def enrich(
     ua = _app_device(context, parsed) if "os" in context or "device" in context else parsed
     if any(ua.values()):
         context["ua"] = ua
-    if context or raw_context is not None:
-        out["context"] = context
+    stamp_consent(context, consent_default)
+    out["context"] = context
     return out
 
 

@@ -34,6 +34,7 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
+from schemas.consent import consent_errors
 from schemas.errors import BatchItemError, EventError, FieldError, format_loc, from_validation_error, join_loc
 
 __all__ = [
@@ -249,6 +250,7 @@ def _rule_errors(event_type: str, payload: dict[str, Any]) -> list[FieldError]:
             errors.append(FieldError("previousId", "required for alias events"))
     if event_type == "group" and not _has_id(payload, "groupId"):
         errors.append(FieldError("groupId", "required for group events"))
+    errors.extend(consent_errors(payload))
     return errors
 
 

@@ -13,8 +13,10 @@ identities, under the profile its events were stitched with), and a property tes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from schemas.consent import Choice, profile_consent
 from sinks.clickhouse import ClickHouse
 
 __all__ = ["KEYS_OF_PROFILES_SQL", "ProfileRead", "keys_of_profiles", "profile_of", "read_profile"]
@@ -40,11 +42,14 @@ _HELD = "key IN {held:Array(String)}"
 
 
 def _profile_sql(mine: str) -> str:
-    """The behaviour row, the traits and the latest events of the rows ``mine`` selects, in one round trip."""
+    """The behaviour row, the traits, the latest events and the consent choices of the rows ``mine`` selects (with
+    the profile's latest merge), in one round trip."""
     return f"""
 SELECT * FROM ({STATS_SQL.replace(_MINE, mine)}) AS s
 CROSS JOIN (SELECT groupArray((kind, name, v)) AS trait_values FROM ({TRAITS_SQL.replace(_MINE, mine)})) AS t
 CROSS JOIN (SELECT groupArray(({", ".join(EVENT_FIELDS)})) AS latest FROM ({EVENTS_SQL.replace(_MINE, mine)})) AS e
+CROSS JOIN ({CONSENT_SQL.replace(_MINE, mine)}) AS c
+CROSS JOIN ({MERGED_AT_SQL}) AS m
 """
 
 
@@ -70,6 +75,15 @@ FROM
 WHERE raw != 'null'
 ORDER BY kind, name
 """
+# each key's standing consent choice per purpose, and the profile's latest merge: folded by schemas/consent.py
+CONSENT_SQL = f"""
+SELECT groupArray((key, purpose, c.1, c.2, c.3)) AS consent_choices FROM
+(
+    SELECT key, purpose, argMaxMerge(choice) AS c FROM {{db}}.consent_by_key
+    WHERE {_MINE} GROUP BY key, purpose
+)
+"""
+MERGED_AT_SQL = "SELECT max(event_time) AS merged_at FROM {db}.merges_store WHERE into_profile = {p:String}"
 EVENT_FIELDS = ("message_id", "type", "event", "channel", "timestamp", "properties")
 EVENTS_SQL = f"""
 SELECT {", ".join(EVENT_FIELDS)}
@@ -77,7 +91,7 @@ FROM {{db}}.events_by_key FINAL
 WHERE is_identity = 1 AND {_MINE}
 ORDER BY timestamp DESC, message_id DESC LIMIT {{limit:UInt32}}
 """
-# the three in one round trip: the behaviour row, with the traits and the latest events as arrays of tuples
+# in one round trip: the behaviour row, with the traits, the latest events and the consent as arrays of tuples
 PROFILE_SQL = _profile_sql(_MINE)
 PROFILE_HELD_SQL = _profile_sql(_HELD)  # (no unknown keys)
 
@@ -89,6 +103,15 @@ def keys_of_profiles(db: str, profiles: str) -> str:
     """The scalar subquery listing every key ever under the profiles in ``profiles`` (an SQL array: a bound
     parameter), as the ``keys`` argument of the ``*_of`` views."""
     return f"(SELECT groupUniqArray(key) FROM {db}.profile_keys WHERE profile_id IN {profiles})"
+
+
+def consent_of(choices: list[tuple[str, str, int, datetime, int]], merged_at: datetime) -> dict[str, str]:
+    """The profile's consent from its keys' standing choices, as the ``profiles`` view shows it (true/false)."""
+    folded = profile_consent(
+        (Choice(key, purpose, bool(g), at, bool(explicit)) for key, purpose, g, at, explicit in choices),
+        merged_at if merged_at.timestamp() > 0 else None,
+    )
+    return {purpose: "true" if g else "false" for purpose, g in folded.items()}
 
 
 @dataclass(frozen=True)
@@ -116,15 +139,16 @@ def read_profile(ch: ClickHouse, profile_id: str, events: int = 50) -> ProfileRe
     if not held:
         return None
     loose = sorted(key for key, owner in current.items() if not owner)
-    sql, params = (PROFILE_SQL, {"p": profile_id, "loose": loose}) if loose else (PROFILE_HELD_SQL, {})
-    columns, rows = ch.query(sql.replace("{db}", db), params | {"held": held, "limit": events})
+    sql, params = (PROFILE_SQL, {"loose": loose}) if loose else (PROFILE_HELD_SQL, {})
+    columns, rows = ch.query(sql.replace("{db}", db), params | {"p": profile_id, "held": held, "limit": events})
     row: dict[str, Any] = dict(zip(columns, rows[0], strict=True))
     traits, latest = row.pop("trait_values"), row.pop("latest")
+    choices, merged_at = row.pop("consent_choices"), row.pop("merged_at")
     row |= {"profile_id": profile_id, "identifiers": sorted(tuple(key.split(":", 1)) for key in held)}
     if not row["events"]:  # as the view's outer join leaves a profile without events: its defaults
         row |= {"last_channel": "", "channels": []}
     row["traits"] = {name: v for kind, name, v in sorted(traits) if kind == "t"}
-    row["consent"] = {name: v for kind, name, v in sorted(traits) if kind == "c"}
+    row["consent"] = consent_of(choices, merged_at)
     found = [dict(zip(EVENT_FIELDS, e, strict=True)) for e in latest]
     found.sort(key=lambda e: (e["timestamp"], e["message_id"]), reverse=True)  # groupArray keeps no order
     return ProfileRead(row, found)

@@ -34,7 +34,7 @@ from streams.keys import raw_event_record
 from streams.metrics import IMPORT_ROWS
 from streams.privacy import PrivacyLedger, Produced, screened
 from streams.producer import CHECKED_HEADER, AsyncProducer
-from streams.sources import Source
+from streams.sources import Source, consent_default
 
 CHUNK = 2000
 Record = tuple[str, bytes | None, bytes]
@@ -133,7 +133,15 @@ def prepare(
     if error is not None:
         return None, error
     normalise_identifier_traits(valid, rules)
-    return enrich(valid, received_at=received_at, client_ip=None, channel=source.channel, source_id=source.name), None
+    enriched = enrich(
+        valid,
+        received_at=received_at,
+        client_ip=None,
+        channel=source.channel,
+        source_id=source.name,
+        consent_default=consent_default(source),
+    )
+    return enriched, None
 
 
 def deadletter_record(topic: str, source: Source, reason: str, original: Any, received_at: datetime) -> Record:

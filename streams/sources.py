@@ -46,6 +46,12 @@ def new_source(name: str, channel: str, kind: str = "sdk", config: dict[str, Any
     )
 
 
+def consent_default(source: Source) -> dict[str, bool] | None:
+    """The source's consent for events without a consent object (None: the built-in default, schemas/consent.py)."""
+    default = source.config.get("consent_default")
+    return dict(default) if isinstance(default, dict) else None
+
+
 def source_record(topic: str, source: Source) -> tuple[str, bytes, bytes]:
     """The record of a source in the sources topic: keyed by write key, so compaction keeps its latest form."""
     return topic, source.write_key.encode(), orjson.dumps(asdict(source))

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import write_key_source
-from api.deps import events_body, get_services, required_part
+from api.deps import Services, events_body, get_services, required_part
 from api.errors import EVENT_LOG_REFUSED, NO_COLLECTOR, RETRY_LATER, ApiError
 from api.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, PRODUCE_SECONDS
 from api.openapi import WRITE_KEY, json_body
@@ -40,7 +40,7 @@ from streams.keys import raw_event_record
 from streams.privacy import PrivacyLedger, screened
 from streams.producer import CHECKED_HEADER, AsyncProducer, ProduceTimeout
 from streams.producer import Record as ProducerRecord
-from streams.sources import Source
+from streams.sources import Source, consent_default
 
 router = APIRouter(tags=["collect"])
 SINGLE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -97,6 +97,7 @@ class Intake:
             client_ip=self.client_ip,
             channel=self.source.channel,
             source_id=self.source.name,
+            consent_default=consent_default(self.source),
         )
         region = self.source.config.get("phone_region")
         if region:  # the source's national phone numbers as E.164; one that cannot be read is left to the stitcher
@@ -116,6 +117,15 @@ class Intake:
 
     async def produce(self, records: list[Record]) -> None:
         await produce(self.producer, records, self.settings.produce_timeout_s)
+
+
+def event_records(services: Services, event: dict[str, Any], rules: IdentityRules, channel: str) -> list[Record]:
+    """The raw-topic record of one prepared event, or, for a suppressed person, the ledger records of the
+    identifiers that arrived with them (the event itself is dropped and counted)."""
+    suppressed = screened(services.ledger, event, rules, channel) if services.ledger is not None else None
+    if suppressed is not None:
+        return suppressed
+    return [raw_event_record(services.topics.raw(channel), event, rules)]
 
 
 async def produce(producer: AsyncProducer, records: list[Record], timeout: float) -> None:

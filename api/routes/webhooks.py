@@ -28,13 +28,11 @@ from fastapi.responses import JSONResponse
 from api.body import check_content_length, read_body
 from api.deps import ProducerDep, ServicesDep, SourcesDep, required_part
 from api.errors import NO_COLLECTOR, ApiError
-from api.routes.collect import produce
+from api.routes.collect import event_records, produce
 from api.signatures import SignatureError, verify
 from schemas.mapping import MappingError
 from schemas.webhooks import WebhookMapping, delivery_event
 from streams.ingest import deadletter_record, prepare
-from streams.keys import raw_event_record
-from streams.privacy import screened
 
 router = APIRouter(tags=["webhooks"])
 
@@ -86,11 +84,8 @@ async def receive(
         if stats is not None:
             stats.error(source.name, "webhook", f"{delivery.event_type} {delivery.delivery_id}: {reason}")
         return JSONResponse({"success": True, "deadletter": reason})
-    suppressed = screened(services.ledger, event, rules, source.channel) if services.ledger is not None else None
-    records = suppressed or []  # a suppressed person's event is dropped (200, counted), its new identifiers join
-    if suppressed is None:
-        records = [raw_event_record(services.topics.raw(source.channel), event, rules)]
-    await produce(producer, records, settings.produce_timeout_s)
+    # a suppressed person's event is dropped (200, counted), its new identifiers join
+    await produce(producer, event_records(services, event, rules, source.channel), settings.produce_timeout_s)
     if stats is not None:
         stats.rows(source.name, "webhook", 1)
         stats.state(source.name, "webhook", "running")

@@ -11,27 +11,33 @@
 -- is aggregated with the epoch as its time, so any real value outranks it. The country comes from
 -- context.location, else the locale, else context.geo.country (the country of the client IP, stamped by the
 -- collector: schemas/enrich.py); the IP itself is never read here.
+-- Advertising consent (schemas/consent.py): an event without it (an explicit no, or its source's default) adds
+-- nothing; an explicit choice is kept as the cookie's standing choice (`advertising`: the latest explicit one
+-- outranks every default), so a withdrawal hides the cookie (anonymous_profiles) and the behaviour counted is that
+-- of events made with consent. A cookie that never consented has no row.
 -- The `history` line above: when this view is created over an empty store, the store is filled from the
 -- stored events through this same SELECT (the aggregation is idempotent, so an event landing meanwhile is
 -- not counted twice).
 CREATE MATERIALIZED VIEW {db}.anonymous_profiles_landing_mv TO {db}.anonymous_profiles_store AS
 SELECT kv.1 AS id_type, kv.2 AS id_value,
-       min(ts) AS first_seen, max(ts) AS last_seen, uniqExactState(key) AS events,
-       uniqExactIfState(key, kind = 'page') AS pages, uniqExactIfState(key, kind = 'screen') AS screens,
-       uniqExactMapState(if(name != '', map(name, key), CAST(map(), 'Map(String, UInt64)'))) AS event_counts,
-       uniqExactMapState(if(path != '', map(path, key), CAST(map(), 'Map(String, UInt64)'))) AS page_counts,
-       uniqExactMapState(if(category != '', map(category, key), CAST(map(), 'Map(String, UInt64)')))
+       min(ts) AS first_seen, max(ts) AS last_seen, uniqExactIfState(key, ad = 1) AS events,
+       uniqExactIfState(key, kind = 'page' AND ad = 1) AS pages,
+       uniqExactIfState(key, kind = 'screen' AND ad = 1) AS screens,
+       uniqExactMapState(if(name != '' AND ad = 1, map(name, key), CAST(map(), 'Map(String, UInt64)'))) AS event_counts,
+       uniqExactMapState(if(path != '' AND ad = 1, map(path, key), CAST(map(), 'Map(String, UInt64)'))) AS page_counts,
+       uniqExactMapState(if(category != '' AND ad = 1, map(category, key), CAST(map(), 'Map(String, UInt64)')))
            AS category_counts,
        argMaxState(c.ua.device_type, if(c.ua.device_type != '', ts, toDateTime64(0, 3, 'UTC'))) AS device_type,
        argMaxState(c.ua.os, if(c.ua.os != '', ts, toDateTime64(0, 3, 'UTC'))) AS os,
        argMaxState(c.ua.browser, if(c.ua.browser != '', ts, toDateTime64(0, 3, 'UTC'))) AS browser,
        argMaxState(country_code, if(country_code != '', ts, toDateTime64(0, 3, 'UTC'))) AS country,
-       argMaxState(c.location.region, if(c.location.region != '', ts, toDateTime64(0, 3, 'UTC'))) AS region
+       argMaxState(c.location.region, if(c.location.region != '', ts, toDateTime64(0, 3, 'UTC'))) AS region,
+       argMaxState(ad, (ad_explicit, ts)) AS advertising
 FROM
 (
     SELECT kind, name, ts, c, cityHash64(messageId, kind, name, toDate(ts)) AS key,
            if(kind = 'page', coalesce(nullIf(p.path, ''), c.page.path), '') AS path,
-           p.category AS category,
+           p.category AS category, ad, ad_explicit,
            upper(coalesce(nullIf(c.location.country, ''),
                           nullIf(splitByChar('-', replaceAll(c.locale, '_', '-'))[2], ''),
                           c.geo.country)) AS country_code,
@@ -54,8 +60,12 @@ FROM
                                           location Tuple(country String, region String), locale String,
                                           geo Tuple(country String),
                                           device Tuple(id String), page Tuple(path String))') AS c,
-               JSONExtract(properties, 'Tuple(path String, category String)') AS p
+               JSONExtract(properties, 'Tuple(path String, category String)') AS p,
+               JSONHas(context, 'consent', 'purposes', 'advertising') AS ad_explicit,
+               toUInt8(if(ad_explicit, JSONExtractBool(context, 'consent', 'purposes', 'advertising'),
+                          JSONExtractBool(context, 'consent', 'defaults', 'advertising'))) AS ad
         FROM {db}.events_landing
+        WHERE ad = 1 OR ad_explicit = 1
     )
 )
 ARRAY JOIN keys AS kv

@@ -12,7 +12,12 @@ def _land(ch, events: list[dict]) -> None:
     ch.insert_json_lines("events_landing", [orjson.dumps(e) for e in events])
 
 
+CONSENTED = {"consent": {"purposes": {"advertising": True}}}  # as the collector stamps a yes to advertising
+
+
 def _event(mid: str, anon: str, when: datetime, **extra) -> dict:
+    """A cookie's event with advertising consent (the DMP side keeps no other: tests/e2e/test_consent.py)."""
+    context = {**extra.pop("context", {}), **CONSENTED}
     return {
         "messageId": mid,
         "type": extra.pop("type", "page"),
@@ -20,6 +25,7 @@ def _event(mid: str, anon: str, when: datetime, **extra) -> dict:
         "channel": "online",
         "timestamp": when.isoformat(),
         "receivedAt": when.isoformat(),
+        "context": context,
         **extra,
     }
 
@@ -143,8 +149,8 @@ def test_the_rebuilt_store_counts_the_history_once(ch) -> None:
     lines = [orjson.dumps(_event(f"h{i}", "c-history", now, properties={"path": f"/p{i % 2}"})) for i in range(4)]
     ch.insert_json_lines("events_landing", lines, dedup_token="stitched|0:0-3")
     ch.insert_json_lines("events_landing", lines[2:], dedup_token="stitched|0:2-3b")
-    rebuild = next(sql for _, name, sql in migration_files() if name == "013_anonymous_counted_once.sql")
-    for stmt in statements(rebuild, db=ch.database):
+    rebuild = ("013_anonymous_counted_once.sql", "022_anonymous_advertising_consent.sql")  # the store, its consent
+    for stmt in (s for _, name, sql in migration_files() if name in rebuild for s in statements(sql, db=ch.database)):
         ch.command(stmt)
     assert apply_views(ch) == ["anonymous_profiles_landing_mv.sql"]  # made over the empty store, filled from history
     query = f"SELECT events, pages, page_counts FROM {ch.database}.anonymous_profiles WHERE id_value = 'c-history'"
