@@ -35,6 +35,12 @@ Scopes:
   phones), so are event properties named like personal data (:data:`PII_NAMES`), and the computed fields are
   those of the ``anonymous_profiles`` table (:data:`ANONYMOUS_COMPUTED`).
 
+Purpose (``purpose``): what the audience is used for, one of the consent purposes (:data:`PURPOSES`:
+``necessary``, ``analytics``, ``personalization``, ``advertising``). A member needs consent for it
+(schemas/consent.py; ``necessary`` needs none). Without one, a profile audience is ``personalization`` and an
+anonymous one ``advertising`` (:func:`default_purpose`); the DMP side serves advertising only, so an anonymous
+audience cannot declare another purpose.
+
 Limits (so one definition cannot produce unbounded SQL): nesting depth :data:`MAX_DEPTH`, at most
 :data:`MAX_RULES` rules in one definition, :data:`MAX_WHERE` conditions per behaviour rule and
 :data:`MAX_IN_VALUES` values in an ``in`` list.
@@ -63,6 +69,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from schemas.consent import ADVERTISING
 from schemas.errors import FieldError, format_loc
 
 __all__ = [
@@ -86,11 +93,13 @@ __all__ = [
     "GroupTraitRule",
     "NotRule",
     "Op",
+    "Purpose",
     "Rule",
     "RuleError",
     "Scope",
     "TraitRule",
     "count_includes_zero",
+    "default_purpose",
     "effective_count",
     "is_pii_path",
     "parse_audience",
@@ -105,6 +114,15 @@ __all__ = [
 
 Scope = Literal["profile", "anonymous"]
 """``profile``: members are profile ids. ``anonymous``: members are ``anonymous_id:...`` / ``device_id:...``."""
+
+Purpose = Literal["necessary", "analytics", "personalization", "advertising"]
+"""The consent purpose an audience serves (schemas/consent.py PURPOSES)."""
+
+
+def default_purpose(scope: str) -> str:
+    """The purpose of an audience that declares none (every audience made before purposes existed)."""
+    return ADVERTISING if scope == "anonymous" else "personalization"
+
 
 Op = Literal["eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists"]
 """Comparison operators.
@@ -717,6 +735,21 @@ class AudienceCreate(BaseModel):
     scope: Scope = Field(description="profile: members are profiles; anonymous: anonymous and device ids.")
     rule: Rule
     description: str | None = Field(default=None, max_length=2000)
+    purpose: Purpose | None = Field(
+        default=None, description="The consent purpose members need; default personalization (profile), advertising."
+    )
+
+    @property
+    def effective_purpose(self) -> str:
+        return self.purpose or default_purpose(self.scope)
+
+    @model_validator(mode="after")
+    def _dmp_advertises(self) -> AudienceCreate:
+        if self.scope == "anonymous" and self.effective_purpose != ADVERTISING:
+            raise PydanticCustomError(
+                "purpose", "{reason}", {"path": "purpose", "reason": "the anonymous scope serves advertising only"}
+            )
+        return self
 
     @field_validator("name")
     @classmethod

@@ -4,7 +4,8 @@ Segment SDKs send ``context.consent.categoryPreferences`` ({category: bool}) on 
 are whatever the site's consent manager calls them ("Advertising", "Marketing", "C0004", "ad_storage"...). The
 collector maps them to our four purposes (:data:`PURPOSES`) and stamps the result on the event as
 ``context.consent.purposes``; the purposes it does not name (all of them, for an event without a consent object)
-get its source's default, as ``context.consent.defaults`` (:func:`stamp_consent`). Both are in the raw event, so a replay decides the same.
+get its source's default, as ``context.consent.defaults`` (:func:`stamp_consent`). Both are in the raw event,
+so a replay decides the same.
 
 The fold (:func:`key_choice`, :func:`profile_consent`) is the specification the ClickHouse views implement
 (sinks/views/consent_by_key_mv.sql, profile_consent_of.sql): per identifier key the latest explicit choice per
@@ -30,8 +31,12 @@ DEFAULT_CONSENT: Final[Mapping[str, bool]] = {p: p != ADVERTISING for p in PURPO
 # Category names of Segment's consent categories, OneTrust's category ids, Google Consent Mode and TCF-style
 # wording, compared lower-case without spaces, dashes or underscores.
 _ALIASES: Final[dict[str, str]] = {
-    **dict.fromkeys(("necessary", "strictlynecessary", "essential", "required", "c0001", "securitystorage"), "necessary"),
-    **dict.fromkeys(("analytics", "performance", "statistics", "measurement", "analyticsstorage", "c0002"), "analytics"),
+    **dict.fromkeys(
+        ("necessary", "strictlynecessary", "essential", "required", "c0001", "securitystorage"), "necessary"
+    ),
+    **dict.fromkeys(
+        ("analytics", "performance", "statistics", "measurement", "analyticsstorage", "c0002"), "analytics"
+    ),
     **dict.fromkeys(
         (
             "personalization",
@@ -142,7 +147,9 @@ def stamp_consent(context: dict[str, Any], default: Mapping[str, bool] | None = 
     consent.pop("defaults", None)
     preferences = consent.get("categoryPreferences")
     choices = {k: v for k, v in preferences.items() if isinstance(v, bool)} if isinstance(preferences, Mapping) else {}
-    purposes = normalise_preferences(choices) if isinstance(preferences, Mapping) and (choices or not preferences) else {}
+    purposes = (
+        normalise_preferences(choices) if isinstance(preferences, Mapping) and (choices or not preferences) else {}
+    )
     if purposes:
         consent["purposes"] = purposes
     chosen = DEFAULT_CONSENT if default is None else default

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from schemas.audience import Rule, rule_window_days, validate_rule
+from schemas.audience import Rule, default_purpose, rule_window_days, validate_rule
 from sinks.audience_candidates import (
     touched_anonymous_sql,
     touched_profiles_sql,
@@ -72,14 +72,17 @@ class Audience:
     id: str
     scope: str
     rule: Rule
-    text: str  # the rule as stored: a definition whose text changed is evaluated in full again
+    text: str  # the rule and purpose as stored: a definition whose text changed is evaluated in full again
     window_days: frozenset[int]
+    purpose: str
 
     @classmethod
     def of(cls, definition: dict[str, Any]) -> Audience:
-        rule = validate_rule(definition["rule"], definition["scope"])
-        text = orjson.dumps(definition["rule"], option=orjson.OPT_SORT_KEYS).decode()
-        return cls(definition["id"], definition["scope"], rule, text, frozenset(rule_window_days(rule)))
+        scope = definition["scope"]
+        rule = validate_rule(definition["rule"], scope)
+        purpose = definition.get("purpose") or default_purpose(scope)
+        text = orjson.dumps([definition["rule"], purpose], option=orjson.OPT_SORT_KEYS).decode()
+        return cls(definition["id"], scope, rule, text, frozenset(rule_window_days(rule)), purpose)
 
 
 @dataclass(eq=False)
@@ -187,7 +190,7 @@ class AudienceEvaluator:
 
     def evaluate(self, audience: Audience) -> int:
         """Evaluate one audience over everyone."""
-        compiled = compile_audience(audience.rule, audience.scope, self.ch.database)
+        compiled = compile_audience(audience.rule, audience.scope, self.ch.database, purpose=audience.purpose)
         started = time.perf_counter()
         if audience.scope == "profile" and needs_profile_row(audience.rule):
             self._rollup.step()
@@ -262,7 +265,12 @@ class AudienceEvaluator:
                     keys = self.ch.scalar(KEYS_OF_PROFILES_SQL.replace("{db}", self.ch.database), {"members": some})
                 for audience in mine:
                     compiled = compile_audience(
-                        audience.rule, scope, self.ch.database, restrict_to=some, member_keys=keys
+                        audience.rule,
+                        scope,
+                        self.ch.database,
+                        restrict_to=some,
+                        member_keys=keys,
+                        purpose=audience.purpose,
                     )
                     started = time.perf_counter()
                     _, rows = self.ch.query(compiled.sql, compiled.params)

@@ -60,6 +60,7 @@ from schemas.audience import (
     parse_instant,
     scope_problems,
 )
+from schemas.consent import DEFAULT_CONSENT
 from sinks.profile_sql import keys_of_profiles
 
 __all__ = ["EVENT_ANON_MEMBERS", "CompiledAudience", "compile_audience", "identifier_pair", "needs_profile_row"]
@@ -305,6 +306,7 @@ def compile_audience(
     *,
     restrict_to: Sequence[str] | None = None,
     member_keys: Sequence[str] | None = None,
+    purpose: str | None = None,
 ) -> CompiledAudience:
     """Compile a validated rule (:func:`schemas.audience.validate_rule`) for ``scope`` over database ``db``.
 
@@ -312,6 +314,10 @@ def compile_audience(
     touched), so the stream can re-check a few members without reading the answer for everyone. For profiles,
     ``member_keys`` may list the keys those profiles ever held (:data:`sinks.profile_sql.KEYS_OF_PROFILES_SQL`,
     read once for several audiences); without it the query looks them up itself.
+
+    ``purpose`` (profile scope): members need consent for it (``profile_consent_of``): where a profile said
+    nothing, the built-in default (schemas/consent.py) decides; ``necessary`` and None need none. Anonymous scope
+    needs advertising consent whatever the purpose: its universe, ``anonymous_profiles``, holds no other cookie.
 
     Raises ``ValueError`` for a bad ``db`` or scope and :class:`RuleError` if the rule uses what the scope
     does not allow (checked again here: a rule validated for one scope may be handed over for another).
@@ -337,10 +343,23 @@ def compile_audience(
     else:
         member = _ANON_MEMBER
         source = _anonymous_universe(db, compiler.restricted)
+    if scope == "profile" and purpose not in (None, "necessary"):
+        predicate = f"{_consented(db, compiler, purpose)} AND {predicate}"
     if compiler.restricted is not None:
         predicate = f"has({compiler.restricted}, {member}) AND {predicate}"
     sql = f"SELECT {member} AS member\nFROM {source}\nWHERE {predicate}"
     return CompiledAudience(sql=sql, params=compiler.params)
+
+
+def _consented(db: str, compiler: _Compiler, purpose: str) -> str:
+    """Profiles with consent for ``purpose``: those that granted it, or, where it is granted by default, those that
+    did not deny it (read for the restricted members' keys only when restricted)."""
+    keys = compiler.keys or "[]"
+    p = compiler.bind(purpose, "String")
+    said = f"SELECT profile_id FROM {db}.profile_consent_of(keys = {keys}) WHERE purpose = {p}"
+    if DEFAULT_CONSENT.get(purpose, False):
+        return f"(profile_id NOT IN ({said} AND granted = 0))"
+    return f"(profile_id IN ({said} AND granted = 1))"
 
 
 def _profile_universe(db: str, restricted: str | None, keys: str, with_row: bool) -> str:

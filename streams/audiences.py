@@ -39,6 +39,7 @@ class AudienceDefinitions(CompactedTopic[Definition]):
         description: str | None,
         timeout: float,
         replacing: Definition | None = None,
+        purpose: str | None = None,
     ) -> Definition:
         """A new audience, or a new definition of ``replacing`` (same id and creation time: its members are
         re-evaluated under the new rule, entering and exiting as they differ)."""
@@ -49,6 +50,7 @@ class AudienceDefinitions(CompactedTopic[Definition]):
             "scope": scope,
             "rule": rule,
             "description": description,
+            "purpose": purpose,
             "created_at_ms": replacing["created_at_ms"] if replacing is not None else int(time.time() * 1000),
         }
         await producer.send_many([(self.topic, audience_id.encode(), orjson.dumps(definition))], timeout)

@@ -18,7 +18,7 @@ from api.auth import admin, analyst
 from api.deps import AudiencesDep, ClickHouseDep, JsonBody, ProducerDep, ServicesDep, SettingsDep
 from api.errors import ApiError
 from api.openapi import json_body
-from schemas.audience import AudienceCreate, parse_audience
+from schemas.audience import AudienceCreate, default_purpose, parse_audience
 from sinks.audience_sql import compile_audience
 from sinks.clickhouse import ClickHouse
 from sinks.console_reads import membership_history, preview_size
@@ -34,6 +34,7 @@ def _view(d: Definition, size: int | None) -> dict[str, Any]:
         "scope": d["scope"],
         "rule": d["rule"],
         "description": d.get("description"),
+        "purpose": d.get("purpose") or default_purpose(d["scope"]),
         "created_at_ms": d["created_at_ms"],
         "size": size,
     }
@@ -59,9 +60,15 @@ async def create_audience(
 ) -> JSONResponse:
     """A rule the compiler refuses is a 422 naming its path (``rule.all[2].where[0].op``), raised as RuleError."""
     spec = parse_audience(payload)
-    compile_audience(spec.rule, spec.scope, settings.clickhouse_database)
+    compile_audience(spec.rule, spec.scope, settings.clickhouse_database, purpose=spec.effective_purpose)
     definition = await audiences.create(
-        producer, spec.name, spec.scope, payload["rule"], spec.description, settings.produce_timeout_s
+        producer,
+        spec.name,
+        spec.scope,
+        payload["rule"],
+        spec.description,
+        settings.produce_timeout_s,
+        purpose=spec.effective_purpose,
     )
     return JSONResponse(_view(definition, 0), status_code=201)
 
@@ -70,7 +77,8 @@ async def create_audience(
 def preview_audience(payload: JsonBody, ch: ClickHouseDep) -> dict[str, Any]:
     """The body of a POST /v1/audiences, validated the same way (422 naming the rule's path), and its size now."""
     spec = parse_audience(payload)
-    return {"size": preview_size(ch, compile_audience(spec.rule, spec.scope, ch.database))}
+    compiled = compile_audience(spec.rule, spec.scope, ch.database, purpose=spec.effective_purpose)
+    return {"size": preview_size(ch, compiled)}
 
 
 @router.put("/v1/audiences/{audience_id}", dependencies=[Depends(admin)])
@@ -80,9 +88,16 @@ async def replace_audience(
     existing = _existing(audiences, audience_id)
     spec = parse_audience(payload)
     settings = services.settings
-    compile_audience(spec.rule, spec.scope, settings.clickhouse_database)
+    compile_audience(spec.rule, spec.scope, settings.clickhouse_database, purpose=spec.effective_purpose)
     definition = await audiences.create(
-        producer, spec.name, spec.scope, payload["rule"], spec.description, settings.produce_timeout_s, existing
+        producer,
+        spec.name,
+        spec.scope,
+        payload["rule"],
+        spec.description,
+        settings.produce_timeout_s,
+        existing,
+        purpose=spec.effective_purpose,
     )
     return _view(definition, _sizes(services.ch).get(audience_id, 0))
 

@@ -61,5 +61,7 @@ async def set_consent(payload: JsonBody, services: ServicesDep, producer: Produc
     event, reason = prepare(consent_event(request), CONSENT_SOURCE, datetime.now(UTC), rules)
     if event is None:
         raise ApiError(422, reason or "not a valid consent")
-    await produce(producer, event_records(services, event, rules, CONSENT_SOURCE.channel), services.settings.produce_timeout_s)
+    await produce(
+        producer, event_records(services, event, rules, CONSENT_SOURCE.channel), services.settings.produce_timeout_s
+    )
     return JSONResponse({"message_id": event["messageId"]}, status_code=202)

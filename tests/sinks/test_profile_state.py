@@ -6,7 +6,8 @@ profile API's read and the exact fold of every profile (`profiles_of(keys = [])`
 
 The reference is the previous definition of the views (002/004/007: every profile recomputed from all events
 through `events_with_profile`), with the same tie-breaks as the state (latest by event time, then message id,
-then position in the event), run on the same engine.
+then position in the event), run on the same engine. Consent, which folds otherwise, is held to its specification
+(schemas/consent.py) at the end.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from schemas.consent import Choice, profile_consent
 from sinks.clickhouse import ClickHouse
 from sinks.migrate import apply_views, view_definitions
 from sinks.profile_rollup import ProfileRollup
@@ -27,7 +30,7 @@ from sinks.profile_sql import read_profile
 from sinks.rows import EVENT_COLUMNS, IDENTITY_COLUMNS, MERGE_COLUMNS, event_row, identity_row
 
 REFERENCE_SQL = """
-SELECT ids.profile_id AS profile_id, ids.identifiers AS identifiers, t.traits AS traits, t.consent AS consent,
+SELECT ids.profile_id AS profile_id, ids.identifiers AS identifiers, t.traits AS traits,
        s.first_seen AS first_seen, s.last_seen AS last_seen, s.events AS events,
        s.events_by_type AS events_by_type, s.events_by_channel AS events_by_channel, s.orders AS orders,
        round(s.revenue, 6) AS revenue, s.revenue_by_currency AS revenue_by_currency, s.last_channel AS last_channel,
@@ -54,9 +57,7 @@ LEFT JOIN
 (
     SELECT profile_id,
            CAST(mapFromArrays(groupArrayIf(k, kind = 't'), groupArrayIf(v, kind = 't')), 'Map(String, String)')
-               AS traits,
-           CAST(mapFromArrays(groupArrayIf(k, kind = 'c'), groupArrayIf(v, kind = 'c')), 'Map(String, String)')
-               AS consent
+               AS traits
     FROM
     (
         SELECT profile_id, kind, k, if(startsWith(raw, '"'), JSONExtractString(raw), raw) AS v
@@ -67,9 +68,7 @@ LEFT JOIN
             (
                 SELECT profile_id, timestamp, message_id, arrayConcat(
                     arrayMap(p -> ('t', p.1, p.2), JSONExtractKeysAndValuesRaw(context, 'traits')),
-                    arrayMap(p -> ('t', p.1, p.2), JSONExtractKeysAndValuesRaw(traits)),
-                    arrayMap(p -> ('c', p.1, p.2),
-                             JSONExtractKeysAndValuesRaw(context, 'consent', 'categoryPreferences'))
+                    arrayMap(p -> ('t', p.1, p.2), JSONExtractKeysAndValuesRaw(traits))
                 ) AS pairs
                 FROM {db}.events_with_profile WHERE profile_id != ''
             )
@@ -82,8 +81,9 @@ LEFT JOIN
 ) AS t ON t.profile_id = ids.profile_id
 ORDER BY profile_id
 """
+# consent has a fold of its own, not the latest value of the traits (the tests at the end of this module)
 COLUMNS = (
-    "profile_id, identifiers, traits, consent, first_seen, last_seen, events, events_by_type, events_by_channel, "
+    "profile_id, identifiers, traits, first_seen, last_seen, events, events_by_type, events_by_channel, "
     "orders, round(revenue, 6) AS revenue, revenue_by_currency, last_channel, channels"
 )
 REFERENCE_EVENTS_SQL = """
@@ -294,3 +294,94 @@ def test_an_existing_store_gets_its_per_key_state(db: ClickHouse) -> None:
     assert read_profile(db, "pA") is not None
     assert db.scalar(f"SELECT count() FROM {db.database}.profile_dirty_keys") > 0  # the rollup has them to do
     assert list(profiles_differ(db)) == []
+
+
+# ---- consent: the views and the profile read fold as schemas/consent.py specifies ------------------------------
+
+CONSENT_KEYS = ["user_id:u1", "email:a@x.io", "anonymous_id:c1"]
+CONSENT_TABLES = ("events_store", "identities_store", "merges_store", "consent_by_key", "events_by_key", "profile_keys")
+
+
+def consent_line(n: int, choice: Choice, stitched: str) -> bytes:
+    """The event of one choice as the sink lands it, stamped as the collector stamps."""
+    stamp = "purposes" if choice.explicit else "defaults"
+    event = {
+        "messageId": f"m{n}",
+        "type": "track",
+        "event": "E",
+        "channel": "online",
+        "profileId": stitched,
+        "identityKey": choice.key,
+        "timestamp": choice.at.isoformat(),
+        "receivedAt": choice.at.isoformat(),
+        "context": {"consent": {stamp: {choice.purpose: choice.granted}}},
+    }
+    return orjson.dumps(event)
+
+
+def own_all(ch: ClickHouse, key: str, profile: str) -> None:
+    id_type, value = key.split(":", 1)
+    ms = int(START.timestamp() * 1000)
+    row = {"id_type": id_type, "id_value": value, "profile_id": profile, "first_seen_ms": ms, "updated_ms": ms}
+    ch.insert("identities_store", [identity_row({**row, "version": 1})], IDENTITY_COLUMNS)
+
+
+def folded_by_views(ch: ClickHouse, keys: list[str]) -> dict[str, bool]:
+    view = f"{ch.database}.profile_consent_of(keys = {{k:Array(String)}})"
+    sql = f"SELECT purpose, granted FROM {view} WHERE profile_id = 'pA'"
+    return {purpose: bool(g) for purpose, g in ch.query(sql, {"k": keys})[1]}
+
+
+choices_st = st.lists(
+    st.tuples(
+        st.integers(0, len(CONSENT_KEYS) - 1),
+        st.sampled_from(["advertising", "analytics"]),
+        st.booleans(),
+        st.booleans(),
+        st.integers(0, 20),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(raw=choices_st, merge_minute=st.one_of(st.none(), st.integers(0, 20)))
+# a denial and a later yes by two keys before the merge: denied; the same, the yes after the merge: granted
+@example(raw=[(1, "advertising", False, True, 1), (0, "advertising", True, True, 2)], merge_minute=5)
+@example(raw=[(1, "advertising", False, True, 1), (0, "advertising", True, True, 9)], merge_minute=5)
+# defaults only where nobody chose: an explicit yes outranks a later default no, whatever the merge
+@example(
+    raw=[(2, "analytics", True, True, 1), (0, "analytics", False, False, 3), (1, "analytics", True, False, 4)],
+    merge_minute=2,
+)
+def test_the_views_and_the_profile_read_fold_as_the_specification(
+    db: ClickHouse, raw: list[tuple[int, str, bool, bool, int]], merge_minute: int | None
+) -> None:
+    ch = db
+    for table in CONSENT_TABLES:
+        ch.command(f"TRUNCATE TABLE {ch.database}.{table}")
+    choices = [
+        Choice(CONSENT_KEYS[k], p, g, START + timedelta(minutes=m, seconds=n), e, f"m{n}")
+        for n, (k, p, g, e, m) in enumerate(raw)
+    ]
+    merged_at = None if merge_minute is None else START + timedelta(minutes=merge_minute, seconds=30)
+    stitched = [
+        "pA" if merged_at is None or c.at >= merged_at or c.key == CONSENT_KEYS[0] else f"p{c.key}" for c in choices
+    ]
+    ch.insert_json_lines(
+        "events_landing", [consent_line(n, c, p) for n, (c, p) in enumerate(zip(choices, stitched, strict=True))]
+    )
+    for key in CONSENT_KEYS:
+        own_all(ch, key, "pA")
+    if merged_at is not None:
+        rows: list[tuple[Any, ...]] = [(f"p{k}", "pA", "m", merged_at, merged_at) for k in CONSENT_KEYS[1:]]
+        ch.insert("merges_store", rows, MERGE_COLUMNS)
+    expected = profile_consent(choices, merged_at)
+    assert folded_by_views(ch, []) == expected
+    assert folded_by_views(ch, CONSENT_KEYS) == expected
+    found = read_profile(ch, "pA")
+    assert found is not None
+    assert found.row["consent"] == {p: "true" if g else "false" for p, g in expected.items()}
