@@ -3,5 +3,5 @@
 -- every default. sinks/views/anonymous_profiles*.sql fill and read it. Rows stored before this column have no choice,
 -- which reads as not granted: under the default (advertising denied without a consent object) such a cookie never
 -- consented.
-ALTER TABLE {db}.anonymous_profiles_store
-    ADD COLUMN IF NOT EXISTS advertising AggregateFunction(argMax, UInt8, Tuple(UInt8, DateTime64(3, 'UTC')))
+ALTER TABLE {db}.anonymous_profiles_store ADD COLUMN IF NOT EXISTS advertising
+    AggregateFunction(argMax, UInt8, Tuple(UInt8, DateTime64(3, 'UTC')))

@@ -439,7 +439,7 @@ def test_json_schema_documents_every_shape() -> None:
         assert schema["$defs"][name]["description"]
     assert "not" in schema["$defs"]["NotRule"]["properties"]
     assert "Example" in text
-    assert set(schema["properties"]) == {"name", "scope", "rule", "description"}
+    assert set(schema["properties"]) == {"name", "scope", "rule", "description", "purpose"}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,6 +11,13 @@ from sinks.profile_rollup import ProfileRollup
 from sinks.rows import IDENTITY_COLUMNS, identity_row
 
 ANN, BOB = "p-ann", "p-bob"
+# A context as the collector stamps it for a yes to advertising: the DMP side keeps no other cookie.
+ADVERTISING_YES: dict[str, Any] = {"consent": {"purposes": {"advertising": True}}}
+
+
+def consented(context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``context`` with advertising consent, as an SDK's consent wrapper and the collector's stamp leave it."""
+    return {**(context or {}), **ADVERTISING_YES}
 
 
 def landing_event(mid: str, profile: str, ts: str, **fields: Any) -> bytes:

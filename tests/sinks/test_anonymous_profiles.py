@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from sinks.migrate import apply_views, migration_files, statements
+from tests.sinks.fixtures import consented
 
 
 def _land(ch, events: list[dict]) -> None:
@@ -12,12 +13,9 @@ def _land(ch, events: list[dict]) -> None:
     ch.insert_json_lines("events_landing", [orjson.dumps(e) for e in events])
 
 
-CONSENTED = {"consent": {"purposes": {"advertising": True}}}  # as the collector stamps a yes to advertising
-
-
 def _event(mid: str, anon: str, when: datetime, **extra) -> dict:
     """A cookie's event with advertising consent (the DMP side keeps no other: tests/e2e/test_consent.py)."""
-    context = {**extra.pop("context", {}), **CONSENTED}
+    context = consented(extra.pop("context", {}))
     return {
         "messageId": mid,
         "type": extra.pop("type", "page"),

@@ -17,6 +17,7 @@ from sinks.audience_sql import compile_audience
 from sinks.clickhouse import ClickHouse
 from sinks.profile_rollup import ProfileRollup
 from sinks.rows import IDENTITY_COLUMNS, identity_row
+from tests.sinks.fixtures import consented
 
 
 class Definitions:
@@ -55,6 +56,7 @@ def add(ch: ClickHouse, n: int, person: str, when: datetime, **event: Any) -> No
         "identityKey": f"anonymous_id:a-{person}",
         "timestamp": when.isoformat(),
         "receivedAt": when.isoformat(),
+        "context": consented(),
     }
     ch.insert_json_lines("events_landing", [orjson.dumps(e | event)])  # as the sink does
     ms = int(when.timestamp() * 1000)

@@ -18,6 +18,7 @@ from schemas.audience import FIELD_NAME_PATTERN, RuleError, TraitRule, validate_
 from sinks.audience_sql import CompiledAudience, compile_audience
 from sinks.profile_rollup import ProfileRollup
 from sinks.rows import IDENTITY_COLUMNS, identity_row
+from tests.sinks.fixtures import consented
 
 ATTACKS = [
     "'); DROP TABLE cdp.events_store; --",
@@ -235,7 +236,7 @@ class World:
                     "receivedAt": _ago(days),
                     "properties": props,
                     "traits": traits,
-                    "context": context,
+                    "context": consented(context),
                     "channel": channel,
                 }
             )

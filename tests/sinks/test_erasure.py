@@ -16,6 +16,7 @@ from sinks.clickhouse import ClickHouse
 from sinks.erasure import WORK_PREFIX, person_tables, plan_erasure, predicate_for
 from sinks.regulations import Job, RegulationProcessor, dry_run
 from tests.api.routes.fixtures import RecordingEraser, RecordingProducer, services
+from tests.sinks.fixtures import consented
 
 
 class People:
@@ -83,6 +84,7 @@ def seed(ch: ClickHouse, p: People) -> None:
     def event(anon: str, profile: str, **extra: Any) -> bytes:
         body = {"messageId": uuid.uuid4().hex, "type": "track", "event": "Seen", "anonymousId": anon}
         body |= {"profileId": profile, "identityKey": f"anonymous_id:{anon}", "timestamp": ts, "receivedAt": ts}
+        extra["context"] = consented(extra.get("context"))  # the DMP side keeps consenting cookies only
         return orjson.dumps({**body, "channel": "online", **extra})
 
     ch.insert_json_lines(
