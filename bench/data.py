@@ -15,6 +15,9 @@ from bench.generator import GeneratorConfig, generate_events, strip_truth
 from identity.rules import IdentityRules
 
 SOURCE_NAMES = {"online": "web", "mobile": "app", "offline": "store"}  # cdp's default sources
+# The generator's events carry no consent object; the records made here are stamped as by a source that grants
+# advertising by default, so the DMP side (which keeps consenting cookies only) does the work it does in production.
+BENCH_CONSENT = {"necessary": True, "analytics": True, "personalization": True, "advertising": True}
 # The audiences of the console and metrics stages: buyers of the last 30 days (also the size preview), and heavy
 # visitors who ordered.
 PREVIEW = {
@@ -69,7 +72,12 @@ def collector_record(
     else:
         dumped = parse_event(event, None).model_dump(by_alias=True, exclude_none=True, mode="json")
     enriched = enrich(
-        dumped, received_at=received, client_ip="127.0.0.1", channel=channel, source_id=SOURCE_NAMES[channel]
+        dumped,
+        received_at=received,
+        client_ip="127.0.0.1",
+        channel=channel,
+        source_id=SOURCE_NAMES[channel],
+        consent_default=BENCH_CONSENT,
     )
     _, key, value, headers = raw_event_record("", enriched, _default_rules())
     return key, value, headers
@@ -80,7 +88,12 @@ def stitched_record(event: dict[str, Any], channel: str, profile_id: str) -> tup
     from schemas.enrich import enrich
 
     enriched = enrich(
-        event, received_at=datetime.now(UTC), client_ip="127.0.0.1", channel=channel, source_id=SOURCE_NAMES[channel]
+        event,
+        received_at=datetime.now(UTC),
+        client_ip="127.0.0.1",
+        channel=channel,
+        source_id=SOURCE_NAMES[channel],
+        consent_default=BENCH_CONSENT,
     )
     enriched["profileId"] = profile_id
     enriched["identityKey"] = f"anonymous_id:{event.get('anonymousId', '')}"

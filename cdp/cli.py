@@ -28,6 +28,7 @@ SOURCE_OPTIONS = {
     "path": "folder: the directory to watch",
     "secret_file": "webhook: a file holding the sender's signing secret (else generated)",
     "phone_region": "country of the source's national phone numbers (FR); default: the rules'",
+    "consent_default": "consent of events without a consent object, e.g. advertising=true (default: advertising=false)",
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cdp.local_stack import local_settings, require_kafka
+from schemas.consent import parse_consent_default
 from schemas.settings import Settings
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -124,6 +125,7 @@ def create(
     path: str | None = None,
     secret_file: str | None = None,
     phone_region: str | None = None,
+    consent_default: str | None = None,
 ) -> int:
     from streams.producer import AsyncProducer
     from streams.sources import new_source, publish_source
@@ -156,6 +158,11 @@ def create(
 
         try:
             config["phone_region"] = region_code(phone_region)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    if consent_default:
+        try:
+            config["consent_default"] = parse_consent_default(consent_default)
         except ValueError as exc:
             raise _fail(str(exc)) from None
     try:

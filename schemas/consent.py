@@ -131,6 +131,19 @@ def validate_default(default: Any, loc: str) -> dict[str, bool]:
     return {**DEFAULT_CONSENT, **default}
 
 
+def parse_consent_default(text: str) -> dict[str, bool]:
+    """``advertising=true,analytics=false`` (the command line's form) as a source's default.
+
+    >>> parse_consent_default("advertising=true")["advertising"]
+    True
+    """
+    pairs: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        pairs[name.strip()] = {"true": True, "false": False}.get(value.strip().lower(), value)
+    return validate_default(pairs, "--consent-default")
+
+
 def stamp_consent(context: dict[str, Any], default: Mapping[str, bool] | None = None) -> None:
     """Stamp an event's context (validated: :func:`consent_errors` found nothing) with the purposes its consent
     object names (``purposes``) and its source's default for the others (``defaults``). The stamped fields are

@@ -93,7 +93,7 @@ def cluster_statements(cluster: str, db: str = "cdp", ttl_days: int = 90) -> lis
         elif m := _ALTER_TABLE.match(stmt):  # columns and settings of the shard-local tables
             table = m.group(2)
             out.append(stmt.replace(f"{db}.{table}", f"{db}.{table}_local ON CLUSTER {cluster}", 1))
-            if re.search(r"\bADD COLUMN\b", stmt):  # the Distributed table took its columns from the local one when created
+            if re.search(r"\bADD COLUMN\b", stmt):  # the Distributed table took its columns from the local one
                 out.append(stmt.replace(f"{db}.{table}", f"{db}.{table} ON CLUSTER {cluster}", 1))
         elif m := _DROP_TABLE.match(stmt):  # the Distributed table and the shard-local ones
             out.append(f"{stmt} ON CLUSTER {cluster}")

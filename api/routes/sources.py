@@ -18,9 +18,10 @@ from api.deps import JsonBody, ProducerDep, PublicBaseDep, ServicesDep, SourcesD
 from api.errors import ApiError
 from api.sdk_documents import PublicBase
 from api.snippets import SCRIPT_PATH, SEGMENT_CDN, analytics_js_snippet
+from schemas.consent import DEFAULT_CONSENT, validate_default
 from schemas.settings import CHANNELS
 from streams.follow import wait_until_async
-from streams.sources import Source, new_source, source_record
+from streams.sources import Source, consent_default, new_source, source_record
 
 router = APIRouter(tags=["sources"])
 READ_BACK_S = 5.0
@@ -29,6 +30,7 @@ READ_BACK_S = 5.0
 class SourceCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     channel: str
+    consent_default: dict[str, Any] | None = None  # events without a consent object: schemas/consent.py
 
 
 def _view(source: Source, base: PublicBase, keys: bool) -> dict[str, Any]:
@@ -37,6 +39,7 @@ def _view(source: Source, base: PublicBase, keys: bool) -> dict[str, Any]:
         "channel": source.channel,
         "kind": source.kind,
         "created_at_ms": source.created_at_ms,
+        "consent_default": consent_default(source) or dict(DEFAULT_CONSENT),
     }
     if keys:
         view["write_key"] = source.write_key
@@ -63,8 +66,14 @@ async def create_source(
     spec = SourceCreate.model_validate(payload)
     if spec.channel not in CHANNELS:
         raise ApiError(422, f"channel: must be one of {', '.join(CHANNELS)}")
+    config: dict[str, Any] = {}
+    if spec.consent_default is not None:
+        try:
+            config["consent_default"] = validate_default(spec.consent_default, "consent_default")
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
     try:
-        source = new_source(spec.name, spec.channel)
+        source = new_source(spec.name, spec.channel, config=config)
     except ValueError as exc:
         raise ApiError(422, f"name: {exc}") from None
     await producer.send_many([source_record(services.topics.sources, source)], services.settings.produce_timeout_s)

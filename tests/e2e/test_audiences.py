@@ -13,6 +13,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
+from tests.e2e.fixtures import in_list
 from tests.support.service import CdpProcess
 
 pytestmark = pytest.mark.e2e
@@ -27,6 +28,10 @@ def cdp(kafka, tmp_path_factory):
     service.wait_ready()
     yield service
     assert service.stop() == 0, service.output()[-3000:]
+
+
+ADS_YES = {"consent": {"categoryPreferences": {"Advertising": True}}}  # the DMP side serves consenting cookies only
+ADS_NO = {"consent": {"categoryPreferences": {"Advertising": False}}}
 
 
 def create(cdp: CdpProcess, body: dict) -> httpx.Response:
@@ -108,7 +113,7 @@ def test_exit_when_the_window_passes(cdp: CdpProcess) -> None:
     audience = create(cdp, {"name": "Offer, last day", "scope": "anonymous", "rule": rule}).json()["id"]
     anon = f"a-{uuid.uuid4().hex[:8]}"
     almost_a_day_ago = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=8)
-    track(cdp, anon, type="track", event="Viewed Offer", timestamp=almost_a_day_ago.isoformat())
+    track(cdp, anon, type="track", event="Viewed Offer", timestamp=almost_a_day_ago.isoformat(), context=ADS_YES)
     wait_lookup(cdp, "anonymous_id", anon, audience, True, timeout=5)
     wait_lookup(cdp, "anonymous_id", anon, audience, False, timeout=20)  # the window passes, nothing is sent
     assert [c["status"] for c in changes(cdp, audience)] == ["entered", "exited"]
@@ -204,3 +209,55 @@ def test_profile_after_a_merge_that_arrives_after_its_events(cdp: CdpProcess) ->
     # the analysts' `profiles` shows the same at the profile rollup's next step (CDP_PROFILE_ROLLUP_S)
     by_view = f"SELECT format('{{}}/{{}}/{{}}', events, orders, revenue) FROM cdp.profiles WHERE profile_id = '{pid}'"
     cdp.wait_for(by_view, "6/2/30.5", timeout=10)
+
+
+def test_consent_gates_membership_and_a_withdrawal_leaves_the_lookup_within_seconds(cdp: CdpProcess) -> None:
+    """Acceptance 4 of the privacy issue, profile and anonymous audiences: consent given, denied, missing (the
+    default denies advertising), withdrawn (by the person's next event, and by the admin endpoint)."""
+    run = uuid.uuid4().hex[:8]
+    dmp = create(cdp, {"name": "Offer seen", "scope": "anonymous", "rule": {"event": f"Offer {run}", "type": "track"}})
+    ads = create(
+        cdp,
+        {"name": "Ads", "scope": "profile", "purpose": "advertising", "rule": {"event": f"Ad {run}", "type": "track"}},
+    )
+    assert dmp.status_code == ads.status_code == 201, (dmp.text, ads.text)
+    assert (dmp.json()["purpose"], ads.json()["purpose"]) == ("advertising", "advertising")
+    dmp_id, ads_id = dmp.json()["id"], ads.json()["id"]
+    yes, no, missing, user, silent = (f"{p}-{run}" for p in ("yes", "no", "missing", "u", "u0"))
+    bad = httpx.post(
+        f"{cdp.url}/v1/track",
+        auth=(cdp.write_keys["online"], ""),
+        timeout=30,
+        json={"anonymousId": yes, "event": "x", "context": {"consent": {"categoryPreferences": []}}},
+    )
+    assert bad.status_code == 400 and "context.consent.categoryPreferences" in bad.text
+    batch = [
+        {"type": "track", "event": f"Offer {run}", "anonymousId": missing},  # no consent object: the default
+        {"type": "track", "event": f"Offer {run}", "anonymousId": no, "context": ADS_NO},
+        {"type": "track", "event": f"Ad {run}", "userId": silent},
+        {"type": "track", "event": f"Ad {run}", "userId": user, "context": ADS_YES},
+        {"type": "track", "event": f"Offer {run}", "anonymousId": yes, "context": ADS_YES},
+    ]
+    r = httpx.post(f"{cdp.url}/v1/batch", json={"batch": batch}, auth=(cdp.write_keys["online"], ""), timeout=30)
+    assert r.status_code == 200 and r.json()["accepted"] == len(batch), r.text
+    wait_lookup(cdp, "anonymous_id", yes, dmp_id, True, timeout=10)
+    wait_lookup(cdp, "user_id", user, ads_id, True, timeout=10)
+    cdp.wait_for(f"SELECT count() FROM cdp.events WHERE event IN ('Offer {run}', 'Ad {run}')", len(batch))
+    time.sleep(2.5)  # the evaluator's rounds (every second) have seen every insert
+    for who, id_type in ((missing, "anonymous_id"), (no, "anonymous_id"), (silent, "user_id")):
+        assert lookup(cdp, id_type, who) == [], who
+    stored = cdp.sql(f"SELECT id_value FROM cdp.anonymous_profiles WHERE id_value IN ({in_list([yes, no, missing])})")
+    assert stored == [[yes]]  # no DMP profile without advertising consent
+    # withdrawals: the cookie's next event, and the admin endpoint for the user (a call-centre opt-out)
+    track(cdp, yes, type="page", name="Home", context=ADS_NO)
+    withdrawn = {"id_type": "user_id", "value": user, "categories": {"Marketing": False}}
+    w = httpx.post(f"{cdp.url}/v1/consent", json=withdrawn, headers=cdp.admin_headers(), timeout=30)
+    assert w.status_code == 202, w.text
+    left_dmp = wait_lookup(cdp, "anonymous_id", yes, dmp_id, False, timeout=5)
+    left_ads = wait_lookup(cdp, "user_id", user, ads_id, False, timeout=5)
+    print(f"withdrawals left the lookup after {left_dmp:.2f} s (anonymous) and {left_ads:.2f} s (profile)")
+    for audience, member in ((dmp_id, f"anonymous_id:{yes}"), (ads_id, None)):
+        statuses = [c["status"] for c in changes(cdp, audience) if member is None or c["member"] == member]
+        assert statuses == ["entered", "exited"], (audience, statuses)
+    profile = httpx.get(f"{cdp.url}/v1/profiles/user_id/{user}", headers=cdp.admin_headers(), timeout=30).json()
+    assert profile["consent"]["advertising"] is False and profile["consent"]["analytics"] is True

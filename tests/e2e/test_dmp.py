@@ -29,6 +29,7 @@ def test_no_email_or_phone_in_anonymous_profiles(kafka, data_dir, topic_prefix) 
                 "device": {"id": f"{run}-dev{i}"},
                 "page": {"path": "/checkout"},
                 "userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)",
+                "consent": {"categoryPreferences": {"Advertising": True}},  # the DMP keeps consenting cookies only
             }
             batch += [
                 {

@@ -31,6 +31,10 @@ def cdp(kafka, tmp_path_factory) -> Iterator[CdpProcess]:
     assert service.stop() == 0, service.output()[-3000:]
 
 
+# Ann accepts advertising on the web and in the apps: the DMP side keeps her cookie and devices.
+ADS_YES = {"consent": {"categoryPreferences": {"Advertising": True}}}
+
+
 def until(what: Callable[[], Any], timeout: float = 60.0) -> Any:
     """``what()`` once it is truthy (a profile that has settled); the last answer after the timeout."""
     deadline = time.monotonic() + timeout
@@ -47,6 +51,7 @@ def mobile(os_name: str, device_id: str, ad_id: str, user_id: str, **fields: Any
         "os": {"name": os_name, "version": "17"},
         "app": {"name": "Acme", "version": "3.2.1"},
         "locale": "fr-FR",
+        **ADS_YES,
     }
     return {"userId": user_id, "timestamp": now_iso(-5), "context": context, **fields}
 
@@ -67,7 +72,8 @@ def test_a_person_and_their_account_across_channels(cdp: CdpProcess, tmp_path: P
         r = http.get(f"/v1/profiles/{id_type}/{value}", headers=admin)
         return r.json() if r.status_code == 200 else None
 
-    web = {"anonymousId": cookie, "userId": user, "timestamp": now_iso(-60), "context": {"userAgent": CHROME_UA}}
+    context = {"userAgent": CHROME_UA, **ADS_YES}
+    web = {"anonymousId": cookie, "userId": user, "timestamp": now_iso(-60), "context": context}
     post("online", [
         {**web, "type": "identify", "traits": {"email": f"  Ann.{run}@Example.COM ", "name": "Ann"}},
         {**web, "type": "group", "groupId": f"acme-{run}", "traits": {"name": "Acme Inc", "industry": "retail"}},

@@ -22,7 +22,8 @@ def test_the_admin_token_lists_write_keys_and_snippets_naming_this_installation(
 def test_the_read_token_lists_sources_without_keys_and_may_not_create_one() -> None:
     c = client(services())
     (web,) = c.get("/v1/sources", headers=READ).json()["sources"]
-    assert web == {"name": "web", "channel": "online", "kind": "sdk", "created_at_ms": 1}
+    default = {"necessary": True, "analytics": True, "personalization": True, "advertising": False}
+    assert web == {"name": "web", "channel": "online", "kind": "sdk", "created_at_ms": 1, "consent_default": default}
     error_of(c.post("/v1/sources", json={"name": "shop", "channel": "online"}, headers=READ), 403)
 
 
