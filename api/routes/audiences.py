@@ -19,10 +19,12 @@ from api.deps import AudiencesDep, ClickHouseDep, JsonBody, ProducerDep, Service
 from api.errors import ApiError
 from api.openapi import json_body
 from schemas.audience import AudienceCreate, default_purpose, parse_audience
+from schemas.settings import Settings
 from sinks.audience_sql import compile_audience
 from sinks.clickhouse import ClickHouse
 from sinks.console_reads import membership_history, preview_size
 from streams.audiences import AudienceDefinitions, Definition
+from streams.producer import AsyncProducer
 
 router = APIRouter(tags=["audiences"])
 
@@ -54,22 +56,34 @@ def _existing(audiences: AudienceDefinitions, audience_id: str) -> Definition:
     return definition
 
 
-@router.post("/v1/audiences", status_code=201, dependencies=[Depends(admin)], openapi_extra=json_body(AudienceCreate))
-async def create_audience(
-    payload: JsonBody, audiences: AudiencesDep, producer: ProducerDep, settings: SettingsDep
-) -> JSONResponse:
-    """A rule the compiler refuses is a 422 naming its path (``rule.all[2].where[0].op``), raised as RuleError."""
+async def _store(
+    payload: Any,
+    audiences: AudienceDefinitions,
+    producer: AsyncProducer,
+    settings: Settings,
+    existing: Definition | None = None,
+) -> Definition:
+    """Validate and compile a definition (422 naming the rule's path), then store it, new or replacing ``existing``."""
     spec = parse_audience(payload)
     compile_audience(spec.rule, spec.scope, settings.clickhouse_database, purpose=spec.effective_purpose)
-    definition = await audiences.create(
+    return await audiences.create(
         producer,
         spec.name,
         spec.scope,
         payload["rule"],
         spec.description,
         settings.produce_timeout_s,
+        existing,
         purpose=spec.effective_purpose,
     )
+
+
+@router.post("/v1/audiences", status_code=201, dependencies=[Depends(admin)], openapi_extra=json_body(AudienceCreate))
+async def create_audience(
+    payload: JsonBody, audiences: AudiencesDep, producer: ProducerDep, settings: SettingsDep
+) -> JSONResponse:
+    """A rule the compiler refuses is a 422 naming its path (``rule.all[2].where[0].op``), raised as RuleError."""
+    definition = await _store(payload, audiences, producer, settings)
     return JSONResponse(_view(definition, 0), status_code=201)
 
 
@@ -86,19 +100,7 @@ async def replace_audience(
     audience_id: str, payload: JsonBody, audiences: AudiencesDep, producer: ProducerDep, services: ServicesDep
 ) -> dict[str, Any]:
     existing = _existing(audiences, audience_id)
-    spec = parse_audience(payload)
-    settings = services.settings
-    compile_audience(spec.rule, spec.scope, settings.clickhouse_database, purpose=spec.effective_purpose)
-    definition = await audiences.create(
-        producer,
-        spec.name,
-        spec.scope,
-        payload["rule"],
-        spec.description,
-        settings.produce_timeout_s,
-        existing,
-        purpose=spec.effective_purpose,
-    )
+    definition = await _store(payload, audiences, producer, services.settings, existing)
     return _view(definition, _sizes(services.ch).get(audience_id, 0))
 
 
