@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from sinks.clickhouse import ClickHouse
 from sinks.writer import Batch, KafkaSink, Route
 from streams.producer import AsyncProducer
+from tests.sinks.fixtures import consented
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +41,7 @@ def _produce(bootstrap: str, topic: str, ids: list[str]) -> None:
                         "anonymousId": "a",
                         "timestamp": now,  # recent: the DMP view hides cookies past their retention
                         "receivedAt": now,
+                        "context": consented(),  # the DMP side counts a consenting cookie's events
                     }
                 ),
             )
