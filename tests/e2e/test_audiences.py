@@ -240,8 +240,8 @@ def test_consent_gates_membership_and_a_withdrawal_leaves_the_lookup_within_seco
     ]
     r = httpx.post(f"{cdp.url}/v1/batch", json={"batch": batch}, auth=(cdp.write_keys["online"], ""), timeout=30)
     assert r.status_code == 200 and r.json()["accepted"] == len(batch), r.text
-    wait_lookup(cdp, "anonymous_id", yes, dmp_id, True, timeout=10)
-    wait_lookup(cdp, "user_id", user, ads_id, True, timeout=10)
+    wait_lookup(cdp, "anonymous_id", yes, dmp_id, True, timeout=30)  # after the new audiences' full evaluations
+    wait_lookup(cdp, "user_id", user, ads_id, True, timeout=30)
     cdp.wait_for(f"SELECT count() FROM cdp.events WHERE event IN ('Offer {run}', 'Ad {run}')", len(batch))
     time.sleep(2.5)  # the evaluator's rounds (every second) have seen every insert
     for who, id_type in ((missing, "anonymous_id"), (no, "anonymous_id"), (silent, "user_id")):
