@@ -42,11 +42,17 @@ def anonymous_id(tag: str, person: int) -> str:
     return f"{tag}-a{person}"
 
 
+# What a site's consent manager adds to every event of a visitor who accepted everything: the journeys build DMP
+# profiles (advertising consent) as well as customer profiles.
+CONSENT: dict[str, bool] = {"Advertising": True, "Analytics": True, "Functional": True}
+
+
 def journey_event(tag: str, i: int, people: int | None = None) -> dict[str, Any]:
     """Event ``i`` (messageId ``{tag}-{i}``) of the journeys: ``ACTIVE_PEOPLE`` people at a time, each with
     ``EVENTS_PER_PERSON`` events in order: a page, two product views, the login (identify with user id and
-    e-mail), then product events under the user id, the tenth an order. No timestamp: the sender stamps a batch
-    when it first sends it, so a retried batch is the same bytes. ``people`` bounds the population: once that
+    e-mail), then product events under the user id, the tenth an order, each with consent to every purpose
+    (``CONSENT``). No timestamp: the sender stamps a batch when it first sends it, so a retried batch is the same
+    bytes. ``people`` bounds the population: once that
     many have come, the journeys start again with the first person (returning customers, same cookie, user id
     and e-mail); None: every journey is a new person."""
     block = ACTIVE_PEOPLE * EVENTS_PER_PERSON
@@ -55,6 +61,7 @@ def journey_event(tag: str, i: int, people: int | None = None) -> dict[str, Any]
         person %= people
     step = (i // ACTIVE_PEOPLE) % EVENTS_PER_PERSON
     event: dict[str, Any] = {"messageId": f"{tag}-{i}", "anonymousId": anonymous_id(tag, person)}
+    event["context"] = {"consent": {"categoryPreferences": dict(CONSENT)}}
     category = ("shoes", "bags", "hats")[person % 3]
     if step == 0:
         event |= {"type": "page", "name": "Home", "properties": {"path": "/", "category": category}}
