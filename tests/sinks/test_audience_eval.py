@@ -33,7 +33,7 @@ def test_an_erased_member_gets_no_exited_row_and_a_member_who_left_does(ch: Clic
         f"ALTER TABLE {ch.database}.audience_members DELETE WHERE member = 'p-gone'", settings={"mutations_sync": 2}
     )
 
-    assert evaluator.evaluate_all() == 1
+    assert evaluator.refresh_definitions() == 1  # the new definition's full evaluation
 
     _, rows = ch.query(f"SELECT member, status FROM {ch.database}.audience_members ORDER BY member, status")
     assert rows == [("p-left", "entered"), ("p-left", "exited")]
