@@ -11,6 +11,7 @@ import pytest
 
 from sinks.audience_eval import MEMBER_COLUMNS
 from sinks.clickhouse import ClickHouse
+from sinks.profile_rollup import ProfileRollup
 from sinks.rows import EVENT_COLUMNS, IDENTITY_COLUMNS, event_row, identity_row
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -43,6 +44,7 @@ def seed_one_customer(ch: ClickHouse) -> None:
     ch.insert("audience_members", members, MEMBER_COLUMNS)
     audiences = [(a, f"Name of {a}", "profile", "{}", start, 0, 1) for a in ("aud_a", "aud_b")]
     ch.insert("audiences", audiences, ["audience_id", "name", "scope", "rule", "created_at", "deleted", "version"])
+    ProfileRollup(ch).step()  # `profiles` holds the rows as of the rollup's last step
 
 
 def test_readme_has_examples() -> None:
