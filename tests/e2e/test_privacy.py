@@ -90,7 +90,7 @@ def test_erase_and_suppress_a_canary_then_unsuppress(cdp: CdpProcess) -> None:
 
     state = regulation(cdp, "suppress_with_delete", "email", f"  {secondary.upper()} ")
 
-    assert state["status"] == "finished", state
+    assert state["status"] == "finished", f"{state.get('error')}: {state['stages']}, residual {state.get('residual')}"
     assert set(state["residual"].values()) == {0} and state["counts"]["events_store"] == 3, state
     assert run not in str(state)  # the audit trail names the subject by keyed hash only
     assert cdp.scalar(f"SELECT count() FROM cdp.events WHERE message_id IN ({in_list(ids)})") == 1

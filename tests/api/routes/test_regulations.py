@@ -226,3 +226,37 @@ def test_a_restarted_processor_marks_what_a_crashed_process_on_its_host_left_unf
         "reg_elsewhere": "running",
     }
     assert (log.get("reg_dead") or {})["stages"]["cluster"]["status"] == "interrupted"
+
+
+def test_rows_a_writer_stores_after_the_erasure_are_erased_again_before_the_residual(ch: ClickHouse) -> None:
+    """A writer that had read the person's rows before the erasure (a rollup step, a sink batch under way) may
+    store them after it: they are erased again and counted as late, and the regulation finishes with residual 0.
+    Without those rounds the same late row fails the regulation."""
+    run = uuid.uuid4().hex[:8]
+    s = services(ch=ch)
+    processor = cast(RegulationProcessor, s.regulations)
+    processor.settle_s = 0.01
+
+    def erase_and_write_late(producer: Any, node_keys: Any, cause: str) -> int:
+        seed_identity(ch, [("email", f"late{run}@example.com", f"p{run}")])  # after the clickhouse stage
+        return len(node_keys)
+
+    processor.nodes.erase = erase_and_write_late  # type: ignore[method-assign]
+    processor.start()
+    try:
+        c = client(s)
+        for person, rounds, status in (("u", 3, "finished"), ("v", 0, "failed")):
+            processor.residual_rounds = rounds
+            person_ids = [("email", f"late{run}@example.com", f"p{run}"), ("user_id", f"{person}{run}", f"p{run}")]
+            seed_identity(ch, person_ids)
+            state = finished(c, {"type": "delete", "subjects": subjects(("user_id", f"{person}{run}"))})
+            assert state["status"] == status, state
+            if rounds:
+                assert state["counts"]["late_rows"]["identities_store"] == 1, state  # (and what its views derived)
+                assert set(state["residual"].values()) == {0}, state
+                rows = f"SELECT count() FROM {ch.database}.identities_store WHERE id_value LIKE '%{run}%'"
+                assert ch.scalar(rows) == 0
+            else:
+                assert state["stages"]["residual"]["status"] == "failed", state
+    finally:
+        processor.stop()
