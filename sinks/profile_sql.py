@@ -19,7 +19,7 @@ from typing import Any
 from schemas.consent import Choice, profile_consent
 from sinks.clickhouse import ClickHouse
 
-__all__ = ["KEYS_OF_PROFILES_SQL", "ProfileRead", "keys_of_profiles", "profile_of", "read_profile"]
+__all__ = ["GROUPS_SQL", "KEYS_OF_PROFILES_SQL", "ProfileRead", "keys_of_profiles", "profile_of", "read_profile"]
 
 PROFILE_OF_SQL = """
 SELECT argMax(profile_id, version) FROM {db}.identities_store WHERE id_type = {t:String} AND id_value = {v:String}
@@ -91,6 +91,42 @@ FROM {{db}}.events_by_key FINAL
 WHERE is_identity = 1 AND {_MINE}
 ORDER BY timestamp DESC, message_id DESC LIMIT {{limit:UInt32}}
 """
+# The groups the profile's group calls named (a profile without group calls skips this query), each with its traits
+# from every group call that named it: the latest value per key, JSON null unsetting it, as the `groups` view. Both
+# parts read only the group calls' granules of events_store (`type` is in its sort key), without FINAL: a redelivered
+# copy changes no minimum, maximum or latest value.
+GROUPS_SQL = f"""
+WITH mine AS
+(
+    SELECT group_id, min(timestamp) AS first_seen, max(timestamp) AS last_seen
+    FROM {{db}}.events_store
+    WHERE type = 'group' AND group_id != '' AND message_id IN
+        (SELECT message_id FROM {{db}}.events_by_key WHERE is_identity = 1 AND type = 'group' AND {_MINE})
+    GROUP BY group_id
+)
+SELECT g.group_id AS group_id, t.traits AS traits, g.first_seen AS first_seen, g.last_seen AS last_seen
+FROM mine AS g
+LEFT JOIN
+(
+    SELECT group_id, CAST(mapFromArrays(groupArray(k), groupArray(v)), 'Map(String, String)') AS traits
+    FROM
+    (
+        SELECT group_id, k, if(startsWith(raw, '"'), JSONExtractString(raw), raw) AS v
+        FROM
+        (
+            SELECT group_id, x.1 AS k, argMax(x.2, (timestamp, message_id)) AS raw
+            FROM {{db}}.events_store
+            ARRAY JOIN JSONExtractKeysAndValuesRaw(traits) AS x
+            WHERE type = 'group' AND group_id IN (SELECT group_id FROM mine)
+            GROUP BY group_id, k
+        )
+        WHERE raw != 'null'
+    )
+    GROUP BY group_id
+) AS t ON t.group_id = g.group_id
+ORDER BY g.first_seen, g.group_id
+"""
+
 # in one round trip: the behaviour row, with the traits, the latest events and the consent as arrays of tuples
 PROFILE_SQL = _profile_sql(_MINE)
 PROFILE_HELD_SQL = _profile_sql(_HELD)  # (no unknown keys)
@@ -120,6 +156,7 @@ class ProfileRead:
 
     row: dict[str, Any]
     events: list[dict[str, Any]]
+    groups: list[dict[str, Any]]
 
 
 def profile_of(ch: ClickHouse, id_type: str, value: str) -> str:
@@ -151,4 +188,9 @@ def read_profile(ch: ClickHouse, profile_id: str, events: int = 50) -> ProfileRe
     row["consent"] = consent_of(choices, merged_at)
     found = [dict(zip(EVENT_FIELDS, e, strict=True)) for e in latest]
     found.sort(key=lambda e: (e["timestamp"], e["message_id"]), reverse=True)  # groupArray keeps no order
-    return ProfileRead(row, found)
+    groups: list[dict[str, Any]] = []
+    if row["events_by_type"].get("group"):
+        groups_sql = GROUPS_SQL if loose else GROUPS_SQL.replace(_MINE, _HELD)
+        columns, rows = ch.query(groups_sql.replace("{db}", db), params | {"p": profile_id, "held": held})
+        groups = [dict(zip(columns, r, strict=True)) for r in rows]
+    return ProfileRead(row, found, groups)

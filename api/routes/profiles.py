@@ -36,21 +36,9 @@ async def lookup(key: IdentifierKey, index: IndexDep) -> Response:
     return Response(orjson.dumps({"audiences": index.audiences(key)}), media_type="application/json")
 
 
-GROUPS_SQL = """
-SELECT pg.group_id AS group_id, g.traits AS traits, pg.first_seen AS first_seen, pg.last_seen AS last_seen
-FROM {db}.profile_groups AS pg LEFT JOIN {db}.groups AS g ON g.group_id = pg.group_id
-WHERE pg.profile_id = {p:String} ORDER BY pg.first_seen, pg.group_id
-"""
-
-
-def _groups(ch: ClickHouse, profile_id: str) -> list[dict[str, Any]]:
+def _groups(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The groups (accounts, households) the profile's group calls named, each with its own traits."""
-    columns, rows = ch.query(GROUPS_SQL.replace("{db}", ch.database), {"p": profile_id})
-    groups = []
-    for row in rows:
-        g = dict(zip(columns, row, strict=True))
-        groups.append({**g, "traits": {k: _json_value(v) for k, v in (g["traits"] or {}).items()}})
-    return groups
+    return [{**g, "traits": {k: _json_value(v) for k, v in (g["traits"] or {}).items()}} for g in found]
 
 
 def _profile(ch: ClickHouse, index: MembershipIndex | None, key: str, settings: Settings) -> dict[str, Any] | None:
@@ -97,7 +85,7 @@ def _profile(ch: ClickHouse, index: MembershipIndex | None, key: str, settings: 
                 p["revenue_by_currency"], settings.base_currency, settings.currency_rates
             ).to_dict()
         },
-        "groups": _groups(ch, profile_id),
+        "groups": _groups(found.groups),
         "audiences": index.audiences(f"profile_id:{profile_id}") if index is not None else [],
         "events": events,
     }

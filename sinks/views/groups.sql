@@ -19,7 +19,7 @@ LEFT JOIN
         SELECT group_id, k, if(startsWith(raw, '"'), JSONExtractString(raw), raw) AS v
         FROM
         (
-            SELECT group_id, x.1 AS k, argMax(x.2, timestamp) AS raw
+            SELECT group_id, x.1 AS k, argMax(x.2, (timestamp, message_id)) AS raw
             FROM {db}.events
             ARRAY JOIN JSONExtractKeysAndValuesRaw(traits) AS x
             WHERE type = 'group' AND group_id != ''

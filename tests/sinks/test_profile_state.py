@@ -68,8 +68,8 @@ LEFT JOIN
             (
                 SELECT profile_id, timestamp, message_id, arrayConcat(
                     arrayMap(p -> ('t', p.1, p.2), JSONExtractKeysAndValuesRaw(context, 'traits')),
-                    arrayMap(p -> ('t', p.1, p.2), JSONExtractKeysAndValuesRaw(traits))
-                ) AS pairs
+                    arrayMap(p -> ('t', p.1, p.2), JSONExtractKeysAndValuesRaw(if(type = 'group', '{}', traits)))
+                ) AS pairs  -- (a group call's traits are the group's)
                 FROM {db}.events_with_profile WHERE profile_id != ''
             )
             ARRAY JOIN pairs AS x, arrayEnumerate(pairs) AS n
@@ -90,6 +90,12 @@ REFERENCE_EVENTS_SQL = """
 SELECT message_id, type, event, channel, timestamp, properties FROM {db}.events_with_profile
 WHERE profile_id = {p:String} ORDER BY timestamp DESC, message_id DESC LIMIT 50
 """
+# the groups the profile API shows, as the analysts' views define them
+REFERENCE_GROUPS_SQL = """
+SELECT pg.group_id AS group_id, g.traits AS traits, pg.first_seen AS first_seen, pg.last_seen AS last_seen
+FROM {db}.profile_groups AS pg LEFT JOIN {db}.groups AS g ON g.group_id = pg.group_id
+WHERE pg.profile_id = {p:String} ORDER BY pg.first_seen, pg.group_id
+"""
 TABLES = (
     "events_store",
     "identities_store",
@@ -103,6 +109,7 @@ TABLES = (
     "profile_rollup",
 )
 START = datetime(2026, 11, 1, tzinfo=UTC)
+COLUMNS_STORED = (*EVENT_COLUMNS, "group_id")
 KEYS = [f"user_id:u{i}" for i in range(4)] + ["email:a@x.io", "anonymous_id:c1", ""]
 PROFILES = ["pA", "pB", "pC"]
 
@@ -118,7 +125,8 @@ def clear(ch: ClickHouse) -> None:
 
 
 def event(n: int, key: str, profile: str, kind: int, minute: int, channel: str) -> dict[str, Any]:
-    """Track, order (revenue), identify with traits (one of them unset by JSON null at times), consent."""
+    """Track, order (revenue), identify with traits (one of them unset by JSON null at times), consent, a group
+    call (an account's traits, one of them unset by JSON null at times)."""
     e: dict[str, Any] = {
         "messageId": f"m{n}",
         "channel": channel,
@@ -134,6 +142,9 @@ def event(n: int, key: str, profile: str, kind: int, minute: int, channel: str) 
         e |= {"type": "track", "event": "Order Completed", "properties": properties}
     elif kind == 2:
         e |= {"type": "identify", "traits": {"plan": ["free", "pro", None][n % 3], "n": n}}
+    elif kind == 4:
+        traits = {"industry": ["retail", "energy", None][n % 3], "seats": n}
+        e |= {"type": "group", "groupId": ["acme", "globex"][n % 2], "traits": traits}
     else:
         e |= {
             "type": "page",
@@ -146,7 +157,7 @@ def event(n: int, key: str, profile: str, kind: int, minute: int, channel: str) 
 # ("identity", key index, profile index) (the identifier moves: a merge after its events), ("rollup",),
 # ("restart",) (a new rollup on the same tables), ("optimize",) (background merges done).
 event_spec = st.tuples(
-    st.integers(0, len(KEYS) - 1), st.integers(0, 2), st.integers(0, 3), st.integers(0, 30), st.integers(0, 2)
+    st.integers(0, len(KEYS) - 1), st.integers(0, 2), st.integers(0, 4), st.integers(0, 30), st.integers(0, 2)
 )
 steps = st.lists(
     st.one_of(
@@ -175,14 +186,15 @@ def play(ch: ClickHouse, plan: list[tuple[Any, ...]]) -> None:
             for k, p, kind, minute, c in step[1]:
                 n = next(counter)
                 key = KEYS[k]
-                rows.append(event_row(event(n, key, PROFILES[p], kind, minute, ["online", "mobile", "offline"][c])))
+                e = event(n, key, PROFILES[p], kind, minute, ["online", "mobile", "offline"][c])
+                rows.append((*event_row(e), e.get("groupId", "")))
                 if key and key not in versions:  # the stitcher writes a new identifier with its event
                     versions[key], owners[key] = 1, PROFILES[p]
                     set_identity(ch, key, PROFILES[p], 1)
             batches.append(rows)
-            ch.insert("events_store", rows, EVENT_COLUMNS)
+            ch.insert("events_store", rows, COLUMNS_STORED)
         elif step[0] == "redeliver" and batches:
-            ch.insert("events_store", batches[step[1] % len(batches)], EVENT_COLUMNS)
+            ch.insert("events_store", batches[step[1] % len(batches)], COLUMNS_STORED)
         elif step[0] == "identity":
             key, into = KEYS[step[1]], PROFILES[step[2]]
             old = owners.get(key, "")
@@ -230,6 +242,9 @@ def profiles_differ(ch: ClickHouse) -> Iterator[str]:
         events = [tuple(e.values()) for e in found.events] if found else []
         if events != rows_of(ch, REFERENCE_EVENTS_SQL, {"p": p}):
             yield f"events of {p} differ"
+        groups = [tuple(g.values()) for g in found.groups] if found else []
+        if groups != (reference := rows_of(ch, REFERENCE_GROUPS_SQL, {"p": p})):
+            yield f"groups of {p}: {groups} != {reference}"
     if read_profile(ch, "nobody") is not None:
         yield "a profile nobody holds was found"
     ProfileRollup(ch).step()
