@@ -51,7 +51,7 @@ def connect(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     try:
         yield worker
     finally:
-        worker.stop()
+        worker.kill()  # its folder and topics are thrown away: a graceful stop only waits
 
 
 @pytest.fixture

@@ -122,9 +122,13 @@ def group_members(bootstrap: str, group: str, want: int = 2, timeout: float = 60
 def cdp_import(
     cdp: CdpProcess, file: Path, key: str, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """The CLI as a user runs it, with its own data folder: it must not touch the service's chDB store."""
+    """The CLI as a user runs it, with its own data folder: it must not touch the service's chDB store. It is given
+    the stack's privacy key, as the README tells a user to (an import refuses to run without it once anyone is
+    suppressed)."""
     cli_dir = file.parent / "cli-data"
-    env = {**cdp.env, "CDP_DATA_DIR": str(cli_dir), **(env or {})}
+    key_file = cdp.data_dir / "privacy_key"
+    key = {"CDP_PRIVACY_KEY": key_file.read_text().strip()} if key_file.exists() else {}
+    env = {**cdp.env, "CDP_DATA_DIR": str(cli_dir), **key, **(env or {})}
     env.pop("CDP_CLICKHOUSE_URL", None)
     proc = subprocess.run(
         [sys.executable, "-m", "cdp.cli", "import", str(file), "--write-key", key, *extra],

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from schemas.consent import Choice, profile_consent
 from sinks.clickhouse import ClickHouse
-from sinks.migrate import apply_views, view_definitions
+from sinks.migrate import apply_views, migration_files, statements, view_definitions
 from sinks.profile_rollup import ProfileRollup
 from sinks.profile_sql import read_profile
 from sinks.rows import EVENT_COLUMNS, IDENTITY_COLUMNS, MERGE_COLUMNS, event_row, identity_row
@@ -310,6 +310,23 @@ def test_an_existing_store_gets_its_per_key_state(db: ClickHouse) -> None:
     assert db.scalar(f"SELECT count() FROM {db.database}.profile_dirty_keys") > 0  # the rollup has them to do
     assert list(profiles_differ(db)) == []
 
+
+
+def test_the_per_key_tables_rebuilt_with_small_granules_are_filled_again(db: ClickHouse) -> None:
+    """Migration 025 on a store that holds events: the per-key tables are created again with granules of 1024
+    rows, and the views the next start re-creates fill them from the events, so profiles read as before."""
+    play(db, [("events", [(0, 0, 1, 1, 0), (1, 1, 2, 2, 1), (4, 0, 4, 3, 2), (5, 2, 3, 4, 0)]), ("identity", 1, 0)])
+    before = {p: read_profile(db, p) for p in PROFILES}
+    sql = next(sql for version, _, sql in migration_files() if version == 25)
+    for statement in statements(sql, db=db.database):
+        db.command(statement)
+    emptied = read_profile(db, "pA")
+    assert emptied is not None and emptied.row["events"] == 0  # until the views are back
+    assert {"events_by_key_mv.sql", "profile_traits_by_key_mv.sql", "consent_by_key_mv.sql"} <= set(apply_views(db))
+    assert {p: read_profile(db, p) for p in PROFILES} == before
+    for table in ("events_by_key", "profile_traits_by_key", "consent_by_key"):
+        assert "index_granularity = 1024" in db.scalar(f"SHOW CREATE TABLE {db.database}.{table}")
+    assert list(profiles_differ(db)) == []
 
 # ---- consent: the views and the profile read fold as schemas/consent.py specifies ------------------------------
 
