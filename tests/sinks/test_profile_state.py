@@ -311,7 +311,6 @@ def test_an_existing_store_gets_its_per_key_state(db: ClickHouse) -> None:
     assert list(profiles_differ(db)) == []
 
 
-
 def test_the_per_key_tables_rebuilt_with_small_granules_are_filled_again(db: ClickHouse) -> None:
     """Migration 025 on a store that holds events: the per-key tables are created again with granules of 1024
     rows, and the views the next start re-creates fill them from the events, so profiles read as before."""
@@ -327,6 +326,7 @@ def test_the_per_key_tables_rebuilt_with_small_granules_are_filled_again(db: Cli
     for table in ("events_by_key", "profile_traits_by_key", "consent_by_key"):
         assert "index_granularity = 1024" in db.scalar(f"SHOW CREATE TABLE {db.database}.{table}")
     assert list(profiles_differ(db)) == []
+
 
 # ---- consent: the views and the profile read fold as schemas/consent.py specifies ------------------------------
 
