@@ -15,9 +15,27 @@ SELECT toDate(changed_at) AS day, sum(if(status = 'entered', 1, -1)) AS change
 FROM {db}.audience_members WHERE audience_id = {a:String}
 GROUP BY day ORDER BY day
 """
+# The `merges` view's rows into or out of the profile, computed for the profiles that merged with it only: the view
+# checks every merged-away profile against the current owner of every identifier, which costs the same for any
+# profile; here the candidates' own keys (profile_keys) are looked up in identities_store by primary key.
 MERGES_SQL = """
-SELECT from_profile, into_profile, cause, merged_at FROM {db}.merges
-WHERE into_profile = {p:String} OR from_profile = {p:String}
+WITH candidates AS
+(
+    SELECT DISTINCT from_profile FROM {db}.merges_store WHERE into_profile = {p:String} OR from_profile = {p:String}
+)
+SELECT from_profile, argMax(i, at) AS into_profile, argMax(c, at) AS cause, max(at) AS merged_at
+FROM (SELECT from_profile, into_profile AS i, cause AS c, merged_at AS at FROM {db}.merges_store)
+WHERE from_profile IN (SELECT from_profile FROM candidates)
+  AND from_profile NOT IN
+      (
+          SELECT argMax(profile_id, version) FROM {db}.identities_store
+          WHERE (id_type, id_value) IN
+              (SELECT substring(key, 1, position(key, ':') - 1), substring(key, position(key, ':') + 1)
+               FROM {db}.profile_keys WHERE profile_id IN (SELECT from_profile FROM candidates))
+          GROUP BY id_type, id_value
+      )
+GROUP BY from_profile
+HAVING into_profile = {p:String} OR from_profile = {p:String}
 ORDER BY merged_at DESC LIMIT 100
 """
 
