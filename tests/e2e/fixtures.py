@@ -127,8 +127,8 @@ def cdp_import(
     suppressed)."""
     cli_dir = file.parent / "cli-data"
     key_file = cdp.data_dir / "privacy_key"
-    key = {"CDP_PRIVACY_KEY": key_file.read_text().strip()} if key_file.exists() else {}
-    env = {**cdp.env, "CDP_DATA_DIR": str(cli_dir), **key, **(env or {})}
+    privacy = {"CDP_PRIVACY_KEY": key_file.read_text().strip()} if key_file.exists() else {}
+    env = {**cdp.env, "CDP_DATA_DIR": str(cli_dir), **privacy, **(env or {})}
     env.pop("CDP_CLICKHOUSE_URL", None)
     proc = subprocess.run(
         [sys.executable, "-m", "cdp.cli", "import", str(file), "--write-key", key, *extra],
